@@ -1,0 +1,74 @@
+//! UTC timestamps in the one text form tollgate stores and serves.
+
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+/// RFC 3339 in UTC with exactly six fractional digits, so that text order is time order
+/// (the request log sorts and pages on this text in SQLite).
+const STORED: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// The current time in UTC.
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// Formats a timestamp in the stored form (`2026-11-25T22:10:04.123456Z`).
+pub fn format(ts: OffsetDateTime) -> String {
+    ts.to_offset(UtcOffset::UTC)
+        .format(STORED)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000000Z"))
+}
+
+/// Parses any RFC 3339 timestamp (as clients send it) into UTC.
+pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.to_offset(UtcOffset::UTC))
+}
+
+/// Parses the stored form back (also accepts any RFC 3339 text).
+pub fn parse_stored(text: &str) -> Option<OffsetDateTime> {
+    PrimitiveDateTime::parse(text.trim_end_matches('Z'), &STORED[..STORED.len() - 1])
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+        .or_else(|| parse_rfc3339(text))
+}
+
+/// Serde helpers for timestamps in the stored form.
+pub mod serde_ts {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    /// Serializes in the stored form.
+    pub fn serialize<S: Serializer>(ts: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format(*ts))
+    }
+
+    /// Deserializes any RFC 3339 text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        super::parse_stored(&text).ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 timestamp: {text}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_form_round_trips_and_sorts_as_text() {
+        let a = parse_rfc3339("2026-11-25T22:10:04.5+01:00").unwrap();
+        let b = parse_rfc3339("2026-11-25T21:10:04.500001Z").unwrap();
+        assert_eq!(format(a), "2026-11-25T21:10:04.500000Z");
+        assert!(format(a) < format(b));
+        assert_eq!(parse_stored(&format(b)), Some(b));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_rfc3339("yesterday").is_none());
+        assert!(parse_stored("2026-13-01T00:00:00.000000Z").is_none());
+    }
+}

@@ -1,0 +1,243 @@
+//! Domain types: request records, audit events and audit batches.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+
+/// Version of the audit event schema written by this build.
+pub const AUDIT_EVENT_VERSION: &str = "1";
+
+/// One API request's metadata: a row of `api_requests`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The request id (`x-request-id`).
+    pub request_id: String,
+    /// Id of this request's audit event; tells a retried insert from a clashing request id.
+    pub event_id: String,
+    /// The ALB's `X-Amzn-Trace-Id`, or one the ingress made.
+    pub trace_id: Option<String>,
+    /// When the ingress received the request head.
+    #[serde(with = "crate::clock::serde_ts")]
+    pub received_at: OffsetDateTime,
+    /// HTTP method.
+    pub method: String,
+    /// Path as received (percent-encoded), without the query.
+    pub path: String,
+    /// Query string with secret parameters redacted; `None` when there was none.
+    pub query: Option<String>,
+    /// Pattern of the matched route, if any.
+    pub route: Option<String>,
+    /// Function the route hands off to, if any.
+    pub function_name: Option<String>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Time from receipt to response ready, in milliseconds.
+    pub latency_ms: f64,
+    /// Client address (see the trusted proxy setting).
+    pub client_ip: Option<String>,
+    /// `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// Authenticated principal, from the configured principal header.
+    pub principal: Option<String>,
+    /// Request body size in bytes (as read, or as declared when rejected unread).
+    pub request_bytes: u64,
+    /// Response body size in bytes.
+    pub response_bytes: u64,
+    /// Stable error code when the ingress answered with an error.
+    pub error_code: Option<String>,
+}
+
+/// A record as stored, with its audit state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    /// The request's metadata.
+    #[serde(flatten)]
+    pub record: RequestRecord,
+    /// Audit batch the event was assigned to.
+    pub audit_batch: String,
+    /// Key of the audit object holding the event, once written.
+    pub audit_key: Option<String>,
+    /// The audit event (outbox), until it is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_payload: Option<String>,
+}
+
+/// A record to insert together with its outbox entry.
+#[derive(Clone, Debug)]
+pub struct NewRecord {
+    /// The request's metadata.
+    pub record: RequestRecord,
+    /// Audit batch the event belongs to.
+    pub audit_batch: String,
+    /// The serialized audit event.
+    pub audit_payload: String,
+}
+
+/// What happened to one row of an insert batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The row was inserted.
+    Inserted,
+    /// The same event was already stored (a retried batch): nothing to do.
+    AlreadyPresent,
+    /// Another request already holds this request id; the row was not inserted.
+    IdConflict,
+}
+
+/// An unaudited event found by the reconciler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingAudit {
+    /// Request id of the row.
+    pub request_id: String,
+    /// Batch the event was assigned to.
+    pub audit_batch: String,
+    /// The serialized audit event.
+    pub audit_payload: String,
+}
+
+/// Filters of a request-log query (newest first).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordQuery {
+    /// Inclusive lower bound on `received_at`.
+    pub since: Option<OffsetDateTime>,
+    /// Exclusive upper bound on `received_at`.
+    pub until: Option<OffsetDateTime>,
+    /// Exact status.
+    pub status: Option<u16>,
+    /// Exact method.
+    pub method: Option<String>,
+    /// Path prefix.
+    pub path_prefix: Option<String>,
+    /// Exact principal.
+    pub principal: Option<String>,
+    /// Resume after this (received_at, request_id), exclusive.
+    pub after: Option<(OffsetDateTime, String)>,
+    /// Rows to return.
+    pub limit: usize,
+}
+
+/// Source of a request in an audit event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditSource {
+    /// Client address.
+    pub ip: Option<String>,
+    /// `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+/// Headers in an audit event: lowercase name -> values, secrets redacted.
+pub type AuditHeaders = BTreeMap<String, Vec<String>>;
+
+/// The request half of an audit event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path as received.
+    pub path: String,
+    /// Query string, secret parameters redacted.
+    pub query: Option<String>,
+    /// Headers, secrets redacted.
+    pub headers: AuditHeaders,
+    /// Hex SHA-256 of the body as read (`None` when it was not read).
+    pub body_sha256: Option<String>,
+    /// Body size in bytes.
+    pub body_bytes: u64,
+}
+
+/// The response half of an audit event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditResponse {
+    /// Status sent to the client.
+    pub status: u16,
+    /// Headers sent, secrets redacted.
+    pub headers: AuditHeaders,
+    /// Hex SHA-256 of the body sent.
+    pub body_sha256: String,
+    /// Body size in bytes.
+    pub body_bytes: u64,
+}
+
+/// An error the ingress answered with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditError {
+    /// Stable error code.
+    pub code: String,
+    /// Message sent to the client.
+    pub message: String,
+}
+
+/// Audit event v1 (fields informed by CloudTrail's record and OWASP's logging cheat sheet).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Schema version (`"1"`).
+    pub event_version: String,
+    /// Unique id of this event.
+    pub event_id: String,
+    /// When the request was received.
+    #[serde(with = "crate::clock::serde_ts")]
+    pub event_time: OffsetDateTime,
+    /// The request id.
+    pub request_id: String,
+    /// The trace id.
+    pub trace_id: Option<String>,
+    /// Who sent it.
+    pub source: AuditSource,
+    /// Authenticated principal.
+    pub principal: Option<String>,
+    /// What was asked.
+    pub request: AuditRequest,
+    /// Matched route pattern.
+    pub route: Option<String>,
+    /// Function handed to.
+    pub function_name: Option<String>,
+    /// What was answered.
+    pub response: AuditResponse,
+    /// Time from receipt to response ready, in milliseconds.
+    pub latency_ms: f64,
+    /// The error answered, if any.
+    pub error: Option<AuditError>,
+}
+
+/// The payload of an audit-writer invocation: one batch of serialized audit events.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AuditBatch {
+    /// Batch id (a UUIDv7: its time names the object's hour).
+    pub batch_id: String,
+    /// The events, each as stored in the outbox.
+    pub events: Vec<Box<RawValue>>,
+}
+
+/// One object the audit writer wrote or found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WrittenObject {
+    /// Object key.
+    pub key: String,
+    /// Events of this batch the object holds.
+    pub events: usize,
+    /// Whether this call created the object (false: it was there from an earlier attempt).
+    pub created: bool,
+}
+
+/// The audit writer's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditWriteReport {
+    /// The batch.
+    pub batch_id: String,
+    /// Objects holding the batch's events.
+    pub objects: Vec<WrittenObject>,
+    /// Rows marked audited by this call.
+    pub rows_marked: u64,
+}
+
+/// Summary of one reconciler pass.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// Unaudited rows found past the grace period.
+    pub pending: usize,
+    /// Batches re-driven.
+    pub batches: usize,
+    /// Batches whose re-drive failed (left for the next pass).
+    pub failed_batches: usize,
+}

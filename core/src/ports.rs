@@ -1,0 +1,142 @@
+//! The three ports: invoking functions, the request log, and the audit object store.
+//!
+//! Each has an AWS adapter (aws mode) and an embedded adapter (the default), and one
+//! contract every adapter must meet.
+
+use crate::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, StoredRecord};
+use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// A boxed, sendable future (keeps the ports object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an invocation did not produce a payload.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvokeError {
+    /// The function ran and reported an error (Lambda's `X-Amz-Function-Error`).
+    #[error("function error ({error_type})")]
+    Function {
+        /// The error type the function reported (`errorType`).
+        error_type: String,
+        /// The function's message; never sent to clients.
+        message: String,
+    },
+    /// The platform throttled the call.
+    #[error("throttled")]
+    Throttled {
+        /// When to retry, if the platform said.
+        retry_after: Option<Duration>,
+    },
+    /// The request payload is over the invocation limit.
+    #[error("payload too large for the invocation")]
+    PayloadTooLarge,
+    /// No such function.
+    #[error("unknown function {0}")]
+    UnknownFunction(String),
+    /// The platform could not be reached or failed (transient).
+    #[error("invoke failed: {0}")]
+    Unavailable(String),
+}
+
+impl InvokeError {
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Unavailable(_))
+    }
+}
+
+/// Invokes functions by name with a JSON payload.
+pub trait Invoker: Send + Sync + 'static {
+    /// Synchronous invoke (Lambda `RequestResponse`): the function's response payload.
+    fn invoke<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, Result<Bytes, InvokeError>>;
+
+    /// Asynchronous invoke (Lambda `Event`): accepted for later execution; the outcome is
+    /// not reported (the platform may retry or drop it).
+    fn invoke_event<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), InvokeError>>;
+
+    /// Waits until accepted asynchronous invocations have run (embedded mode); a no-op
+    /// where the platform owns them.
+    fn drain(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Errors of the request log.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LogError {
+    /// The database is unreachable or busy; a retry may succeed.
+    #[error("request log unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the statement; retrying will not help.
+    #[error("request log error: {0}")]
+    Failed(String),
+}
+
+impl LogError {
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// The durable request log (`api_requests`) with its audit outbox.
+pub trait RequestLog: Send + Sync + 'static {
+    /// Applies pending schema migrations; returns the versions applied now.
+    fn migrate(&self) -> BoxFuture<'_, Result<Vec<String>, LogError>>;
+
+    /// Inserts rows in one transaction. Idempotent: re-inserting the same event is
+    /// `AlreadyPresent`; a request id held by another event is `IdConflict`.
+    fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>>;
+
+    /// Marks rows audited in `key` (sets `audit_key`, clears the outbox payload) where not
+    /// already marked; returns the rows changed.
+    fn mark_audited<'a>(&'a self, key: &'a str, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>>;
+
+    /// Unaudited rows received before `received_before`, oldest first.
+    fn pending_audits(
+        &self,
+        received_before: OffsetDateTime,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>>;
+
+    /// One row by request id.
+    fn get<'a>(&'a self, request_id: &'a str) -> BoxFuture<'a, Result<Option<StoredRecord>, LogError>>;
+
+    /// Rows matching the query, newest first.
+    fn query<'a>(&'a self, query: &'a RecordQuery) -> BoxFuture<'a, Result<Vec<StoredRecord>, LogError>>;
+}
+
+/// Errors of the object store.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// The store is unreachable or failed; a retry may succeed.
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused the request; retrying will not help.
+    #[error("object store error: {0}")]
+    Failed(String),
+}
+
+/// Outcome of a create-only put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was created.
+    Created,
+    /// An object already had this key; it was left untouched.
+    AlreadyExists,
+}
+
+/// Audit object storage: create-only puts, never overwrites.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Creates `key` with `body` unless it exists (S3 `If-None-Match: *`).
+    fn put_if_absent<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<PutOutcome, StoreError>>;
+
+    /// Reads an object, `None` when absent.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>>;
+
+    /// Keys under a prefix, sorted.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+}

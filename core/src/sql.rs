@@ -1,0 +1,128 @@
+//! The request log's SQL, kept portable between SQLite (embedded) and PostgreSQL (Aurora,
+//! through the Data API): named `:param`s, no dialect-specific functions.
+
+use crate::model::RecordQuery;
+use time::OffsetDateTime;
+
+/// A parameter value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    /// NULL.
+    Null,
+    /// Text.
+    Text(String),
+    /// 64-bit integer.
+    Int(i64),
+    /// Double.
+    Real(f64),
+    /// Timestamp (UTC).
+    Timestamp(OffsetDateTime),
+}
+
+impl From<Option<String>> for SqlValue {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(SqlValue::Null, SqlValue::Text)
+    }
+}
+
+/// Columns of `api_requests` in the order every SELECT returns them.
+pub const COLUMNS: &str = "request_id, event_id, trace_id, received_at, method, path, query, route, \
+     function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
+     response_bytes, error_code, audit_batch, audit_key, audit_payload";
+
+/// Idempotent insert of one row: a retried batch never doubles a row.
+pub const INSERT: &str = "INSERT INTO api_requests (request_id, event_id, trace_id, received_at, method, path, \
+     query, route, function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
+     response_bytes, error_code, audit_batch, audit_key, audit_payload) VALUES (:request_id, :event_id, \
+     :trace_id, :received_at, :method, :path, :query, :route, :function_name, :status, :latency_ms, \
+     :client_ip, :user_agent, :principal, :request_bytes, :response_bytes, :error_code, :audit_batch, \
+     NULL, :audit_payload) ON CONFLICT (request_id) DO NOTHING";
+
+/// The event id holding a request id (tells a retry from a clash after a conflicting insert).
+pub const EVENT_ID_OF: &str = "SELECT event_id FROM api_requests WHERE request_id = :request_id";
+
+/// Marks one row audited unless it already is.
+pub const MARK_AUDITED: &str = "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL \
+     WHERE request_id = :request_id AND audit_key IS NULL";
+
+/// Unaudited rows past the grace period, oldest first.
+pub const PENDING_AUDITS: &str = "SELECT request_id, audit_batch, audit_payload FROM api_requests \
+     WHERE audit_key IS NULL AND received_at < :before ORDER BY received_at LIMIT :limit";
+
+/// One row.
+pub fn select_one() -> String {
+    format!("SELECT {COLUMNS} FROM api_requests WHERE request_id = :request_id")
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+pub fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The SELECT for a [`RecordQuery`] and its parameters.
+pub fn select_query(q: &RecordQuery) -> (String, Vec<(&'static str, SqlValue)>) {
+    let mut sql = format!("SELECT {COLUMNS} FROM api_requests WHERE 1 = 1");
+    let mut params: Vec<(&'static str, SqlValue)> = Vec::new();
+    if let Some(since) = q.since {
+        sql.push_str(" AND received_at >= :since");
+        params.push(("since", SqlValue::Timestamp(since)));
+    }
+    if let Some(until) = q.until {
+        sql.push_str(" AND received_at < :until");
+        params.push(("until", SqlValue::Timestamp(until)));
+    }
+    if let Some(status) = q.status {
+        sql.push_str(" AND status = :status");
+        params.push(("status", SqlValue::Int(status.into())));
+    }
+    if let Some(method) = &q.method {
+        sql.push_str(" AND method = :method");
+        params.push(("method", SqlValue::Text(method.clone())));
+    }
+    if let Some(prefix) = &q.path_prefix {
+        sql.push_str(" AND path LIKE :path_prefix ESCAPE '\\'");
+        params.push(("path_prefix", SqlValue::Text(like_prefix(prefix))));
+    }
+    if let Some(principal) = &q.principal {
+        sql.push_str(" AND principal = :principal");
+        params.push(("principal", SqlValue::Text(principal.clone())));
+    }
+    if let Some((at, id)) = &q.after {
+        sql.push_str(" AND (received_at < :after_at OR (received_at = :after_at AND request_id < :after_id))");
+        params.push(("after_at", SqlValue::Timestamp(*at)));
+        params.push(("after_id", SqlValue::Text(id.clone())));
+    }
+    sql.push_str(" ORDER BY received_at DESC, request_id DESC LIMIT :limit");
+    params.push(("limit", SqlValue::Int(q.limit as i64)));
+    (sql, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_prefix_escapes_wildcards() {
+        assert_eq!(like_prefix("/v1/a_b%"), "/v1/a\\_b\\%%");
+    }
+
+    #[test]
+    fn query_binds_only_what_is_set() {
+        let (sql, params) = select_query(&RecordQuery {
+            status: Some(404),
+            limit: 5,
+            ..Default::default()
+        });
+        assert!(sql.contains("status = :status"));
+        assert!(!sql.contains(":since"));
+        assert_eq!(params.len(), 2);
+    }
+}

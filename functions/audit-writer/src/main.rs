@@ -1,0 +1,21 @@
+//! The `audit-writer` Lambda: `lambda_runtime` with an audit batch as its event.
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use std::sync::Arc;
+use tollgate_core::backends::{Backends, StorageSettings};
+use tollgate_core::model::AuditBatch;
+use tollgate_core::settings::SettingsReader;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tollgate_core::logging::init_json_logs();
+    let mut reader = SettingsReader::from_process();
+    let storage = StorageSettings::read(&mut reader);
+    reader.finish()?;
+    let backends = Arc::new(Backends::open(&storage)?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<AuditBatch>| {
+        let backends = backends.clone();
+        async move { tollgate_audit_writer::write_batch(&*backends.log, &*backends.store, event.payload).await }
+    }))
+    .await
+}

@@ -1,0 +1,380 @@
+//! `requests-api`: reads the request log.
+//!
+//! - `GET /v1/requests`: filters `since`, `until` (RFC 3339; since inclusive, until
+//!   exclusive), `status`, `method`, `path_prefix`, `principal`; `limit` 1-1000 (default
+//!   100); opaque `cursor`; newest first.
+//! - `GET /v1/requests/{request_id}`: the record, and its audit event: from the outbox while
+//!   pending, from its audit object once written.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tollgate_core::apierror::error_json;
+use tollgate_core::model::{RecordQuery, RequestRecord, StoredRecord};
+use tollgate_core::ports::{ObjectStore, RequestLog};
+
+/// Default page size.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page size.
+pub const MAX_LIMIT: usize = 1000;
+/// Query parameters `GET /v1/requests` accepts; any other is a 400 (typos should not
+/// silently widen a query).
+pub const LIST_PARAMS: &[&str] = &[
+    "since",
+    "until",
+    "status",
+    "method",
+    "path_prefix",
+    "principal",
+    "limit",
+    "cursor",
+];
+
+/// The function, over its two ports.
+#[derive(Clone)]
+pub struct RequestsApi {
+    log: Arc<dyn RequestLog>,
+    store: Arc<dyn ObjectStore>,
+}
+
+/// An error answer.
+#[derive(Debug, PartialEq)]
+pub struct ApiError {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_param(name: &str, why: &str) -> Self {
+        Self {
+            status: 400,
+            code: "invalid_parameter",
+            message: format!("invalid query parameter {name}: {why}"),
+        }
+    }
+
+    fn unavailable(what: &'static str) -> Self {
+        Self {
+            status: 503,
+            code: what,
+            message: "a backend is unavailable; retry later".into(),
+        }
+    }
+}
+
+/// A row as the API shows it.
+#[derive(Serialize)]
+struct RecordView<'a> {
+    #[serde(flatten)]
+    record: &'a RequestRecord,
+    audit_key: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ListBody<'a> {
+    requests: Vec<RecordView<'a>>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AuditView<'a> {
+    state: &'static str,
+    object_key: Option<&'a str>,
+    event: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct GetBody<'a> {
+    request: RecordView<'a>,
+    audit: AuditView<'a>,
+}
+
+fn encode_cursor(r: &RequestRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}",
+        tollgate_core::clock::format(r.received_at),
+        r.request_id
+    ))
+}
+
+fn decode_cursor(text: &str) -> Option<(time::OffsetDateTime, String)> {
+    let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (at, id) = raw.split_once('|')?;
+    Some((tollgate_core::clock::parse_stored(at)?, id.to_string()))
+}
+
+/// Parses the list query parameters (already percent-decoded, as `lambda_http` gives them).
+pub fn parse_list_query(params: &[(String, String)]) -> Result<RecordQuery, ApiError> {
+    let mut q = RecordQuery {
+        limit: DEFAULT_LIMIT,
+        ..Default::default()
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in params {
+        let name = name.as_str();
+        if !LIST_PARAMS.contains(&name) {
+            return Err(ApiError::bad_param(name, "unknown parameter"));
+        }
+        if seen.contains(&name) {
+            return Err(ApiError::bad_param(name, "given more than once"));
+        }
+        seen.push(name);
+        match name {
+            "since" | "until" => {
+                let t = tollgate_core::clock::parse_rfc3339(value)
+                    .ok_or_else(|| ApiError::bad_param(name, "expected an RFC 3339 timestamp"))?;
+                if name == "since" {
+                    q.since = Some(t);
+                } else {
+                    q.until = Some(t);
+                }
+            }
+            "status" => {
+                let s: u16 = value
+                    .parse()
+                    .ok()
+                    .filter(|s| (100..=599).contains(s))
+                    .ok_or_else(|| ApiError::bad_param(name, "expected an HTTP status 100-599"))?;
+                q.status = Some(s);
+            }
+            "method" => {
+                if value.is_empty() || value.len() > 32 || !value.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(ApiError::bad_param(name, "expected an HTTP method"));
+                }
+                q.method = Some(value.to_ascii_uppercase());
+            }
+            "path_prefix" => {
+                if !value.starts_with('/') || value.len() > 2048 {
+                    return Err(ApiError::bad_param(name, "expected a path starting with /"));
+                }
+                q.path_prefix = Some(value.clone());
+            }
+            "principal" => {
+                if value.is_empty() || value.len() > 512 {
+                    return Err(ApiError::bad_param(name, "expected 1-512 characters"));
+                }
+                q.principal = Some(value.clone());
+            }
+            "limit" => {
+                q.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIMIT).contains(l))
+                    .ok_or_else(|| ApiError::bad_param(name, "expected a whole number 1-1000"))?;
+            }
+            "cursor" => {
+                q.after =
+                    Some(decode_cursor(value).ok_or_else(|| ApiError::bad_param(name, "not a cursor we issued"))?);
+            }
+            _ => unreachable!("checked against LIST_PARAMS"),
+        }
+    }
+    if let (Some(since), Some(until)) = (q.since, q.until) {
+        if since >= until {
+            return Err(ApiError::bad_param("until", "must be after since"));
+        }
+    }
+    Ok(q)
+}
+
+fn json_response(status: u16, body: Vec<u8>, request_id: &str) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store");
+    if !request_id.is_empty() {
+        b = b.header("x-request-id", request_id);
+    }
+    // Status and headers are valid by construction.
+    b.body(Body::Text(String::from_utf8(body).unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
+    json_response(e.status, error_json(e.code, &e.message, request_id), request_id)
+}
+
+impl RequestsApi {
+    /// The function over a request log and the audit object store.
+    pub fn new(log: Arc<dyn RequestLog>, store: Arc<dyn ObjectStore>) -> Self {
+        Self { log, store }
+    }
+
+    /// The Lambda handler.
+    pub async fn handle(&self, req: Request) -> Result<Response<Body>, Infallible> {
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let outcome = self.route(&req).await;
+        Ok(match outcome {
+            Ok((status, body)) => json_response(status, body, &request_id),
+            Err(e) => error_response(&e, &request_id),
+        })
+    }
+
+    async fn route(&self, req: &Request) -> Result<(u16, Vec<u8>), ApiError> {
+        let raw = req.raw_http_path();
+        let path = if raw.is_empty() { req.uri().path() } else { raw };
+        let rest = path.strip_prefix("/v1/requests").ok_or(ApiError {
+            status: 404,
+            code: "route_not_found",
+            message: "no such resource".into(),
+        })?;
+        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+            return Err(ApiError {
+                status: 405,
+                code: "method_not_allowed",
+                message: "only GET is allowed".into(),
+            });
+        }
+        match rest {
+            "" | "/" => {
+                let params = req.query_string_parameters();
+                let mut pairs = Vec::new();
+                for (name, _) in params.iter() {
+                    for v in params.all(name).unwrap_or_default() {
+                        pairs.push((name.to_string(), v.to_string()));
+                    }
+                }
+                pairs.dedup();
+                self.list(&parse_list_query(&pairs)?).await
+            }
+            id => {
+                let id = id.trim_start_matches('/');
+                if !tollgate_core::ids::is_valid_request_id(id) {
+                    return Err(ApiError {
+                        status: 404,
+                        code: "request_not_found",
+                        message: "no request with this id".into(),
+                    });
+                }
+                self.get(id).await
+            }
+        }
+    }
+
+    async fn list(&self, q: &RecordQuery) -> Result<(u16, Vec<u8>), ApiError> {
+        let rows = self.log.query(q).await.map_err(|e| log_failure(&e))?;
+        let next_cursor = (rows.len() == q.limit)
+            .then(|| rows.last().map(|r| encode_cursor(&r.record)))
+            .flatten();
+        let body = ListBody {
+            requests: rows
+                .iter()
+                .map(|r| RecordView {
+                    record: &r.record,
+                    audit_key: r.audit_key.as_deref(),
+                })
+                .collect(),
+            next_cursor,
+        };
+        Ok((200, serde_json::to_vec(&body).unwrap_or_default()))
+    }
+
+    async fn get(&self, id: &str) -> Result<(u16, Vec<u8>), ApiError> {
+        let row: StoredRecord = self.log.get(id).await.map_err(|e| log_failure(&e))?.ok_or(ApiError {
+            status: 404,
+            code: "request_not_found",
+            message: "no request with this id".into(),
+        })?;
+        let event_text: Option<String> = match (&row.audit_key, &row.audit_payload) {
+            (Some(key), _) => Some(self.event_from_object(key, id).await?),
+            (None, Some(payload)) => Some(payload.clone()),
+            (None, None) => None,
+        };
+        let event: Option<Box<RawValue>> = event_text.and_then(|t| RawValue::from_string(t).ok());
+        let body = GetBody {
+            request: RecordView {
+                record: &row.record,
+                audit_key: row.audit_key.as_deref(),
+            },
+            audit: AuditView {
+                state: if row.audit_key.is_some() { "written" } else { "pending" },
+                object_key: row.audit_key.as_deref(),
+                event: event.as_deref(),
+            },
+        };
+        Ok((200, serde_json::to_vec(&body).unwrap_or_default()))
+    }
+
+    async fn event_from_object(&self, key: &str, request_id: &str) -> Result<String, ApiError> {
+        let object = self.store.get(key).await.map_err(|e| {
+            tracing::error!(key, error = %e, "audit object read failed");
+            ApiError::unavailable("audit_store_unavailable")
+        })?;
+        let integrity = || ApiError {
+            status: 500,
+            code: "audit_integrity_error",
+            message: "the audit object does not hold this request's event".into(),
+        };
+        let object = object.ok_or_else(|| {
+            tracing::error!(key, request_id, "audit object missing");
+            integrity()
+        })?;
+        let lines = tollgate_core::audit::decode(&object).map_err(|e| {
+            tracing::error!(key, error = %e, "audit object unreadable");
+            integrity()
+        })?;
+        lines
+            .into_iter()
+            .find(|l| tollgate_core::audit::event_request_id(l).ok().as_deref() == Some(request_id))
+            .ok_or_else(integrity)
+    }
+}
+
+fn log_failure(e: &tollgate_core::LogError) -> ApiError {
+    tracing::error!(error = %e, "request log read failed");
+    ApiError::unavailable("request_log_unavailable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn list_parameters_are_validated_and_named() {
+        let q = parse_list_query(&p(&[("status", "404"), ("method", "post"), ("limit", "7")])).unwrap();
+        assert_eq!(q.status, Some(404));
+        assert_eq!(q.method.as_deref(), Some("POST"));
+        assert_eq!(q.limit, 7);
+        for (name, value) in [
+            ("limit", "0"),
+            ("limit", "1001"),
+            ("status", "abc"),
+            ("since", "yesterday"),
+            ("path_prefix", "v1"),
+            ("cursor", "!!"),
+            ("bogus", "1"),
+        ] {
+            let e = parse_list_query(&p(&[(name, value)])).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(e.message.contains(name), "{e:?}");
+        }
+        let e = parse_list_query(&p(&[
+            ("since", "2026-01-02T00:00:00Z"),
+            ("until", "2026-01-01T00:00:00Z"),
+        ]))
+        .unwrap_err();
+        assert!(e.message.contains("until"));
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let at = tollgate_core::clock::parse_rfc3339("2026-11-25T22:10:04.123456Z").unwrap();
+        let text = URL_SAFE_NO_PAD.encode(format!("{}|abc", tollgate_core::clock::format(at)));
+        assert_eq!(decode_cursor(&text), Some((at, "abc".to_string())));
+    }
+}

@@ -1,0 +1,134 @@
+//! Wiring: the embedded functions, the pipeline, the server and the reconciler timer.
+
+use crate::config::IngressConfig;
+use crate::handler::AppState;
+use crate::recorder;
+use crate::routes::RouteTable;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tollgate_core::backends::Backends;
+use tollgate_core::http_fn::{http_function, json_function};
+use tollgate_core::local::LocalFunction;
+use tollgate_core::model::AuditBatch;
+use tollgate_core::ports::{Invoker, RequestLog};
+use tollgate_core::reconcile::reconcile_once;
+
+/// The functions linked into the process in embedded mode, by function name.
+pub fn embedded_functions(backends: &Backends) -> HashMap<String, Arc<dyn LocalFunction>> {
+    let mut f: HashMap<String, Arc<dyn LocalFunction>> = HashMap::new();
+    f.insert("echo".into(), http_function(tollgate_echo::handle));
+    let api = Arc::new(tollgate_requests_api::RequestsApi::new(
+        backends.log.clone(),
+        backends.store.clone(),
+    ));
+    f.insert(
+        "requests-api".into(),
+        http_function(move |req| {
+            let api = api.clone();
+            async move { api.handle(req).await }
+        }),
+    );
+    let (log, store) = (backends.log.clone(), backends.store.clone());
+    f.insert(
+        "audit-writer".into(),
+        json_function(move |batch: AuditBatch| {
+            let (log, store) = (log.clone(), store.clone());
+            async move { tollgate_audit_writer::write_batch(&*log, &*store, batch).await }
+        }),
+    );
+    f
+}
+
+/// A running ingress.
+pub struct Running {
+    /// The address it listens on.
+    pub local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts a graceful shutdown (as SIGTERM does).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until drained and flushed.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds the listener and starts serving.
+pub async fn start(
+    config: IngressConfig,
+    routes: RouteTable,
+    log: Arc<dyn RequestLog>,
+    invoker: Arc<dyn Invoker>,
+) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let config = Arc::new(config);
+    let (recorder, recorder_task) = recorder::start(config.recorder.clone(), log.clone(), invoker.clone());
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        routes,
+        invoker: invoker.clone(),
+        recorder,
+        draining: AtomicBool::new(false),
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let reconciler = {
+        let (log, invoker, config) = (log.clone(), invoker.clone(), config.clone());
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(config.reconcile_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        match reconcile_once(&*log, &*invoker, &config.reconcile).await {
+                            Ok(r) if r.pending > 0 => tracing::info!(pending = r.pending, batches = r.batches,
+                                failed = r.failed_batches, "reconciler pass"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "reconciler pass failed"),
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    };
+
+    let mut stop = shutdown_rx.clone();
+    let drain = config.drain_timeout;
+    let task = tokio::spawn(async move {
+        let server_state = state.clone();
+        let draining = async move {
+            let _ = stop.changed().await;
+            state.draining.store(true, Ordering::Relaxed);
+        };
+        let (_, ()) = tokio::join!(
+            draining,
+            crate::server::serve(listener, server_state, shutdown_rx, drain)
+        );
+        // Every connection is gone, and with them the last recorder handles: the pipeline
+        // commits what is queued, sends its last batches, and ends.
+        let _ = recorder_task.await;
+        let _ = reconciler.await;
+        invoker.drain().await;
+        tracing::info!("ingress stopped; every answered request is recorded");
+    });
+    Ok(Running {
+        local_addr,
+        shutdown: shutdown_tx,
+        task,
+    })
+}

@@ -1,0 +1,11 @@
+//! tollgate's ingress: a hyper server that gives each request an id, enforces limits,
+//! routes it to a function through the ALB target-group contract, records it durably with
+//! its audit event, and only then answers.
+
+pub mod alb;
+pub mod app;
+pub mod config;
+pub mod handler;
+pub mod recorder;
+pub mod routes;
+pub mod server;

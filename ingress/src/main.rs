@@ -1,0 +1,87 @@
+//! `tollgate`: the ingress. `cargo run` starts it in embedded mode on 127.0.0.1:8080.
+
+use anyhow::Context;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tollgate_core::backends::Backends;
+use tollgate_core::local::LocalInvoker;
+use tollgate_core::settings::SettingsReader;
+use tollgate_ingress::app;
+use tollgate_ingress::config::IngressConfig;
+use tollgate_ingress::routes::RouteTable;
+
+fn main() -> ExitCode {
+    let mut reader = SettingsReader::from_process();
+    let config = IngressConfig::read(&mut reader);
+    if reader.help_requested() {
+        print!("{}", reader.help_text("tollgate"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match (config, reader.finish()) {
+        (Ok(c), Ok(_)) => c,
+        (Err(e), _) | (_, Err(e)) => {
+            eprint!("tollgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tollgate_core::logging::init_json_logs();
+    let routes = match RouteTable::load(&config.routes_file) {
+        Ok(r) => r,
+        Err(errors) => {
+            eprintln!("tollgate: invalid route table:");
+            for e in errors {
+                eprintln!("  - {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tollgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, routes)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "tollgate failed");
+            eprintln!("tollgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
+    let backends = Backends::open(&config.storage).context("opening the embedded backends")?;
+    let functions = app::embedded_functions(&backends);
+    let missing: Vec<&str> = routes
+        .functions()
+        .into_iter()
+        .chain([config.recorder.audit_function.as_str()])
+        .filter(|f| !functions.contains_key(*f))
+        .collect();
+    anyhow::ensure!(missing.is_empty(), "no embedded function named {}", missing.join(", "));
+    let invoker = Arc::new(LocalInvoker::new(functions));
+    let (listen, mode, data_dir) = (config.listen, config.storage.mode, config.storage.data_dir.clone());
+    let running = app::start(config, routes, backends.log.clone(), invoker)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(listen = %running.local_addr, mode = %mode, data_dir = %data_dir.display(), "tollgate ready");
+    wait_for_signal().await?;
+    tracing::info!("shutdown signal received; draining");
+    running.shutdown();
+    running.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
