@@ -121,6 +121,25 @@ pub fn split_by_size<T: AsRef<str>>(events: Vec<T>, max_bytes: usize, max_events
     groups
 }
 
+/// The audit-writer invocation payload for a batch (`{"batch_id":...,"events":[...]}`),
+/// built from already-serialized events without re-parsing them.
+pub fn batch_payload<T: AsRef<str>>(batch_id: &str, events: &[T]) -> bytes::Bytes {
+    let len: usize = events.iter().map(|e| e.as_ref().len() + 1).sum();
+    let mut out = Vec::with_capacity(len + BATCH_ENVELOPE_BYTES);
+    out.extend_from_slice(b"{\"batch_id\":");
+    // A batch id is a UUID: serializing it cannot fail.
+    let _ = serde_json::to_writer(&mut out, batch_id);
+    out.extend_from_slice(b",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e.as_ref().as_bytes());
+    }
+    out.extend_from_slice(b"]}");
+    bytes::Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,23 +175,4 @@ mod tests {
         let groups = split_by_size(events, BATCH_ENVELOPE_BYTES + 16, 100);
         assert!(groups.iter().all(|g| g.len() == 2), "{groups:?}");
     }
-}
-
-/// The audit-writer invocation payload for a batch (`{"batch_id":...,"events":[...]}`),
-/// built from already-serialized events without re-parsing them.
-pub fn batch_payload<T: AsRef<str>>(batch_id: &str, events: &[T]) -> bytes::Bytes {
-    let len: usize = events.iter().map(|e| e.as_ref().len() + 1).sum();
-    let mut out = Vec::with_capacity(len + BATCH_ENVELOPE_BYTES);
-    out.extend_from_slice(b"{\"batch_id\":");
-    // A batch id is a UUID: serializing it cannot fail.
-    let _ = serde_json::to_writer(&mut out, batch_id);
-    out.extend_from_slice(b",\"events\":[");
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(e.as_ref().as_bytes());
-    }
-    out.extend_from_slice(b"]}");
-    bytes::Bytes::from(out)
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backends;
 pub mod backoff;
 pub mod clock;
+pub mod contract;
 pub mod dirstore;
 pub mod http_fn;
 pub mod ids;

@@ -253,7 +253,7 @@ mod tests {
             "#,
         )
         .unwrap_err();
-        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert_eq!(errs.len(), 6, "{errs:?}");
         assert!(RouteTable::parse("routes = 3").is_err());
     }
 }

@@ -35,7 +35,7 @@ struct Activity {
     epoch: Instant,
     state: AtomicU8,
     since_ms: AtomicU64,
-    head_started: Notify,
+    changed: Notify,
 }
 
 impl Activity {
@@ -44,7 +44,7 @@ impl Activity {
             epoch: Instant::now(),
             state: AtomicU8::new(IDLE),
             since_ms: AtomicU64::new(0),
-            head_started: Notify::new(),
+            changed: Notify::new(),
         }
     }
 
@@ -55,6 +55,8 @@ impl Activity {
     fn set(&self, state: u8) {
         self.since_ms.store(self.now_ms(), Ordering::Release);
         self.state.store(state, Ordering::Release);
+        // The watchdog may be sleeping on a deadline of the previous state (or on none).
+        self.changed.notify_one();
     }
 
     fn bytes_arrived(&self) {
@@ -64,7 +66,7 @@ impl Activity {
             .is_ok()
         {
             self.since_ms.store(self.now_ms(), Ordering::Release);
-            self.head_started.notify_one();
+            self.changed.notify_one();
         }
     }
 
@@ -187,7 +189,7 @@ async fn serve_connection(
                 let _ = conn.as_mut().await;
                 return;
             }
-            _ = activity.head_started.notified() => continue,
+            _ = activity.changed.notified() => continue,
             _ = sleep_until(deadline) => {
                 if closing_by.is_some() {
                     return; // did not close in time: drop it

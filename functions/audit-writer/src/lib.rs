@@ -119,3 +119,148 @@ impl From<WriteError> for lambda_runtime::Diagnostic {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use tollgate_core::dirstore::DirObjectStore;
+    use tollgate_core::model::{NewRecord, RequestRecord};
+    use tollgate_core::sqlite::SqliteRequestLog;
+
+    struct Fixture {
+        dir: std::path::PathBuf,
+        log: Arc<SqliteRequestLog>,
+        store: Arc<DirObjectStore>,
+        batch_id: String,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn event(id: &str) -> String {
+        format!("{{\"request_id\":\"{id}\",\"event_version\":\"1\"}}")
+    }
+
+    async fn fixture(n: usize) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("tollgate-writer-{}", uuid::Uuid::new_v4().simple()));
+        let log = Arc::new(SqliteRequestLog::open(dir.join("r.db")).unwrap());
+        let store = Arc::new(DirObjectStore::open(dir.join("objects")).unwrap());
+        let batch_id = audit::new_batch_id();
+        let rows: Vec<NewRecord> = (0..n)
+            .map(|i| NewRecord {
+                record: RequestRecord {
+                    request_id: format!("r{i:03}"),
+                    event_id: format!("e{i}"),
+                    trace_id: None,
+                    received_at: tollgate_core::clock::now(),
+                    method: "GET".into(),
+                    path: "/".into(),
+                    query: None,
+                    route: None,
+                    function_name: None,
+                    status: 200,
+                    latency_ms: 0.0,
+                    client_ip: None,
+                    user_agent: None,
+                    principal: None,
+                    request_bytes: 0,
+                    response_bytes: 0,
+                    error_code: None,
+                },
+                audit_batch: batch_id.clone(),
+                audit_payload: event(&format!("r{i:03}")),
+            })
+            .collect();
+        tollgate_core::RequestLog::insert_batch(&*log, &rows).await.unwrap();
+        Fixture {
+            dir,
+            log,
+            store,
+            batch_id,
+        }
+    }
+
+    fn batch(id: &str, ids: impl IntoIterator<Item = usize>) -> AuditBatch {
+        let events: Vec<String> = ids.into_iter().map(|i| event(&format!("r{i:03}"))).collect();
+        serde_json::from_slice(&audit::batch_payload(id, &events)).unwrap()
+    }
+
+    async fn counts(store: &DirObjectStore) -> (usize, HashMap<String, usize>) {
+        let keys = ObjectStore::list(store, "audit/v1/").await.unwrap();
+        let mut counts = HashMap::new();
+        for k in &keys {
+            for line in audit::decode(&ObjectStore::get(store, k).await.unwrap().unwrap()).unwrap() {
+                *counts.entry(audit::event_request_id(&line).unwrap()).or_insert(0) += 1;
+            }
+        }
+        (keys.len(), counts)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_batch_is_a_no_op() {
+        let f = fixture(5).await;
+        let first = write_batch(&*f.log, &*f.store, batch(&f.batch_id, 0..5)).await.unwrap();
+        assert_eq!(first.rows_marked, 5);
+        assert!(first.objects[0].created);
+        let again = write_batch(&*f.log, &*f.store, batch(&f.batch_id, (0..5).rev()))
+            .await
+            .unwrap();
+        assert_eq!(again.rows_marked, 0);
+        assert!(!again.objects[0].created);
+        let (objects, counts) = counts(&f.store).await;
+        assert_eq!(objects, 1);
+        assert!(counts.values().all(|c| *c == 1) && counts.len() == 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_writers_and_overlapping_redrives_never_double_an_event() {
+        let f = fixture(40).await;
+        // The original batch held 0..30; re-drives carry overlapping and larger sets.
+        let sets: Vec<Vec<usize>> = vec![
+            (0..30).collect(),
+            (0..40).collect(),
+            (10..40).collect(),
+            (0..30).collect(),
+            (20..25).collect(),
+            (35..40).collect(),
+        ];
+        let tasks: Vec<_> = sets
+            .into_iter()
+            .map(|s| {
+                let (log, store, id) = (f.log.clone(), f.store.clone(), f.batch_id.clone());
+                tokio::spawn(async move { write_batch(&*log, &*store, batch(&id, s)).await.unwrap() })
+            })
+            .collect();
+        let mut marked = 0;
+        for t in tasks {
+            marked += t.await.unwrap().rows_marked;
+        }
+        assert_eq!(marked, 40, "each row marked exactly once");
+        let (_, counts) = counts(&f.store).await;
+        assert_eq!(counts.len(), 40);
+        assert!(counts.values().all(|c| *c == 1), "{counts:?}");
+        let pending = tollgate_core::RequestLog::pending_audits(&*f.log, tollgate_core::clock::now(), 100)
+            .await
+            .unwrap();
+        assert!(pending.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_batches_are_rejected() {
+        let f = fixture(1).await;
+        let bad_id = batch("not-a-uuid", [0]);
+        assert!(matches!(
+            write_batch(&*f.log, &*f.store, bad_id).await,
+            Err(WriteError::Invalid(_))
+        ));
+        let no_id: AuditBatch =
+            serde_json::from_str(&format!("{{\"batch_id\":\"{}\",\"events\":[{{}}]}}", f.batch_id)).unwrap();
+        let e = write_batch(&*f.log, &*f.store, no_id).await.unwrap_err();
+        assert_eq!(e.error_type(), "InvalidBatch");
+    }
+}

@@ -1,0 +1,271 @@
+//! The contract every adapter of a port must meet, as runnable checks. Each adapter's tests
+//! call these against a fresh instance, so the embedded default cannot drift from aws mode.
+
+use crate::model::{InsertOutcome, NewRecord, RecordQuery, RequestRecord};
+use crate::ports::{ObjectStore, PutOutcome, RequestLog};
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+fn record(id: &str, at: OffsetDateTime, status: u16, method: &str, path: &str) -> NewRecord {
+    NewRecord {
+        record: RequestRecord {
+            request_id: id.to_string(),
+            event_id: format!("ev-{id}"),
+            trace_id: Some("Root=1-00000000-000000000000000000000000".into()),
+            received_at: at,
+            method: method.into(),
+            path: path.into(),
+            query: Some("a=1".into()),
+            route: Some("/v1/echo".into()),
+            function_name: Some("echo".into()),
+            status,
+            latency_ms: 1.25,
+            client_ip: Some("192.0.2.1".into()),
+            user_agent: Some("contract".into()),
+            principal: if status == 200 { Some("alice".into()) } else { None },
+            request_bytes: 3,
+            response_bytes: 4,
+            error_code: None,
+        },
+        audit_batch: "batch-1".into(),
+        audit_payload: format!("{{\"request_id\":\"{id}\"}}"),
+    }
+}
+
+/// The `RequestLog` contract. `log` must be empty.
+pub async fn request_log(log: &dyn RequestLog) {
+    let t0 = crate::clock::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid");
+    let ms = |n: i64| t0 + time::Duration::milliseconds(n);
+    let rows: Vec<NewRecord> = (0..10)
+        .map(|i| {
+            let status = if i % 2 == 0 { 200 } else { 404 };
+            let method = if i % 3 == 0 { "POST" } else { "GET" };
+            record(&format!("r{i:02}"), ms(i), status, method, &format!("/v1/echo/{i}"))
+        })
+        .collect();
+    // Insert, and insert again: a retried batch is idempotent.
+    let out = log.insert_batch(&rows).await.expect("insert");
+    assert!(out.iter().all(|o| *o == InsertOutcome::Inserted), "{out:?}");
+    let out = log.insert_batch(&rows[..3]).await.expect("re-insert");
+    assert!(out.iter().all(|o| *o == InsertOutcome::AlreadyPresent), "{out:?}");
+    // A different event under a taken request id is a conflict, and changes nothing.
+    let mut clash = record("r00", ms(50), 500, "GET", "/other");
+    clash.record.event_id = "ev-other".into();
+    assert_eq!(
+        log.insert_batch(&[clash]).await.expect("clash"),
+        vec![InsertOutcome::IdConflict]
+    );
+    let got = log.get("r00").await.expect("get").expect("present");
+    assert_eq!(got.record, rows[0].record, "row round-trips exactly");
+    assert_eq!(got.audit_payload.as_deref(), Some("{\"request_id\":\"r00\"}"));
+    assert_eq!(got.audit_key, None);
+    assert!(log.get("missing").await.expect("get").is_none());
+
+    // Newest first, filters, paging.
+    let all = log
+        .query(&RecordQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("query");
+    let ids: Vec<&str> = all.iter().map(|r| r.record.request_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec!["r09", "r08", "r07", "r06", "r05", "r04", "r03", "r02", "r01", "r00"]
+    );
+    let q = RecordQuery {
+        status: Some(404),
+        method: Some("GET".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let ids: Vec<String> = log
+        .query(&q)
+        .await
+        .expect("q")
+        .into_iter()
+        .map(|r| r.record.request_id)
+        .collect();
+    assert_eq!(ids, vec!["r07", "r05", "r01"]);
+    let q = RecordQuery {
+        since: Some(ms(2)),
+        until: Some(ms(5)),
+        limit: 100,
+        ..Default::default()
+    };
+    let ids: Vec<String> = log
+        .query(&q)
+        .await
+        .expect("q")
+        .into_iter()
+        .map(|r| r.record.request_id)
+        .collect();
+    assert_eq!(ids, vec!["r04", "r03", "r02"]);
+    let q = RecordQuery {
+        path_prefix: Some("/v1/echo/1".into()),
+        principal: None,
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(log.query(&q).await.expect("q").len(), 1);
+    let q = RecordQuery {
+        principal: Some("alice".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(log.query(&q).await.expect("q").len(), 5);
+    let q = RecordQuery {
+        path_prefix: Some("/v1/ech_".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(
+        log.query(&q).await.expect("q").is_empty(),
+        "LIKE wildcards must be escaped"
+    );
+    let page1 = log
+        .query(&RecordQuery {
+            limit: 4,
+            ..Default::default()
+        })
+        .await
+        .expect("p1");
+    let last = &page1.last().expect("rows").record;
+    let page2 = log
+        .query(&RecordQuery {
+            limit: 4,
+            after: Some((last.received_at, last.request_id.clone())),
+            ..Default::default()
+        })
+        .await
+        .expect("p2");
+    assert_eq!(page2.first().map(|r| r.record.request_id.as_str()), Some("r05"));
+
+    // The outbox: pending until marked, marking is once only.
+    let pending = log.pending_audits(ms(3), 100).await.expect("pending");
+    let ids: Vec<&str> = pending.iter().map(|p| p.request_id.as_str()).collect();
+    assert_eq!(ids, vec!["r00", "r01", "r02"], "oldest first, before the cutoff");
+    assert_eq!(pending[0].audit_batch, "batch-1");
+    let marked = log
+        .mark_audited("k1", &["r00".into(), "r01".into()])
+        .await
+        .expect("mark");
+    assert_eq!(marked, 2);
+    assert_eq!(log.mark_audited("k2", &["r00".into()]).await.expect("mark again"), 0);
+    let got = log.get("r00").await.expect("get").expect("present");
+    assert_eq!(got.audit_key.as_deref(), Some("k1"));
+    assert_eq!(got.audit_payload, None, "outbox cleared once audited");
+    let ids: Vec<String> = log
+        .pending_audits(ms(3), 100)
+        .await
+        .expect("p")
+        .into_iter()
+        .map(|p| p.request_id)
+        .collect();
+    assert_eq!(ids, vec!["r02"]);
+    assert_eq!(log.pending_audits(ms(100), 2).await.expect("p").len(), 2, "limit holds");
+}
+
+/// The `ObjectStore` contract. `store` must be empty.
+pub async fn object_store(store: &dyn ObjectStore) {
+    let key = "audit/v1/2026/01/01/00/contract.ndjson.gz";
+    assert_eq!(store.get(key).await.expect("get"), None);
+    assert_eq!(
+        store.put_if_absent(key, Bytes::from_static(b"one")).await.expect("put"),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        store
+            .put_if_absent(key, Bytes::from_static(b"two"))
+            .await
+            .expect("put again"),
+        PutOutcome::AlreadyExists
+    );
+    assert_eq!(
+        store.get(key).await.expect("get").as_deref(),
+        Some(&b"one"[..]),
+        "never overwritten"
+    );
+    store
+        .put_if_absent("audit/v1/2026/01/01/01/b.ndjson.gz", Bytes::from_static(b"b"))
+        .await
+        .expect("put b");
+    store
+        .put_if_absent("other/x", Bytes::from_static(b"x"))
+        .await
+        .expect("put x");
+    assert_eq!(
+        store.list("audit/v1/").await.expect("list"),
+        vec![key.to_string(), "audit/v1/2026/01/01/01/b.ndjson.gz".to_string()]
+    );
+    // Racing creators: exactly one wins.
+    let racers = (0..8).map(|i| store.put_if_absent("race/k", Bytes::from(format!("{i}"))));
+    let outcomes = futures_lite_join(racers).await;
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == PutOutcome::Created).count(),
+        1,
+        "{outcomes:?}"
+    );
+}
+
+async fn futures_lite_join<'a, F>(futs: impl Iterator<Item = F>) -> Vec<PutOutcome>
+where
+    F: std::future::Future<Output = Result<PutOutcome, crate::ports::StoreError>> + Send + 'a,
+{
+    let handles: Vec<_> = futs.collect();
+    let mut out = Vec::new();
+    // Polled together so the puts really overlap.
+    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
+    let results = std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if out.len() <= i {
+                out.push(None);
+            }
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => out[i] = Some(r.expect("put")),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(out.iter().map(|o| o.expect("done")).collect::<Vec<_>>())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    fn temp(tag: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("tollgate-contract-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        p
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_request_log_meets_the_contract() {
+        let dir = temp("sqlite");
+        let log = crate::sqlite::SqliteRequestLog::open(dir.join("r.db")).expect("open");
+        super::request_log(&log).await;
+        // Reopening applies no migration twice and keeps the rows.
+        drop(log);
+        let log = crate::sqlite::SqliteRequestLog::open(dir.join("r.db")).expect("reopen");
+        assert!(crate::ports::RequestLog::get(&log, "r05").await.expect("get").is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn directory_object_store_meets_the_contract() {
+        let dir = temp("dir");
+        let store = crate::dirstore::DirObjectStore::open(&dir).expect("open");
+        super::object_store(&store).await;
+        assert!(crate::ports::ObjectStore::get(&store, "../escape").await.is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,454 @@
+//! Test harness: an ingress in-process or as the real binary, a small HTTP client, and
+//! counters over what was stored.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tollgate_core::backends::{Backends, StorageSettings, DB_FILE, OBJECTS_DIR};
+use tollgate_core::local::{LocalFunction, LocalInvoker};
+use tollgate_core::ports::{BoxFuture, InvokeError, ObjectStore};
+use tollgate_ingress::app::{self, Running};
+use tollgate_ingress::config::IngressConfig;
+use tollgate_ingress::routes::RouteTable;
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("tollgate-test-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The shipped routes plus a `fault` function that misbehaves on request.
+pub const TEST_ROUTES: &str = r#"
+[[routes]]
+path = "/v1/echo"
+methods = ["ANY"]
+function = "echo"
+timeout_ms = 10000
+
+[[routes]]
+path = "/v1/echo/{*rest}"
+methods = ["ANY"]
+function = "echo"
+timeout_ms = 10000
+
+[[routes]]
+path = "/v1/requests"
+methods = ["GET", "HEAD"]
+function = "requests-api"
+timeout_ms = 10000
+
+[[routes]]
+path = "/v1/requests/{request_id}"
+methods = ["GET", "HEAD"]
+function = "requests-api"
+timeout_ms = 10000
+
+[[routes]]
+path = "/v1/fault/{kind}"
+methods = ["GET", "POST"]
+function = "fault"
+timeout_ms = 300
+"#;
+
+/// A function that fails in the way its path names: error, panic, garbage, badstatus, sleep.
+pub fn fault_function() -> Arc<dyn LocalFunction> {
+    Arc::new(|payload: Bytes| -> BoxFuture<'static, Result<Bytes, InvokeError>> {
+        Box::pin(async move {
+            let event: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+            let path = event["path"].as_str().unwrap_or_default().to_string();
+            match path.rsplit('/').next().unwrap_or_default() {
+                "error" => Err(InvokeError::Function {
+                    error_type: "Boom".into(),
+                    message: "internal detail that must not leak".into(),
+                }),
+                "panic" => panic!("fault function panics on purpose"),
+                "garbage" => Ok(Bytes::from_static(b"<html>not json</html>")),
+                "badstatus" => Ok(Bytes::from_static(br#"{"statusCode":42,"body":"x"}"#)),
+                "sleep" => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(Bytes::from_static(br#"{"statusCode":200}"#))
+                }
+                _ => Ok(Bytes::from_static(br#"{"statusCode":200,"body":"fine"}"#)),
+            }
+        })
+    })
+}
+
+/// An in-process ingress over a temporary data dir.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    pub backends: Backends,
+    pub running: Option<Running>,
+    pub dir: TempDir,
+}
+
+pub fn config_for(data_dir: &Path, extra: &[(&str, &str)]) -> IngressConfig {
+    let mut env: Vec<(String, String)> = vec![
+        ("TOLLGATE_LISTEN".into(), "127.0.0.1:0".into()),
+        ("TOLLGATE_DATA_DIR".into(), data_dir.display().to_string()),
+        ("TOLLGATE_TRUSTED_PROXIES".into(), "0".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    IngressConfig::from_sources(env, Vec::new()).expect("test config").0
+}
+
+impl InProcess {
+    /// Starts with the embedded functions plus `fault`; `wrap` may replace any function.
+    pub async fn start(
+        extra: &[(&str, &str)],
+        wrap: impl FnOnce(&mut HashMap<String, Arc<dyn LocalFunction>>),
+    ) -> Self {
+        let dir = TempDir::new("inproc");
+        let config = config_for(&dir.0, extra);
+        let backends = Backends::open(&StorageSettings {
+            mode: tollgate_core::backends::Mode::Embedded,
+            data_dir: dir.0.clone(),
+        })
+        .unwrap();
+        let mut functions = app::embedded_functions(&backends);
+        functions.insert("fault".into(), fault_function());
+        wrap(&mut functions);
+        let routes = RouteTable::parse(TEST_ROUTES).unwrap();
+        let running = app::start(
+            config,
+            routes,
+            backends.log.clone(),
+            Arc::new(LocalInvoker::new(functions)),
+        )
+        .await
+        .unwrap();
+        Self {
+            addr: running.local_addr,
+            backends,
+            running: Some(running),
+            dir,
+        }
+    }
+
+    /// SIGTERM-equivalent: drain, flush, stop.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+            tokio::time::timeout(Duration::from_secs(30), r.wait())
+                .await
+                .expect("ingress stops");
+        }
+    }
+}
+
+/// The real `tollgate` binary, with its stdout and stderr captured line by line.
+pub struct Proc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tollgate")
+}
+
+impl Proc {
+    /// Starts the binary in `cwd` with `env`, on a free port, and waits until it is ready.
+    pub fn spawn(cwd: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start tollgate");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains("tollgate ready") {
+                        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                        if let Some(addr) = v["listen"].as_str() {
+                            let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                        }
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("tollgate did not become ready: {:?}", lines.lock().unwrap());
+            }
+        };
+        Self { child, addr, lines }
+    }
+
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit; returns the exit code.
+    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("tollgate did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn request_id(&self) -> String {
+        self.headers
+            .get("x-request-id")
+            .expect("every response has x-request-id")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Asserts the JSON error shape and that it carries the header's request id.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
+        let v = self.json();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert_eq!(v["error"]["request_id"], self.request_id(), "{v}");
+        assert!(v["error"]["message"].is_string());
+    }
+}
+
+/// A keep-alive HTTP/1.1 client connection.
+pub struct Client {
+    sender: SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Self { sender, addr }
+    }
+
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, hyper::Error> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(body.into())).unwrap();
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    Client::connect(addr)
+        .await
+        .send(method, path, headers, body.to_string())
+        .await
+        .expect("request")
+}
+
+/// Rows per request id, read straight from the SQLite file.
+pub fn rows_by_id(data_dir: &Path) -> BTreeMap<String, (u16, Option<String>)> {
+    let conn = rusqlite::Connection::open(data_dir.join(DB_FILE)).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT request_id, status, audit_key FROM api_requests")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, u16>(1)?, r.get::<_, Option<String>>(2)?),
+            ))
+        })
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (id, v) = row.unwrap();
+        assert!(out.insert(id.clone(), v).is_none(), "request id {id} twice");
+    }
+    out
+}
+
+/// How many times each request id appears across all audit objects.
+pub async fn audit_counts(store: &dyn ObjectStore) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for key in store.list("audit/v1/").await.unwrap() {
+        let object = store.get(&key).await.unwrap().unwrap();
+        for line in tollgate_core::audit::decode(&object).unwrap() {
+            let id = tollgate_core::audit::event_request_id(&line).unwrap();
+            *counts.entry(id).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The audit objects of a data dir.
+pub fn dir_store(data_dir: &Path) -> tollgate_core::dirstore::DirObjectStore {
+    tollgate_core::dirstore::DirObjectStore::open(data_dir.join(OBJECTS_DIR)).unwrap()
+}
+
+/// Polls `check` until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Asserts every answered id has exactly one row and exactly one audit event, and that
+/// nothing else was stored.
+pub async fn assert_exactly_once(data_dir: &Path, answered: &[String]) {
+    let rows = rows_by_id(data_dir);
+    let audits = audit_counts(&dir_store(data_dir)).await;
+    let mut missing_rows = 0;
+    let mut missing_audits = 0;
+    for id in answered {
+        if !rows.contains_key(id) {
+            missing_rows += 1;
+        }
+        match audits.get(id) {
+            None => missing_audits += 1,
+            Some(1) => {}
+            Some(n) => panic!("request {id} has {n} audit events"),
+        }
+    }
+    assert_eq!(missing_rows, 0, "answered requests without a row");
+    assert_eq!(missing_audits, 0, "answered requests without an audit event");
+    assert_eq!(rows.len(), answered.len(), "rows for requests nobody saw answered");
+    assert_eq!(
+        audits.len(),
+        answered.len(),
+        "audit events for requests nobody saw answered"
+    );
+    assert!(rows.values().all(|(_, key)| key.is_some()), "rows left unaudited");
+}
+
+/// Sends raw bytes, then reads until the server closes or `wait` passes.
+pub async fn raw(addr: std::net::SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status, x-request-id and JSON body of a raw response.
+pub fn parse_raw(text: &str) -> (u16, String, serde_json::Value) {
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap_or_else(|| panic!("no x-request-id in {text:?}"))
+        .trim()
+        .to_string();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (
+        status,
+        id,
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text:?}")),
+    )
+}
