@@ -1,12 +1,16 @@
 //! Embedded `Invoker`: functions linked into the process, called through the same JSON
-//! payloads Lambda would carry. Each call runs in its own task, so a panicking function
-//! is reported as a function error and the process goes on.
+//! payloads Lambda would carry. A panicking function is caught and reported as a function
+//! error (as Lambda reports a crashed runtime), and the process goes on.
 
 use crate::ports::{BoxFuture, InvokeError, Invoker};
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::sync::Notify;
 
 /// A function that can be called in-process: JSON payload in, JSON payload out.
@@ -34,15 +38,6 @@ pub struct LocalInvoker {
     in_flight: Arc<(AtomicUsize, Notify)>,
 }
 
-/// Aborts a task when dropped: a caller that gives up (route timeout) stops the function.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl LocalInvoker {
     /// An invoker over the given functions.
     pub fn new(functions: HashMap<String, Arc<dyn LocalFunction>>) -> Self {
@@ -67,17 +62,35 @@ impl LocalInvoker {
     }
 }
 
+/// Polls a future, turning a panic into an error. Running the function inline (rather than in
+/// a task of its own) saves a spawn and a cross-thread wake-up per request; dropping the
+/// future (a route timeout) cancels the function.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
+
 async fn run(function: Arc<dyn LocalFunction>, payload: Bytes) -> Result<Bytes, InvokeError> {
-    let task = tokio::spawn(async move { function.call(payload).await });
-    let _guard = AbortOnDrop(task.abort_handle());
-    match task.await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => Err(InvokeError::Function {
+    let call = std::panic::catch_unwind(AssertUnwindSafe(|| function.call(payload)));
+    let outcome = match call {
+        Ok(fut) => CatchUnwind(Box::pin(fut)).await,
+        Err(_) => Err(()),
+    };
+    outcome.unwrap_or_else(|()| {
+        Err(InvokeError::Function {
             error_type: PANIC_ERROR.into(),
             message: "function panicked".into(),
-        }),
-        Err(e) => Err(InvokeError::Unavailable(e.to_string())),
-    }
+        })
+    })
 }
 
 impl Invoker for LocalInvoker {

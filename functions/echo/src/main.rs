@@ -2,6 +2,6 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tollgate_core::logging::init_json_logs();
+    let _logs = tollgate_core::logging::init_json_logs();
     lambda_http::run(lambda_http::service_fn(tollgate_echo::handle)).await
 }
