@@ -360,17 +360,13 @@ fn run() -> Result<(), String> {
     let mut idles = Vec::new();
 
     eprintln!("baseline (bare hyper):");
-    {
-        let s = start_baseline(&o, &work)?;
-        runs.extend(measure(&o, &s)?);
-        idles.push(idle(&s, o.idle_connections)?);
-    }
+    runs.extend(measure(&o, &start_baseline(&o, &work)?)?);
     eprintln!("tollgate embedded (echo route, durable recording, default settings):");
-    {
-        let s = start_tollgate(&o, &work, &work.join("data"))?;
-        runs.extend(measure(&o, &s)?);
-        idles.push(idle(&s, o.idle_connections)?);
-    }
+    runs.extend(measure(&o, &start_tollgate(&o, &work, &work.join("data"))?)?);
+    // Idle connections on fresh processes, so the figure is what idle connections cost.
+    eprintln!("{} idle keep-alive connections:", o.idle_connections);
+    idles.push(idle(&start_baseline(&o, &work)?, o.idle_connections)?);
+    idles.push(idle(&start_tollgate(&o, &work, &work.join("data-idle"))?, o.idle_connections)?);
 
     let ratios: Vec<Ratio> = o
         .concurrency

@@ -74,7 +74,6 @@ fn open(path: &Path) -> Result<Connection, LogError> {
     // micro-benchmark (256 rows): 83k rows/s with 4 KiB pages and default checkpoints,
     // 99k with 8 KiB pages and this interval, 115k with 16 KiB pages.
     conn.pragma_update(None, "wal_autocheckpoint", 4000).map_err(map_err)?;
-    conn.pragma_update(None, "cache_size", -16384).map_err(map_err)?;
     Ok(conn)
 }
 
