@@ -366,7 +366,10 @@ fn run() -> Result<(), String> {
     // Idle connections on fresh processes, so the figure is what idle connections cost.
     eprintln!("{} idle keep-alive connections:", o.idle_connections);
     idles.push(idle(&start_baseline(&o, &work)?, o.idle_connections)?);
-    idles.push(idle(&start_tollgate(&o, &work, &work.join("data-idle"))?, o.idle_connections)?);
+    idles.push(idle(
+        &start_tollgate(&o, &work, &work.join("data-idle"))?,
+        o.idle_connections,
+    )?);
 
     let ratios: Vec<Ratio> = o
         .concurrency

@@ -1,0 +1,23 @@
+# Installs what tollgate's tests and tools need, each only when missing. Sourced by the
+# scripts in this directory.
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+    as_root apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 || {
+        as_root apt-get update >/dev/null
+        as_root apt-get install -y --no-install-recommends "$@" >/dev/null
+    }
+}
+
+# PostgreSQL server binaries (initdb, pg_ctl) for the private clusters the tests start.
+ensure_postgresql() {
+    if [ -n "${TOLLGATE_PG_BIN:-}" ] && [ -x "$TOLLGATE_PG_BIN/initdb" ]; then return; fi
+    if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then return; fi
+    echo "installing postgresql" >&2
+    apt_install postgresql
+    # Debian's package starts a cluster of its own; the tests do not use it.
+    as_root service postgresql stop >/dev/null 2>&1 || true
+}

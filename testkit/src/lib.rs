@@ -1,0 +1,191 @@
+//! Stand-ins the tests start themselves. Each fails loudly (panics with the reason) when it
+//! cannot start: a test that needs PostgreSQL never passes silently without it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian's PostgreSQL binaries live (`apt-get install -y postgresql`).
+pub fn pg_bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("TOLLGATE_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!("PostgreSQL binaries not found under /usr/lib/postgresql (install with `apt-get install -y postgresql`, or set TOLLGATE_PG_BIN)")
+    })
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A private PostgreSQL cluster in a temporary directory, on a free port, with trust auth for
+/// user `postgres`. Stopped and removed when dropped.
+pub struct Postgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+}
+
+impl Postgres {
+    /// Starts a new cluster; panics with the reason if it cannot.
+    pub fn start() -> Self {
+        let bin = pg_bin_dir();
+        let dir = std::env::temp_dir().join(format!("tollgate-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir for PostgreSQL");
+        // initdb refuses to run as root: run the server as the postgres user then.
+        let as_postgres = is_root();
+        if as_postgres {
+            let ok = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&dir)
+                .status()
+                .map(|s| s.success());
+            assert!(matches!(ok, Ok(true)), "chown of {} to postgres failed", dir.display());
+        }
+        let pg = Self {
+            dir: dir.clone(),
+            bin,
+            as_postgres,
+            port: free_port(),
+        };
+        let data = dir.join("data");
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200",
+            pg.port,
+            dir.display()
+        );
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                dir.join("log").to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", pg.port)).is_err() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not listen on {}", pg.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pg
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let path = self.bin.join(tool);
+        let out = if self.as_postgres {
+            Command::new("runuser")
+                .arg("-u")
+                .arg("postgres")
+                .arg("--")
+                .arg(&path)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+        } else {
+            Command::new(&path).args(args).stdin(Stdio::null()).output()
+        }
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// A libpq-style connection string for database `db`.
+    pub fn conninfo(&self, db: &str) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port)
+    }
+
+    /// Runs SQL through `psql` (for set-up in tests).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let path = self.bin.join("pg_ctl");
+        let args = ["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "-w", "stop"];
+        let _ = if self.as_postgres {
+            Command::new("runuser")
+                .arg("-u")
+                .arg("postgres")
+                .arg("--")
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&path).args(args).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
