@@ -67,9 +67,6 @@ impl StorageSettings {
             DEFAULT_DATA_DIR.to_string(),
             "embedded mode: directory of the SQLite request log and the audit objects",
         );
-        if mode == Mode::Aws {
-            r.error("TOLLGATE_MODE=aws: this build has the embedded adapters only");
-        }
         Self {
             mode,
             data_dir: PathBuf::from(data_dir),

@@ -17,6 +17,10 @@ pub enum SqlValue {
     Real(f64),
     /// Timestamp (UTC).
     Timestamp(OffsetDateTime),
+    /// A UUID, as text (typed `UUID` where the database has the type).
+    Uuid(String),
+    /// A JSON document, as text (typed `JSON` where the database has the type).
+    Json(String),
 }
 
 impl From<Option<String>> for SqlValue {
@@ -49,6 +53,60 @@ pub const MARK_AUDITED: &str = "UPDATE api_requests SET audit_key = :audit_key, 
 pub const PENDING_AUDITS: &str = "SELECT request_id, audit_batch, audit_payload FROM api_requests \
      WHERE audit_key IS NULL AND received_at < :before ORDER BY received_at LIMIT :limit";
 
+/// Columns of a list query: the outbox payload is left out (`NULL`), so pages of records
+/// stay small (the Data API's responses are limited to 1 MiB).
+pub const LIST_COLUMNS: &str = "request_id, event_id, trace_id, received_at, method, path, query, route, \
+     function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
+     response_bytes, error_code, audit_batch, audit_key, NULL AS audit_payload";
+
+/// Versioned PostgreSQL migrations (Aurora, through the Data API).
+pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_api_requests",
+    include_str!("../migrations/postgres/0001_api_requests.sql"),
+)];
+
+/// Splits a migration file into statements (the Data API runs one statement per call):
+/// on `;` outside string literals, quoted identifiers and comments.
+pub fn split_statements(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                current.push(c);
+                for d in chars.by_ref() {
+                    current.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        current.push('\n');
+                        break;
+                    }
+                }
+            }
+            ';' => {
+                let stmt = current.trim();
+                if !stmt.is_empty() {
+                    out.push(stmt.to_string());
+                }
+                current.clear();
+            }
+            _ => current.push(c),
+        }
+    }
+    let stmt = current.trim();
+    if !stmt.is_empty() {
+        out.push(stmt.to_string());
+    }
+    out
+}
+
 /// One row.
 pub fn select_one() -> String {
     format!("SELECT {COLUMNS} FROM api_requests WHERE request_id = :request_id")
@@ -69,7 +127,7 @@ pub fn like_prefix(prefix: &str) -> String {
 
 /// The SELECT for a [`RecordQuery`] and its parameters.
 pub fn select_query(q: &RecordQuery) -> (String, Vec<(&'static str, SqlValue)>) {
-    let mut sql = format!("SELECT {COLUMNS} FROM api_requests WHERE 1 = 1");
+    let mut sql = format!("SELECT {LIST_COLUMNS} FROM api_requests WHERE 1 = 1");
     let mut params: Vec<(&'static str, SqlValue)> = Vec::new();
     if let Some(since) = q.since {
         sql.push_str(" AND received_at >= :since");
@@ -108,6 +166,16 @@ pub fn select_query(q: &RecordQuery) -> (String, Vec<(&'static str, SqlValue)>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrations_split_into_single_statements() {
+        let stmts = split_statements("CREATE TABLE a (x TEXT DEFAULT ';'); -- c;\nCREATE INDEX i ON a (x);\n");
+        assert_eq!(
+            stmts,
+            vec!["CREATE TABLE a (x TEXT DEFAULT ';')", "CREATE INDEX i ON a (x)"]
+        );
+        assert_eq!(split_statements(POSTGRES_MIGRATIONS[0].1).len(), 3);
+    }
 
     #[test]
     fn like_prefix_escapes_wildcards() {

@@ -38,7 +38,9 @@ impl ToSql for SqlValue {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
             SqlValue::Null => ToSqlOutput::Owned(Value::Null),
-            SqlValue::Text(t) => ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(t.as_bytes())),
+            SqlValue::Text(t) | SqlValue::Uuid(t) | SqlValue::Json(t) => {
+                ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(t.as_bytes()))
+            }
             SqlValue::Int(i) => ToSqlOutput::Owned(Value::Integer(*i)),
             SqlValue::Real(r) => ToSqlOutput::Owned(Value::Real(*r)),
             SqlValue::Timestamp(t) => ToSqlOutput::Owned(Value::Text(crate::clock::format(*t))),

@@ -286,7 +286,8 @@ fn array(element: &Type, b: &[u8], o: Options) -> Result<(Value, Value), Unsuppo
 
 /// One value as a `Field` and as formatted-records JSON.
 pub fn decode(ty: &Type, raw: &Raw, o: Options) -> Result<(Value, Value), Unsupported> {
-    let Some(b) = &raw.0 else {
+    // A `void` result (e.g. `SELECT pg_advisory_lock(1)`) carries no value: JDBC reads it as null.
+    let Some(b) = raw.0.as_ref().filter(|_| *ty != Type::VOID) else {
         return Ok((json!({ "isNull": true }), Value::Null));
     };
     if let Kind::Array(element) = ty.kind() {

@@ -1,0 +1,128 @@
+//! The adapters a process uses, by `TOLLGATE_MODE`: embedded, or the AWS SDK adapters.
+
+use crate::dataapi::{DataApiRequestLog, DataApiSettings};
+use crate::lambda::LambdaInvoker;
+use crate::s3::{S3ObjectStore, S3Settings};
+use std::sync::Arc;
+use tollgate_core::backends::{Backends, Mode, StorageSettings};
+use tollgate_core::settings::SettingsReader;
+
+/// The AWS settings (aws mode); every one is required there.
+#[derive(Clone, Debug)]
+pub struct AwsSettings {
+    /// Data API target.
+    pub data_api: DataApiSettings,
+    /// Audit bucket.
+    pub s3: S3Settings,
+    /// Path-style S3 addressing (S3-compatible stand-ins on loopback).
+    pub s3_force_path_style: bool,
+}
+
+impl AwsSettings {
+    /// Reads the AWS settings; in aws mode a missing one is an error naming it.
+    pub fn read(r: &mut SettingsReader, mode: Mode) -> Option<Self> {
+        let cluster = r.optional::<String>(
+            "TOLLGATE_DB_CLUSTER_ARN",
+            "aws mode: Aurora cluster ARN for the Data API",
+        );
+        let secret = r.optional::<String>(
+            "TOLLGATE_DB_SECRET_ARN",
+            "aws mode: Secrets Manager ARN of the database credentials",
+        );
+        let database: String = r.parse("TOLLGATE_DB_NAME", "tollgate".to_string(), "aws mode: database name");
+        let bucket = r.optional::<String>("TOLLGATE_AUDIT_BUCKET", "aws mode: S3 bucket of the audit objects");
+        let kms_key_id = r.optional::<String>(
+            "TOLLGATE_AUDIT_KMS_KEY_ID",
+            "aws mode: KMS key for SSE-KMS (SSE-S3 when unset)",
+        );
+        let s3_force_path_style = r.parse(
+            "TOLLGATE_S3_FORCE_PATH_STYLE",
+            false,
+            "aws mode: path-style S3 requests (for S3-compatible servers on loopback)",
+        );
+        if mode != Mode::Aws {
+            return None;
+        }
+        let mut missing = Vec::new();
+        for (name, v) in [
+            ("TOLLGATE_DB_CLUSTER_ARN", &cluster),
+            ("TOLLGATE_DB_SECRET_ARN", &secret),
+            ("TOLLGATE_AUDIT_BUCKET", &bucket),
+        ] {
+            if v.is_none() {
+                missing.push(name);
+            }
+        }
+        if !missing.is_empty() {
+            r.error(format!("TOLLGATE_MODE=aws needs {}", missing.join(", ")));
+            return None;
+        }
+        Some(Self {
+            data_api: DataApiSettings {
+                cluster_arn: cluster.unwrap_or_default(),
+                secret_arn: secret.unwrap_or_default(),
+                database,
+            },
+            s3: S3Settings {
+                bucket: bucket.unwrap_or_default(),
+                kms_key_id,
+            },
+            s3_force_path_style,
+        })
+    }
+}
+
+/// Storage and AWS settings together.
+#[derive(Clone, Debug)]
+pub struct ModeSettings {
+    /// Mode and embedded data dir.
+    pub storage: StorageSettings,
+    /// AWS settings (aws mode only).
+    pub aws: Option<AwsSettings>,
+}
+
+impl ModeSettings {
+    /// Reads `TOLLGATE_MODE` and what the mode needs.
+    pub fn read(r: &mut SettingsReader) -> Self {
+        let storage = StorageSettings::read(r);
+        let aws = AwsSettings::read(r, storage.mode);
+        Self { storage, aws }
+    }
+}
+
+/// The AWS SDK configuration from the environment (region, credentials, and the
+/// `AWS_ENDPOINT_URL_*` endpoint overrides).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// Opens the request log and object store for the mode.
+pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
+    match (&settings.storage.mode, &settings.aws) {
+        (Mode::Aws, Some(aws)) => {
+            let sdk = sdk_config().await;
+            let rds = aws_sdk_rdsdata::Client::new(&sdk);
+            let s3_conf = aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(aws.s3_force_path_style)
+                .build();
+            Ok(Backends {
+                log: Arc::new(DataApiRequestLog::new(rds, aws.data_api.clone())),
+                store: Arc::new(S3ObjectStore::new(
+                    aws_sdk_s3::Client::from_conf(s3_conf),
+                    aws.s3.clone(),
+                )),
+            })
+        }
+        (Mode::Aws, None) => Err("aws mode without AWS settings".into()),
+        (Mode::Embedded, _) => Backends::open(&settings.storage).map_err(|e| e.to_string()),
+    }
+}
+
+/// The Lambda invoker, one attempt per call.
+pub async fn lambda_invoker() -> LambdaInvoker {
+    let sdk = sdk_config().await;
+    let conf = aws_sdk_lambda::config::Builder::from(&sdk)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .build();
+    LambdaInvoker::new(aws_sdk_lambda::Client::from_conf(conf))
+}

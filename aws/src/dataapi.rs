@@ -1,0 +1,529 @@
+//! `RequestLog` on the RDS Data API (Aurora PostgreSQL).
+//!
+//! Group commits are one `BatchExecuteStatement` (split to stay under the 4 MiB request
+//! limit) of idempotent inserts, then one read of the event ids to tell a retried row from a
+//! clashing request id. Reads use `formatRecordsAs: JSON`, paged to stay under the 1 MiB
+//! response limit. Transient failures (throttling, 5xx, `DatabaseResumingException` while an
+//! auto-paused Aurora Serverless v2 cluster wakes up) are retried with backoff and jitter.
+
+use aws_sdk_rdsdata::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_rdsdata::types::{Field, RecordsFormatType, SqlParameter, TypeHint};
+use aws_sdk_rdsdata::Client;
+use serde_json::{Map, Value};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use tollgate_core::backoff::full_jitter;
+use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord};
+use tollgate_core::ports::{BoxFuture, LogError, RequestLog};
+use tollgate_core::sql::{self, SqlValue};
+
+/// The Data API's request limit is 4 MiB; batches are split well under it.
+const MAX_BATCH_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+/// Rows read per page of the reconciler's scan (payloads are ~1 KiB; pages shrink on demand).
+const PENDING_PAGE: usize = 200;
+/// Ids per `IN (...)` list.
+const IN_LIST_MAX: usize = 500;
+/// How long transient failures are retried (Aurora Serverless v2 resumes in about 15 s).
+const RETRY_BUDGET: Duration = Duration::from_secs(45);
+
+/// Where the request log lives.
+#[derive(Clone, Debug)]
+pub struct DataApiSettings {
+    /// Aurora cluster ARN (`resourceArn`).
+    pub cluster_arn: String,
+    /// Secrets Manager secret with the database credentials (`secretArn`).
+    pub secret_arn: String,
+    /// Database name.
+    pub database: String,
+}
+
+/// The Data API request log.
+#[derive(Clone)]
+pub struct DataApiRequestLog {
+    client: Client,
+    settings: DataApiSettings,
+}
+
+/// Formats a timestamp as the Data API's TIMESTAMP type hint expects.
+pub fn timestamp_text(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
+    tollgate_core::clock::parse_rfc3339(&format!("{}Z", text.replacen(' ', "T", 1)))
+}
+
+fn param(name: &str, v: &SqlValue) -> SqlParameter {
+    let (value, hint) = match v {
+        SqlValue::Null => (Field::IsNull(true), None),
+        SqlValue::Text(t) => (Field::StringValue(t.clone()), None),
+        SqlValue::Int(i) => (Field::LongValue(*i), None),
+        SqlValue::Real(r) => (Field::DoubleValue(*r), None),
+        SqlValue::Timestamp(t) => (Field::StringValue(timestamp_text(*t)), Some(TypeHint::Timestamp)),
+        SqlValue::Uuid(u) => (Field::StringValue(u.clone()), Some(TypeHint::Uuid)),
+        SqlValue::Json(j) => (Field::StringValue(j.clone()), Some(TypeHint::Json)),
+    };
+    SqlParameter::builder()
+        .name(name)
+        .value(value)
+        .set_type_hint(hint)
+        .build()
+}
+
+fn insert_params(row: &NewRecord) -> Vec<SqlParameter> {
+    let r = &row.record;
+    let opt = |v: &Option<String>| v.clone().map_or(SqlValue::Null, SqlValue::Text);
+    vec![
+        param("request_id", &SqlValue::Text(r.request_id.clone())),
+        param("event_id", &SqlValue::Uuid(r.event_id.clone())),
+        param("trace_id", &opt(&r.trace_id)),
+        param("received_at", &SqlValue::Timestamp(r.received_at)),
+        param("method", &SqlValue::Text(r.method.clone())),
+        param("path", &SqlValue::Text(r.path.clone())),
+        param("query", &opt(&r.query)),
+        param("route", &opt(&r.route)),
+        param("function_name", &opt(&r.function_name)),
+        param("status", &SqlValue::Int(r.status.into())),
+        param("latency_ms", &SqlValue::Real(r.latency_ms)),
+        param("client_ip", &opt(&r.client_ip)),
+        param("user_agent", &opt(&r.user_agent)),
+        param("principal", &opt(&r.principal)),
+        param("request_bytes", &SqlValue::Int(r.request_bytes as i64)),
+        param("response_bytes", &SqlValue::Int(r.response_bytes as i64)),
+        param("error_code", &opt(&r.error_code)),
+        param("audit_batch", &SqlValue::Uuid(row.audit_batch.clone())),
+        param("audit_payload", &SqlValue::Json(row.audit_payload.clone())),
+    ]
+}
+
+/// Rough size of a row's parameter set in the request JSON (escaping can double quotes).
+fn estimated_bytes(row: &NewRecord) -> usize {
+    let r = &row.record;
+    let text = r.request_id.len()
+        + r.path.len()
+        + r.query.as_ref().map_or(0, String::len)
+        + r.user_agent.as_ref().map_or(0, String::len)
+        + r.principal.as_ref().map_or(0, String::len)
+        + r.route.as_ref().map_or(0, String::len);
+    2 * (text + row.audit_payload.len()) + 2048
+}
+
+fn transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "DatabaseResumingException"
+            | "DatabaseUnavailableException"
+            | "ServiceUnavailableError"
+            | "InternalServerErrorException"
+            | "StatementTimeoutException"
+            | "ThrottlingException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+    )
+}
+
+fn map_sdk_error<E: ProvideErrorMetadata + std::fmt::Debug>(e: SdkError<E>) -> LogError {
+    match &e {
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or("Unknown").to_string();
+            let status = ctx.raw().status().as_u16();
+            // Backend messages are kept for the log only; callers map them to a fixed answer.
+            let message = ctx.err().message().unwrap_or_default().to_string();
+            if transient_code(&code) || status >= 500 || status == 429 {
+                LogError::Unavailable(format!("{code}: {message}"))
+            } else {
+                LogError::Failed(format!("{code}: {message}"))
+            }
+        }
+        _ => LogError::Unavailable(format!("{e:?}")),
+    }
+}
+
+fn is_too_large(e: &LogError) -> bool {
+    matches!(e, LogError::Failed(m) if m.contains("response size limit"))
+}
+
+impl DataApiRequestLog {
+    /// A request log over a Data API client.
+    pub fn new(client: Client, settings: DataApiSettings) -> Self {
+        Self { client, settings }
+    }
+
+    async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, LogError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, LogError>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() && started.elapsed() < RETRY_BUDGET => {
+                    tracing::warn!(call = what, attempt, error = %e, "Data API call failed; retrying");
+                    tokio::time::sleep(full_jitter(attempt, Duration::from_millis(100), Duration::from_secs(5))).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: Vec<SqlParameter>,
+        tx: Option<&str>,
+        json: bool,
+    ) -> Result<(i64, Vec<Map<String, Value>>), LogError> {
+        self.retrying("ExecuteStatement", || async {
+            let mut req = self
+                .client
+                .execute_statement()
+                .resource_arn(&self.settings.cluster_arn)
+                .secret_arn(&self.settings.secret_arn)
+                .database(&self.settings.database)
+                .sql(sql)
+                .set_parameters(Some(params.clone()))
+                .set_transaction_id(tx.map(String::from));
+            if json {
+                req = req.format_records_as(RecordsFormatType::Json);
+            }
+            let out = req.send().await.map_err(map_sdk_error)?;
+            let rows = match out.formatted_records() {
+                Some(text) => serde_json::from_str::<Vec<Map<String, Value>>>(text)
+                    .map_err(|e| LogError::Failed(format!("formattedRecords: {e}")))?,
+                None => Vec::new(),
+            };
+            Ok((out.number_of_records_updated, rows))
+        })
+        .await
+    }
+
+    async fn batch(&self, sql: &str, sets: Vec<Vec<SqlParameter>>) -> Result<(), LogError> {
+        self.retrying("BatchExecuteStatement", || async {
+            self.client
+                .batch_execute_statement()
+                .resource_arn(&self.settings.cluster_arn)
+                .secret_arn(&self.settings.secret_arn)
+                .database(&self.settings.database)
+                .sql(sql)
+                .set_parameter_sets(Some(sets.clone()))
+                .send()
+                .await
+                .map_err(map_sdk_error)
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn event_ids(&self, ids: &[&str]) -> Result<std::collections::HashMap<String, String>, LogError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(IN_LIST_MAX) {
+            let names: Vec<String> = (0..chunk.len()).map(|i| format!(":r{i}")).collect();
+            let text = format!(
+                "SELECT request_id, event_id FROM api_requests WHERE request_id IN ({})",
+                names.join(", ")
+            );
+            let params = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| param(&format!("r{i}"), &SqlValue::Text(id.to_string())))
+                .collect();
+            let (_, rows) = self.execute(&text, params, None, true).await?;
+            for row in rows {
+                if let (Some(r), Some(e)) = (
+                    row.get("request_id").and_then(Value::as_str),
+                    row.get("event_id").and_then(Value::as_str),
+                ) {
+                    out.insert(r.to_string(), e.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn migrate_inner(&self) -> Result<Vec<String>, LogError> {
+        let tx = self
+            .retrying("BeginTransaction", || async {
+                self.client
+                    .begin_transaction()
+                    .resource_arn(&self.settings.cluster_arn)
+                    .secret_arn(&self.settings.secret_arn)
+                    .database(&self.settings.database)
+                    .send()
+                    .await
+                    .map_err(map_sdk_error)
+            })
+            .await?
+            .transaction_id
+            .ok_or_else(|| LogError::Failed("BeginTransaction returned no id".into()))?;
+        let result = async {
+            // Serializes concurrent migrators (two tasks starting at once); released at commit.
+            self.execute("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(745001)) AS l", vec![], Some(&tx), false).await?;
+            self.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version VARCHAR(128) NOT NULL PRIMARY KEY, applied_at TIMESTAMP NOT NULL)",
+                vec![],
+                Some(&tx),
+                false,
+            )
+            .await?;
+            let (_, rows) = self.execute("SELECT version FROM schema_migrations", vec![], Some(&tx), true).await?;
+            let done: Vec<String> = rows.iter().filter_map(|r| r.get("version").and_then(Value::as_str).map(String::from)).collect();
+            let mut applied = Vec::new();
+            for (version, text) in sql::POSTGRES_MIGRATIONS {
+                if done.iter().any(|d| d == version) {
+                    continue;
+                }
+                for stmt in sql::split_statements(text) {
+                    self.execute(&stmt, vec![], Some(&tx), false).await?;
+                }
+                self.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :at)",
+                    vec![param("version", &SqlValue::Text(version.to_string())), param("at", &SqlValue::Timestamp(tollgate_core::clock::now()))],
+                    Some(&tx),
+                    false,
+                )
+                .await?;
+                applied.push(version.to_string());
+            }
+            Ok::<_, LogError>(applied)
+        }
+        .await;
+        let end = match &result {
+            Ok(_) => self
+                .client
+                .commit_transaction()
+                .resource_arn(&self.settings.cluster_arn)
+                .secret_arn(&self.settings.secret_arn)
+                .transaction_id(&tx)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(map_sdk_error),
+            Err(_) => self
+                .client
+                .rollback_transaction()
+                .resource_arn(&self.settings.cluster_arn)
+                .secret_arn(&self.settings.secret_arn)
+                .transaction_id(&tx)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(map_sdk_error),
+        };
+        let applied = result?;
+        end?;
+        Ok(applied)
+    }
+}
+
+fn text(row: &Map<String, Value>, col: &str) -> Option<String> {
+    row.get(col).and_then(Value::as_str).map(String::from)
+}
+
+fn number(row: &Map<String, Value>, col: &str) -> Result<f64, LogError> {
+    row.get(col)
+        .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .ok_or_else(|| LogError::Failed(format!("column {col} missing or not a number")))
+}
+
+fn row_to_record(row: &Map<String, Value>) -> Result<StoredRecord, LogError> {
+    let received = text(row, "received_at").ok_or_else(|| LogError::Failed("received_at missing".into()))?;
+    Ok(StoredRecord {
+        record: RequestRecord {
+            request_id: text(row, "request_id").ok_or_else(|| LogError::Failed("request_id missing".into()))?,
+            event_id: text(row, "event_id").unwrap_or_default(),
+            trace_id: text(row, "trace_id"),
+            received_at: parse_timestamp(&received)
+                .ok_or_else(|| LogError::Failed(format!("bad received_at {received}")))?,
+            method: text(row, "method").unwrap_or_default(),
+            path: text(row, "path").unwrap_or_default(),
+            query: text(row, "query"),
+            route: text(row, "route"),
+            function_name: text(row, "function_name"),
+            status: number(row, "status")? as u16,
+            latency_ms: number(row, "latency_ms")?,
+            client_ip: text(row, "client_ip"),
+            user_agent: text(row, "user_agent"),
+            principal: text(row, "principal"),
+            request_bytes: number(row, "request_bytes")? as u64,
+            response_bytes: number(row, "response_bytes")? as u64,
+            error_code: text(row, "error_code"),
+        },
+        audit_batch: text(row, "audit_batch").unwrap_or_default(),
+        audit_key: text(row, "audit_key"),
+        audit_payload: match row.get("audit_payload") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        },
+    })
+}
+
+impl RequestLog for DataApiRequestLog {
+    fn migrate(&self) -> BoxFuture<'_, Result<Vec<String>, LogError>> {
+        Box::pin(self.migrate_inner())
+    }
+
+    fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>> {
+        Box::pin(async move {
+            let mut start = 0;
+            while start < rows.len() {
+                let mut end = start;
+                let mut bytes = 4096;
+                while end < rows.len()
+                    && (end == start || bytes + estimated_bytes(&rows[end]) <= MAX_BATCH_REQUEST_BYTES)
+                {
+                    bytes += estimated_bytes(&rows[end]);
+                    end += 1;
+                }
+                let sets = rows[start..end].iter().map(insert_params).collect();
+                self.batch(sql::INSERT, sets).await?;
+                start = end;
+            }
+            let ids: Vec<&str> = rows.iter().map(|r| r.record.request_id.as_str()).collect();
+            let stored = self.event_ids(&ids).await?;
+            rows.iter()
+                .map(|r| match stored.get(&r.record.request_id) {
+                    Some(e) if e.eq_ignore_ascii_case(&r.record.event_id) => Ok(InsertOutcome::Inserted),
+                    Some(_) => Ok(InsertOutcome::IdConflict),
+                    None => Err(LogError::Failed(format!(
+                        "row {} missing after insert",
+                        r.record.request_id
+                    ))),
+                })
+                .collect()
+        })
+    }
+
+    fn mark_audited<'a>(&'a self, key: &'a str, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+        Box::pin(async move {
+            let mut changed = 0u64;
+            for chunk in request_ids.chunks(IN_LIST_MAX) {
+                let names: Vec<String> = (0..chunk.len()).map(|i| format!(":r{i}")).collect();
+                let text = format!(
+                    "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL WHERE audit_key IS NULL AND request_id IN ({})",
+                    names.join(", ")
+                );
+                let mut params = vec![param("audit_key", &SqlValue::Text(key.to_string()))];
+                params.extend(
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| param(&format!("r{i}"), &SqlValue::Text(id.clone()))),
+                );
+                let (n, _) = self.execute(&text, params, None, false).await?;
+                changed += n.max(0) as u64;
+            }
+            Ok(changed)
+        })
+    }
+
+    fn pending_audits(
+        &self,
+        received_before: OffsetDateTime,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>> {
+        Box::pin(async move {
+            let mut out: Vec<PendingAudit> = Vec::new();
+            let mut after: Option<(String, String)> = None;
+            let mut page = PENDING_PAGE;
+            while out.len() < limit {
+                let n = page.min(limit - out.len());
+                let mut statement = String::from(
+                    "SELECT request_id, audit_batch, audit_payload, received_at FROM api_requests \
+                     WHERE audit_key IS NULL AND received_at < :before",
+                );
+                let mut params = vec![
+                    param("before", &SqlValue::Timestamp(received_before)),
+                    param("limit", &SqlValue::Int(n as i64)),
+                ];
+                if let Some((at, id)) = &after {
+                    statement.push_str(
+                        " AND (received_at > :after_at OR (received_at = :after_at AND request_id > :after_id))",
+                    );
+                    let at = parse_timestamp(at).ok_or_else(|| LogError::Failed(format!("bad received_at {at}")))?;
+                    params.push(param("after_at", &SqlValue::Timestamp(at)));
+                    params.push(param("after_id", &SqlValue::Text(id.clone())));
+                }
+                statement.push_str(" ORDER BY received_at, request_id LIMIT :limit");
+                let rows = match self.execute(&statement, params, None, true).await {
+                    Ok((_, rows)) => rows,
+                    Err(e) if is_too_large(&e) && page > 1 => {
+                        page /= 2;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let got = rows.len();
+                for row in rows {
+                    let id = text_of(&row, "request_id")?;
+                    after = Some((text_of(&row, "received_at")?, id.clone()));
+                    out.push(PendingAudit {
+                        request_id: id,
+                        audit_batch: text(&row, "audit_batch").unwrap_or_default(),
+                        audit_payload: match row.get("audit_payload") {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => String::new(),
+                            Some(other) => other.to_string(),
+                        },
+                    });
+                }
+                if got < n {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn get<'a>(&'a self, request_id: &'a str) -> BoxFuture<'a, Result<Option<StoredRecord>, LogError>> {
+        Box::pin(async move {
+            let (_, rows) = self
+                .execute(
+                    &sql::select_one(),
+                    vec![param("request_id", &SqlValue::Text(request_id.to_string()))],
+                    None,
+                    true,
+                )
+                .await?;
+            rows.first().map(row_to_record).transpose()
+        })
+    }
+
+    fn query<'a>(&'a self, query: &'a RecordQuery) -> BoxFuture<'a, Result<Vec<StoredRecord>, LogError>> {
+        Box::pin(async move {
+            let (text, params) = sql::select_query(query);
+            let params = params.iter().map(|(n, v)| param(n, v)).collect();
+            let (_, rows) = self.execute(&text, params, None, true).await?;
+            rows.iter().map(row_to_record).collect()
+        })
+    }
+}
+
+fn text_of(row: &Map<String, Value>, col: &str) -> Result<String, LogError> {
+    text(row, col).ok_or_else(|| LogError::Failed(format!("column {col} missing")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_the_hint_format() {
+        let t = tollgate_core::clock::parse_rfc3339("2026-11-25T22:10:04.000500Z").unwrap();
+        assert_eq!(timestamp_text(t), "2026-11-25 22:10:04.000500");
+        assert_eq!(parse_timestamp("2026-11-25 22:10:04.0005"), Some(t));
+        assert!(parse_timestamp("2026-11-25 22:10:04").is_some());
+    }
+}

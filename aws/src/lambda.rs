@@ -1,0 +1,127 @@
+//! `Invoker` on aws-sdk-lambda.
+//!
+//! `RequestResponse` for routes: a function error (`X-Amz-Function-Error`, Handled or
+//! Unhandled) is reported with the function's `errorType`; `TooManyRequestsException` is
+//! throttling with its `retryAfterSeconds`; `RequestTooLargeException` is a payload over the
+//! limit. `Event` for audit batches. Also right against `cargo lambda watch`, which answers
+//! `Event` with 200 (not 202) and function errors with HTTP 500 and an `errorType` body.
+//! The client makes one attempt per call: retrying is the caller's decision (a route has a
+//! deadline; the recorder retries batches itself).
+
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::operation::invoke::InvokeError as SdkInvokeError;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use aws_sdk_lambda::Client;
+use bytes::Bytes;
+use std::time::Duration;
+use tollgate_core::ports::{BoxFuture, InvokeError, Invoker};
+
+/// The Lambda invoker.
+#[derive(Clone)]
+pub struct LambdaInvoker {
+    client: Client,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionErrorBody {
+    error_type: Option<String>,
+    error_message: Option<String>,
+}
+
+fn function_error(payload: &[u8], fallback: &str) -> InvokeError {
+    let body: Option<FunctionErrorBody> = serde_json::from_slice(payload).ok();
+    InvokeError::Function {
+        error_type: body
+            .as_ref()
+            .and_then(|b| b.error_type.clone())
+            .unwrap_or_else(|| fallback.to_string()),
+        message: body.and_then(|b| b.error_message).unwrap_or_default(),
+    }
+}
+
+fn map_error(e: SdkError<SdkInvokeError>) -> InvokeError {
+    match e {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let body = ctx.raw().body().bytes().map(<[u8]>::to_vec).unwrap_or_default();
+            match ctx.err() {
+                SdkInvokeError::TooManyRequestsException(t) => InvokeError::Throttled {
+                    retry_after: t
+                        .retry_after_seconds()
+                        .and_then(|s| s.parse().ok())
+                        .map(Duration::from_secs),
+                },
+                SdkInvokeError::RequestTooLargeException(_) => InvokeError::PayloadTooLarge,
+                SdkInvokeError::ResourceNotFoundException(e) => {
+                    InvokeError::UnknownFunction(e.message().unwrap_or("function not found").to_string())
+                }
+                other => {
+                    // cargo lambda watch reports a function's error as HTTP 500 with its
+                    // errorType/errorMessage body and no error code.
+                    if status == 500 && other.code().is_none() && body.windows(9).any(|w| w == b"errorType") {
+                        return function_error(&body, "Unhandled");
+                    }
+                    let code = other.code().unwrap_or("Unknown").to_string();
+                    if status == 429 {
+                        InvokeError::Throttled { retry_after: None }
+                    } else {
+                        InvokeError::Unavailable(format!("{code} ({status})"))
+                    }
+                }
+            }
+        }
+        other => InvokeError::Unavailable(format!("{other:?}")),
+    }
+}
+
+impl LambdaInvoker {
+    /// An invoker over a Lambda client (built with one attempt per call).
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl Invoker for LambdaInvoker {
+    fn invoke<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, Result<Bytes, InvokeError>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .invoke()
+                .function_name(function)
+                .invocation_type(InvocationType::RequestResponse)
+                .payload(Blob::new(payload.to_vec()))
+                .send()
+                .await
+                .map_err(map_error)?;
+            let body = out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+            if let Some(kind) = out.function_error() {
+                return Err(function_error(&body, kind));
+            }
+            Ok(Bytes::from(body))
+        })
+    }
+
+    fn invoke_event<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), InvokeError>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .invoke()
+                .function_name(function)
+                .invocation_type(InvocationType::Event)
+                .payload(Blob::new(payload.to_vec()))
+                .send()
+                .await
+                .map_err(map_error)?;
+            // Lambda answers 202; cargo lambda watch runs the function and answers 200.
+            match out.function_error() {
+                Some(kind) => Err(function_error(
+                    out.payload().map(|b| b.as_ref()).unwrap_or_default(),
+                    kind,
+                )),
+                None => Ok(()),
+            }
+        })
+    }
+}
