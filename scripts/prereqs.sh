@@ -21,3 +21,10 @@ ensure_postgresql() {
     # Debian's package starts a cluster of its own; the tests do not use it.
     as_root service postgresql stop >/dev/null 2>&1 || true
 }
+
+# moto's S3-compatible server, for the S3 adapter's tests and the local AWS stack.
+ensure_moto() {
+    if command -v moto_server >/dev/null 2>&1; then return; fi
+    echo "installing moto[server]" >&2
+    python3 -m pip install --quiet "moto[server]"
+}

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
 ensure_postgresql
+ensure_moto
 cargo test --workspace "$@"

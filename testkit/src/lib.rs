@@ -189,3 +189,40 @@ impl Drop for Postgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// An S3-compatible server on loopback: moto's server (`pip install "moto[server]"`), in
+/// memory. Stopped when dropped.
+pub struct S3Server {
+    child: std::process::Child,
+    /// Its endpoint (`http://127.0.0.1:PORT`).
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// Starts one; panics with the reason if it cannot.
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); install it with `pip install \"moto[server]\"` (scripts/test.sh does)"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
