@@ -88,6 +88,9 @@ pub async fn start(
         let (log, invoker, config) = (log.clone(), invoker.clone(), config.clone());
         let mut stop = shutdown_rx.clone();
         tokio::spawn(async move {
+            if config.reconcile_interval.is_zero() {
+                return;
+            }
             let mut tick = tokio::time::interval(config.reconcile_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;

@@ -5,7 +5,7 @@ use http::HeaderName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tollgate_core::backends::StorageSettings;
+use tollgate_aws::backends::ModeSettings;
 use tollgate_core::reconcile::ReconcileSettings;
 use tollgate_core::redact::{Redactor, DEFAULT_REDACTED_QUERY_PARAMS};
 use tollgate_core::settings::{SettingDoc, SettingsError, SettingsReader};
@@ -100,8 +100,8 @@ pub struct IngressConfig {
     pub listen: SocketAddr,
     /// Route file.
     pub routes_file: PathBuf,
-    /// Adapters and data dir.
-    pub storage: StorageSettings,
+    /// Adapters: mode, embedded data dir, AWS settings.
+    pub mode: ModeSettings,
     /// Request limits.
     pub limits: Limits,
     /// Drain budget after SIGTERM.
@@ -135,7 +135,7 @@ impl IngressConfig {
             "address the ingress listens on",
         );
         let routes_file: String = r.parse("TOLLGATE_ROUTES", DEFAULT_ROUTES.to_string(), "route table file (TOML)");
-        let storage = StorageSettings::read(r);
+        let mode = ModeSettings::read(r);
         let limits = Limits {
             max_body_bytes: r.range(
                 "TOLLGATE_MAX_BODY_BYTES",
@@ -301,7 +301,7 @@ impl IngressConfig {
         Ok(Self {
             listen,
             routes_file: PathBuf::from(routes_file),
-            storage,
+            mode,
             limits,
             drain_timeout,
             trusted_proxies,

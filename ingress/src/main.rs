@@ -1,10 +1,14 @@
 //! `tollgate`: the ingress. `cargo run` starts it in embedded mode on 127.0.0.1:8080.
+//!
+//! `tollgate migrate` applies the request log's schema migrations (SQLite in embedded mode,
+//! Aurora through the Data API in aws mode) and exits.
 
 use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tollgate_core::backends::Backends;
+use tollgate_core::backends::Mode;
 use tollgate_core::local::LocalInvoker;
+use tollgate_core::ports::Invoker;
 use tollgate_core::settings::SettingsReader;
 use tollgate_ingress::app;
 use tollgate_ingress::config::IngressConfig;
@@ -16,10 +20,15 @@ use tollgate_ingress::routes::RouteTable;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let mut reader = SettingsReader::from_process();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let migrate_only = args.first().is_some_and(|a| a == "migrate");
+    if migrate_only {
+        args.remove(0);
+    }
+    let mut reader = SettingsReader::new(std::env::vars(), args);
     let config = IngressConfig::read(&mut reader);
     if reader.help_requested() {
-        print!("{}", reader.help_text("tollgate"));
+        print!("{}", reader.help_text("tollgate [migrate]"));
         return ExitCode::SUCCESS;
     }
     let config = match (config, reader.finish()) {
@@ -30,16 +39,6 @@ fn main() -> ExitCode {
         }
     };
     let logs = tollgate_core::logging::init_json_logs();
-    let routes = match RouteTable::load(&config.routes_file) {
-        Ok(r) => r,
-        Err(errors) => {
-            eprintln!("tollgate: invalid route table:");
-            for e in errors {
-                eprintln!("  - {e}");
-            }
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -47,7 +46,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(run(config, routes)) {
+    let result = if migrate_only {
+        runtime.block_on(migrate(config))
+    } else {
+        match RouteTable::load(&config.routes_file) {
+            Ok(routes) => runtime.block_on(run(config, routes)),
+            Err(errors) => {
+                eprintln!("tollgate: invalid route table:");
+                for e in errors {
+                    eprintln!("  - {e}");
+                }
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "tollgate failed");
@@ -59,18 +72,36 @@ fn main() -> ExitCode {
     code
 }
 
+async fn migrate(config: IngressConfig) -> anyhow::Result<()> {
+    let backends = tollgate_aws::backends::open(&config.mode).await.map_err(anyhow::Error::msg)?;
+    let applied = backends.log.migrate().await.context("applying migrations")?;
+    tracing::info!(mode = %config.mode.storage.mode, applied = ?applied, "migrations applied");
+    println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+    Ok(())
+}
+
 async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
-    let backends = Backends::open(&config.storage).context("opening the embedded backends")?;
-    let functions = app::embedded_functions(&backends);
-    let missing: Vec<&str> = routes
-        .functions()
-        .into_iter()
-        .chain([config.recorder.audit_function.as_str()])
-        .filter(|f| !functions.contains_key(*f))
-        .collect();
-    anyhow::ensure!(missing.is_empty(), "no embedded function named {}", missing.join(", "));
-    let invoker = Arc::new(LocalInvoker::new(functions));
-    let (listen, mode, data_dir) = (config.listen, config.storage.mode, config.storage.data_dir.clone());
+    let backends = tollgate_aws::backends::open(&config.mode)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("opening the request log and object store")?;
+    let mode = config.mode.storage.mode;
+    let invoker: Arc<dyn Invoker> = match mode {
+        Mode::Embedded => {
+            let functions = app::embedded_functions(&backends);
+            let missing: Vec<&str> = routes
+                .functions()
+                .into_iter()
+                .chain([config.recorder.audit_function.as_str()])
+                .filter(|f| !functions.contains_key(*f))
+                .collect();
+            anyhow::ensure!(missing.is_empty(), "no embedded function named {}", missing.join(", "));
+            Arc::new(LocalInvoker::new(functions))
+        }
+        Mode::Aws => Arc::new(tollgate_aws::backends::lambda_invoker().await),
+    };
+    let listen = config.listen;
+    let data_dir = config.mode.storage.data_dir.clone();
     let running = app::start(config, routes, backends.log.clone(), invoker)
         .await
         .with_context(|| format!("listening on {listen}"))?;

@@ -2,7 +2,7 @@
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
-use tollgate_core::backends::{Backends, StorageSettings};
+use tollgate_aws::backends::ModeSettings;
 use tollgate_core::model::AuditBatch;
 use tollgate_core::settings::SettingsReader;
 
@@ -10,9 +10,9 @@ use tollgate_core::settings::SettingsReader;
 async fn main() -> Result<(), lambda_runtime::Error> {
     let _logs = tollgate_core::logging::init_json_logs();
     let mut reader = SettingsReader::from_process();
-    let storage = StorageSettings::read(&mut reader);
+    let mode = ModeSettings::read(&mut reader);
     reader.finish()?;
-    let backends = Arc::new(Backends::open(&storage)?);
+    let backends = Arc::new(tollgate_aws::backends::open(&mode).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<AuditBatch>| {
         let backends = backends.clone();
         async move { tollgate_audit_writer::write_batch(&*backends.log, &*backends.store, event.payload).await }
