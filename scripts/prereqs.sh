@@ -28,3 +28,10 @@ ensure_moto() {
     echo "installing moto[server]" >&2
     python3 -m pip install --quiet "moto[server]"
 }
+
+# cargo-lambda (Lambda Invoke and Runtime API emulator; brings zig for cross builds).
+ensure_cargo_lambda() {
+    if cargo lambda --version >/dev/null 2>&1; then return; fi
+    echo "installing cargo-lambda" >&2
+    python3 -m pip install --quiet cargo-lambda
+}

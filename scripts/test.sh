@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
 ensure_postgresql
 ensure_moto
+ensure_cargo_lambda
 cargo test --workspace "$@"

@@ -11,6 +11,9 @@ use crate::ports::{Invoker, LogError, RequestLog};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Longest wait for one re-driven batch (the writer's own Lambda timeout is shorter).
+const REDRIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// What a reconciler pass needs to know.
 #[derive(Clone, Debug)]
 pub struct ReconcileSettings {
@@ -51,7 +54,10 @@ pub async fn reconcile_once(
         for part in split_by_size(events, settings.max_batch_bytes, settings.max_batch_events) {
             report.batches += 1;
             let payload = batch_payload(&batch_id, &part);
-            match invoker.invoke(&settings.audit_function, payload).await {
+            let answer = tokio::time::timeout(REDRIVE_TIMEOUT, invoker.invoke(&settings.audit_function, payload))
+                .await
+                .unwrap_or_else(|_| Err(crate::InvokeError::Unavailable("re-drive timed out".into())));
+            match answer {
                 Ok(answer) => match serde_json::from_slice::<AuditWriteReport>(&answer) {
                     Ok(r) => tracing::info!(batch_id = %batch_id, events = part.len(), rows_marked = r.rows_marked,
                         "re-drove audit batch"),

@@ -73,7 +73,9 @@ fn main() -> ExitCode {
 }
 
 async fn migrate(config: IngressConfig) -> anyhow::Result<()> {
-    let backends = tollgate_aws::backends::open(&config.mode).await.map_err(anyhow::Error::msg)?;
+    let backends = tollgate_aws::backends::open(&config.mode)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let applied = backends.log.migrate().await.context("applying migrations")?;
     tracing::info!(mode = %config.mode.storage.mode, applied = ?applied, "migrations applied");
     println!("applied {} migration(s): {}", applied.len(), applied.join(", "));

@@ -29,6 +29,9 @@ const QUEUE_DEPTH: usize = 16_384;
 const SHIP_CONCURRENCY: usize = 4;
 /// Attempts to hand a batch to the platform before leaving it to the reconciler.
 const SHIP_ATTEMPTS: u32 = 4;
+/// Longest wait for one hand-off (Lambda answers an `Event` invoke at once; emulators that run
+/// the function first may take as long as the function).
+const SHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request could not be recorded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -329,7 +332,10 @@ impl Pipeline {
 async fn ship(invoker: &dyn Invoker, function: &str, batch_id: &str, events: &[String]) {
     let payload: Bytes = audit::batch_payload(batch_id, events);
     for attempt in 0..SHIP_ATTEMPTS {
-        match invoker.invoke_event(function, payload.clone()).await {
+        let handed = tokio::time::timeout(SHIP_TIMEOUT, invoker.invoke_event(function, payload.clone()))
+            .await
+            .unwrap_or_else(|_| Err(tollgate_core::InvokeError::Unavailable("hand-off timed out".into())));
+        match handed {
             Ok(()) => return,
             Err(e) if e.is_transient() && attempt + 1 < SHIP_ATTEMPTS => {
                 tokio::time::sleep(full_jitter(attempt, Duration::from_millis(100), Duration::from_secs(2))).await;

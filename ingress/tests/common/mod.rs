@@ -2,6 +2,8 @@
 //! counters over what was stored.
 #![allow(dead_code)]
 
+pub mod aws;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -163,6 +165,14 @@ pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
     pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// The workspace root (where `routes.toml` is).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn binary() -> &'static str {

@@ -1,0 +1,239 @@
+//! A local AWS stack for aws mode: a private PostgreSQL behind `dataapi-local` (RDS Data
+//! API), an S3-compatible server with the audit bucket, and `cargo lambda watch` serving the
+//! Lambda Invoke API with the function binaries attached as runtimes. Everything is
+//! stopped when dropped.
+
+use dataapi_local::service::{Config, DataApi};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tollgate_testkit::{free_port, Postgres, S3Server};
+
+pub const CLUSTER_ARN: &str = "arn:aws:rds:us-east-1:000000000000:cluster:tollgate-local";
+pub const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:000000000000:secret:tollgate-local";
+pub const BUCKET: &str = "tollgate-audit-local";
+/// The functions the Lambda emulator runs.
+pub const FUNCTIONS: [&str; 3] = ["echo", "requests-api", "audit-writer"];
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(super::binary()).parent().unwrap().to_path_buf()
+}
+
+/// Builds the function binaries (a no-op when `cargo test --workspace` already did).
+pub fn build_functions() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(super::workspace_root())
+        .args([
+            "build",
+            "-p",
+            "tollgate-echo",
+            "-p",
+            "tollgate-requests-api",
+            "-p",
+            "tollgate-audit-writer",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building the function binaries failed");
+}
+
+/// `cargo lambda watch --only-lambda-apis` plus one process per function.
+pub struct LambdaEmulator {
+    port: u16,
+    env: Vec<(String, String)>,
+    children: Vec<Child>,
+}
+
+impl LambdaEmulator {
+    pub fn start(port: u16, env: Vec<(String, String)>) -> Self {
+        let mut e = Self {
+            port,
+            env,
+            children: Vec::new(),
+        };
+        e.up();
+        e
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the emulator and the functions.
+    pub fn up(&mut self) {
+        let watch = Command::new("cargo")
+            .current_dir(super::workspace_root())
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `cargo lambda watch` ({e}); install it with `pip install cargo-lambda` (scripts/test.sh does)"));
+        self.children.push(watch);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cargo lambda watch did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for f in FUNCTIONS {
+            let child = Command::new(bin_dir().join(f))
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("AWS_LAMBDA_FUNCTION_NAME", f)
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+                .env(
+                    "AWS_LAMBDA_RUNTIME_API",
+                    format!("http://127.0.0.1:{}/.rt/{f}", self.port),
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start function {f} ({e})"));
+            self.children.push(child);
+        }
+    }
+
+    /// Stops the emulator and the functions: the Lambda endpoint becomes unreachable.
+    pub fn down(&mut self) {
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // cargo lambda watch leaves no children with --only-lambda-apis, but make sure the
+        // port is free before a restart.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LambdaEmulator {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// The whole stack.
+pub struct AwsStack {
+    pub pg: Postgres,
+    pub s3: S3Server,
+    pub dataapi: String,
+    pub lambda: LambdaEmulator,
+    /// Environment of an aws-mode process (ingress or function).
+    pub env: Vec<(String, String)>,
+}
+
+impl AwsStack {
+    pub async fn start() -> Self {
+        build_functions();
+        let pg = Postgres::start();
+        pg.psql("postgres", "CREATE DATABASE tollgate");
+        let api = DataApi::new(Config {
+            host: "127.0.0.1".into(),
+            port: pg.port,
+            user: "postgres".into(),
+            default_database: "postgres".into(),
+            tx_idle_timeout: Duration::from_secs(180),
+        });
+        let dataapi = dataapi_local::server::spawn("127.0.0.1:0".parse().unwrap(), api)
+            .await
+            .unwrap();
+        let s3 = S3Server::start();
+        let lambda_port = free_port();
+        let env: Vec<(String, String)> = [
+            ("TOLLGATE_MODE", "aws".to_string()),
+            ("TOLLGATE_DB_CLUSTER_ARN", CLUSTER_ARN.into()),
+            ("TOLLGATE_DB_SECRET_ARN", SECRET_ARN.into()),
+            ("TOLLGATE_DB_NAME", "tollgate".into()),
+            ("TOLLGATE_AUDIT_BUCKET", BUCKET.into()),
+            ("TOLLGATE_S3_FORCE_PATH_STYLE", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "local".into()),
+            ("AWS_SECRET_ACCESS_KEY", "local".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_ENDPOINT_URL_RDS_DATA", format!("http://{dataapi}")),
+            ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{lambda_port}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let client = s3_client(&env);
+        client
+            .create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("create the audit bucket");
+        let lambda = LambdaEmulator::start(lambda_port, env.clone());
+        Self {
+            pg,
+            s3,
+            dataapi: format!("http://{dataapi}"),
+            lambda,
+            env,
+        }
+    }
+
+    pub fn env_refs(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    /// Runs `tollgate migrate` in aws mode.
+    pub fn migrate(&self, cwd: &Path) {
+        let out = Command::new(super::binary())
+            .current_dir(cwd)
+            .arg("migrate")
+            .envs(self.env_refs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tollgate migrate: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Request ids of the rows in PostgreSQL, and how many are still unaudited.
+    pub fn rows(&self) -> (Vec<String>, usize) {
+        let ids = self
+            .pg
+            .psql("tollgate", "SELECT request_id FROM api_requests ORDER BY request_id");
+        let open = self
+            .pg
+            .psql("tollgate", "SELECT count(*) FROM api_requests WHERE audit_key IS NULL");
+        (ids.lines().map(String::from).collect(), open.trim().parse().unwrap())
+    }
+
+    /// How many times each request id appears across the audit objects in S3.
+    pub async fn audit_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let store = tollgate_aws::s3::S3ObjectStore::new(
+            s3_client(&self.env),
+            tollgate_aws::s3::S3Settings {
+                bucket: BUCKET.into(),
+                kms_key_id: None,
+            },
+        );
+        super::audit_counts(&store).await
+    }
+}
+
+pub fn s3_client(env: &[(String, String)]) -> aws_sdk_s3::Client {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
+        .endpoint_url(get("AWS_ENDPOINT_URL_S3"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
