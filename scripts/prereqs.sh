@@ -35,3 +35,10 @@ ensure_cargo_lambda() {
     echo "installing cargo-lambda" >&2
     python3 -m pip install --quiet cargo-lambda
 }
+
+# The AWS CLI, an independent client for dataapi-local's tests.
+ensure_awscli() {
+    if command -v aws >/dev/null 2>&1; then return; fi
+    echo "installing awscli" >&2
+    python3 -m pip install --quiet awscli
+}

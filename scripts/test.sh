@@ -8,4 +8,5 @@ source scripts/prereqs.sh
 ensure_postgresql
 ensure_moto
 ensure_cargo_lambda
+ensure_awscli
 cargo test --workspace "$@"

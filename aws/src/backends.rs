@@ -118,11 +118,7 @@ pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
     }
 }
 
-/// The Lambda invoker, one attempt per call.
+/// The Lambda invoker from the environment's SDK configuration.
 pub async fn lambda_invoker() -> LambdaInvoker {
-    let sdk = sdk_config().await;
-    let conf = aws_sdk_lambda::config::Builder::from(&sdk)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .build();
-    LambdaInvoker::new(aws_sdk_lambda::Client::from_conf(conf))
+    LambdaInvoker::from_config(aws_sdk_lambda::config::Builder::from(&sdk_config().await))
 }

@@ -64,6 +64,10 @@ fn map_error(e: SdkError<SdkInvokeError>) -> InvokeError {
                         return function_error(&body, "Unhandled");
                     }
                     let code = other.code().unwrap_or("Unknown").to_string();
+                    // cargo lambda watch answers an unknown function with a bare 404.
+                    if status == 404 {
+                        return InvokeError::UnknownFunction(code);
+                    }
                     if status == 429 {
                         InvokeError::Throttled { retry_after: None }
                     } else {
@@ -80,6 +84,12 @@ impl LambdaInvoker {
     /// An invoker over a Lambda client (built with one attempt per call).
     pub fn new(client: Client) -> Self {
         Self { client }
+    }
+
+    /// An invoker from a client configuration, with the SDK's retries turned off.
+    pub fn from_config(config: aws_sdk_lambda::config::Builder) -> Self {
+        let config = config.retry_config(aws_sdk_lambda::config::retry::RetryConfig::standard().with_max_attempts(1));
+        Self::new(Client::from_conf(config.build()))
     }
 }
 

@@ -263,6 +263,43 @@ where
     results
 }
 
+/// A minimal ALB target-group request for `path`, as the ingress sends it.
+pub fn alb_event(path: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"requestContext":{{"elb":{{"targetGroupArn":"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/1"}}}},"httpMethod":"GET","path":"{path}","multiValueQueryStringParameters":{{}},"multiValueHeaders":{{"host":["contract"]}},"isBase64Encoded":false,"body":""}}"#
+    ))
+}
+
+/// The `Invoker` contract, over the shipped functions: `echo` answers an ALB event,
+/// `audit-writer` reports a malformed batch as a function error with its type, an unknown
+/// function is an error, and an asynchronous invoke is accepted.
+pub async fn invoker(invoker: &dyn crate::ports::Invoker) {
+    use crate::ports::InvokeError;
+    let out = invoker
+        .invoke("echo", alb_event("/v1/echo/contract"))
+        .await
+        .expect("invoke echo");
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("ALB response JSON");
+    assert_eq!(v["statusCode"], 200, "{v}");
+    let body: serde_json::Value = serde_json::from_str(v["body"].as_str().expect("body")).expect("echo JSON");
+    assert_eq!(body["path"], "/v1/echo/contract");
+
+    let bad = Bytes::from_static(br#"{"batch_id":"not-a-uuid","events":[]}"#);
+    match invoker.invoke("audit-writer", bad.clone()).await {
+        Err(InvokeError::Function { error_type, .. }) => assert_eq!(error_type, "InvalidBatch"),
+        other => panic!("expected a function error, got {other:?}"),
+    }
+    match invoker.invoke("no-such-function", Bytes::from_static(b"{}")).await {
+        Err(InvokeError::UnknownFunction(_)) => {}
+        other => panic!("expected an unknown function, got {other:?}"),
+    }
+    invoker
+        .invoke_event("echo", alb_event("/v1/echo/async"))
+        .await
+        .expect("asynchronous invoke accepted");
+    invoker.drain().await;
+}
+
 #[cfg(test)]
 mod tests {
     fn temp(tag: &str) -> std::path::PathBuf {

@@ -85,13 +85,15 @@ where
 }
 
 /// Wraps a JSON-in, JSON-out handler (what `lambda_runtime::run` runs) as an in-process function.
+/// Its errors are reported as the Lambda runtime reports them: through `Diagnostic`, so the
+/// invoker sees the same `errorType` in both modes.
 pub fn json_function<F, Fut, I, O, E>(handler: F) -> Arc<dyn LocalFunction>
 where
     F: Fn(I) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<O, E>> + Send + 'static,
     I: serde::de::DeserializeOwned + Send + 'static,
     O: serde::Serialize,
-    E: std::fmt::Display + 'static,
+    E: Into<lambda_runtime::Diagnostic> + 'static,
 {
     let handler = Arc::new(handler);
     Arc::new(
@@ -102,9 +104,12 @@ where
                     error_type: INVALID_PAYLOAD.into(),
                     message: e.to_string(),
                 })?;
-                let output = handler(input).await.map_err(|e| InvokeError::Function {
-                    error_type: HANDLER_ERROR.into(),
-                    message: e.to_string(),
+                let output = handler(input).await.map_err(|e| {
+                    let d: lambda_runtime::Diagnostic = e.into();
+                    InvokeError::Function {
+                        error_type: d.error_type,
+                        message: d.error_message,
+                    }
                 })?;
                 serde_json::to_vec(&output)
                     .map(Bytes::from)

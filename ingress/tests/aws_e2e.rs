@@ -136,3 +136,25 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
         answered.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_invoker_meets_the_invoker_contract() {
+    let stack = AwsStack::start().await;
+    stack.migrate(&workspace_root());
+    let endpoint = stack
+        .env
+        .iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT_URL_LAMBDA")
+        .unwrap()
+        .1
+        .clone();
+    let config = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
+        .endpoint_url(endpoint);
+    let invoker = tollgate_aws::lambda::LambdaInvoker::from_config(config);
+    tollgate_core::contract::invoker(&invoker).await;
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# A local AWS stack for tollgate's aws mode, in one command:
+#   a private PostgreSQL (initdb in a temp dir, as the postgres user when run as root),
+#   dataapi-local (the RDS Data API over it), moto's S3 server with the audit bucket,
+#   cargo lambda watch (Lambda Invoke API) with the function binaries attached,
+#   `tollgate migrate`, then the ingress in aws mode on 127.0.0.1:8080 (TOLLGATE_LISTEN).
+# Ctrl-C (or any failure) stops everything and removes the temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/prereqs.sh
+ensure_postgresql
+ensure_moto
+ensure_cargo_lambda
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+    echo "nothing listens on $1" >&2; return 1
+}
+
+WORK="$(mktemp -d /tmp/tollgate-aws-local.XXXXXX)"
+PIDS=()
+PG_BIN="${TOLLGATE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}"
+RUN_PG=()
+if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$WORK"; RUN_PG=(runuser -u postgres --); fi
+cleanup() {
+    set +e
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    "${RUN_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -m immediate -w stop >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+cargo build -p tollgate-ingress -p dataapi-local -p tollgate-echo -p tollgate-requests-api -p tollgate-audit-writer
+BIN=target/debug
+
+PG_PORT=$(free_port)
+"${RUN_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 >/dev/null
+"${RUN_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
+    -o "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1" start >/dev/null
+"$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE tollgate"
+
+DATAAPI_PORT=$(free_port)
+TOLLGATE_DATAAPI_LISTEN="127.0.0.1:$DATAAPI_PORT" TOLLGATE_DATAAPI_PG_PORT="$PG_PORT" \
+    "$BIN/dataapi-local" >"$WORK/dataapi.log" 2>&1 &
+PIDS+=($!)
+S3_PORT=$(free_port)
+moto_server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/s3.log" 2>&1 &
+PIDS+=($!)
+LAMBDA_PORT=$(free_port)
+cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$LAMBDA_PORT" >"$WORK/lambda.log" 2>&1 &
+PIDS+=($!)
+wait_port "$DATAAPI_PORT"; wait_port "$S3_PORT"; wait_port "$LAMBDA_PORT"
+
+export TOLLGATE_MODE=aws
+export TOLLGATE_DB_CLUSTER_ARN=arn:aws:rds:us-east-1:000000000000:cluster:tollgate-local
+export TOLLGATE_DB_SECRET_ARN=arn:aws:secretsmanager:us-east-1:000000000000:secret:tollgate-local
+export TOLLGATE_DB_NAME=tollgate
+export TOLLGATE_AUDIT_BUCKET=tollgate-audit-local
+export TOLLGATE_S3_FORCE_PATH_STYLE=true
+export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true
+export AWS_ENDPOINT_URL_RDS_DATA="http://127.0.0.1:$DATAAPI_PORT"
+export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
+export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$LAMBDA_PORT"
+
+python3 - <<PY
+import urllib.request
+urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:$S3_PORT/$TOLLGATE_AUDIT_BUCKET", method="PUT"))
+PY
+
+for f in echo requests-api audit-writer; do
+    AWS_LAMBDA_FUNCTION_NAME=$f AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
+    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$LAMBDA_PORT/.rt/$f" "$BIN/$f" >"$WORK/$f.log" 2>&1 &
+    PIDS+=($!)
+done
+
+"$BIN/tollgate" migrate
+cat >&2 <<MSG
+local AWS stack up (logs in $WORK):
+  PostgreSQL      127.0.0.1:$PG_PORT (psql -h 127.0.0.1 -p $PG_PORT -U postgres tollgate)
+  RDS Data API    $AWS_ENDPOINT_URL_RDS_DATA
+  S3              $AWS_ENDPOINT_URL_S3 (bucket $TOLLGATE_AUDIT_BUCKET)
+  Lambda          $AWS_ENDPOINT_URL_LAMBDA
+starting the ingress in aws mode; Ctrl-C stops everything.
+MSG
+"$BIN/tollgate" "$@" &
+PIDS+=($!)
+wait "${PIDS[-1]}"
