@@ -121,3 +121,19 @@ where
         },
     )
 }
+
+/// The JSON files under the workspace's `events/` whose names start with `prefix`, as
+/// `(file name, contents)`, sorted (for the functions' event tests).
+pub fn event_files(events_dir: &std::path::Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(events_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", events_dir.display()))
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name.starts_with(prefix) && name.ends_with(".json"))
+                .then(|| (name, std::fs::read(e.path()).unwrap_or_default()))
+        })
+        .collect();
+    out.sort();
+    out
+}

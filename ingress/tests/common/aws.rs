@@ -19,8 +19,12 @@ fn bin_dir() -> PathBuf {
     PathBuf::from(super::binary()).parent().unwrap().to_path_buf()
 }
 
-/// Builds the function binaries (a no-op when `cargo test --workspace` already did).
+/// Builds the function binaries unless `cargo test --workspace` already did (it builds them
+/// for the functions' own integration tests).
 pub fn build_functions() {
+    if FUNCTIONS.iter().all(|f| bin_dir().join(f).exists()) {
+        return;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(super::workspace_root())

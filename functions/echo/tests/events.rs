@@ -1,0 +1,41 @@
+//! Every `events/echo-*.json` is handled in-process through the ALB contract (the same files
+//! run with `cargo lambda invoke echo --data-file` and `sam local invoke EchoFunction -e`).
+
+use std::path::PathBuf;
+use tollgate_core::http_fn::{call_http, event_files};
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events")
+}
+
+#[tokio::test]
+async fn every_echo_event_is_answered() {
+    let files = event_files(&events_dir(), "echo-");
+    assert!(files.len() >= 3, "{files:?}");
+    for (name, payload) in files {
+        let out = call_http(&tollgate_echo::handle, &payload)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let resp: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(resp["statusCode"], 200, "{name}");
+        let echo: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+        let event: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(events_dir().join(&name)).unwrap()).unwrap();
+        assert_eq!(echo["method"], event["httpMethod"], "{name}");
+        assert_eq!(echo["path"], event["path"], "{name}");
+        assert_eq!(echo["is_base64_encoded"], event["isBase64Encoded"], "{name}");
+    }
+}
+
+#[test]
+fn every_events_file_belongs_to_a_function_with_a_test() {
+    for entry in std::fs::read_dir(events_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            ["echo-", "requests-api-", "audit-writer-"]
+                .iter()
+                .any(|p| name.starts_with(p)),
+            "{name} belongs to no tested function"
+        );
+    }
+}
