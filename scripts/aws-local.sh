@@ -32,8 +32,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cargo build -p tollgate-ingress -p dataapi-local -p tollgate-echo -p tollgate-requests-api -p tollgate-audit-writer
-BIN=target/debug
+# TOLLGATE_PROFILE=release for measurements (the load benchmark's aws-mode run).
+PROFILE="${TOLLGATE_PROFILE:-dev}"
+cargo build --profile "$PROFILE" -p tollgate-ingress -p dataapi-local -p tollgate-echo -p tollgate-requests-api -p tollgate-audit-writer
+if [ "$PROFILE" = dev ]; then BIN=target/debug; else BIN="target/$PROFILE"; fi
 
 PG_PORT=$(free_port)
 "${RUN_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 >/dev/null
@@ -76,6 +78,7 @@ for f in echo requests-api audit-writer; do
 done
 
 "$BIN/tollgate" migrate
+echo "stand-ins: dataapi=$AWS_ENDPOINT_URL_RDS_DATA s3=$AWS_ENDPOINT_URL_S3 bucket=$TOLLGATE_AUDIT_BUCKET" >&2
 cat >&2 <<MSG
 local AWS stack up (logs in $WORK):
   PostgreSQL      127.0.0.1:$PG_PORT (psql -h 127.0.0.1 -p $PG_PORT -U postgres tollgate)

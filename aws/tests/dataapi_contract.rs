@@ -79,6 +79,7 @@ async fn large_group_commits_are_split_and_pending_scans_paged() {
             },
             audit_batch: batch.into(),
             audit_payload: format!("{{\"request_id\":\"big-{i:05}\",\"pad\":\"{}\"}}", "p".repeat(4096)),
+            client_chosen_id: false,
         })
         .collect();
     let out = log.insert_batch(&rows).await.unwrap();

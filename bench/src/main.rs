@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,6 +22,7 @@ struct Options {
     routes: PathBuf,
     script: PathBuf,
     out: PathBuf,
+    aws: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -34,10 +35,16 @@ fn options() -> Result<Options, String> {
         routes: PathBuf::from("routes.toml"),
         script: PathBuf::from("bench/wrk/report.lua"),
         out: PathBuf::from("bench/results"),
+        aws: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--aws" {
+            o.aws = true;
+            i += 1;
+            continue;
+        }
         let (name, value) = (
             &args[i],
             args.get(i + 1).cloned().ok_or(format!("{} needs a value", args[i]))?,
@@ -70,6 +77,74 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     path: &'static str,
+    /// The process to measure (the ingress under a launcher script), if not `child`.
+    measured_pid: Option<u32>,
+    /// Stand-ins to count calls on (aws mode).
+    stand_ins: Option<StandIns>,
+}
+
+/// Where the aws-mode stand-ins are, to count the calls they served.
+#[derive(Clone)]
+struct StandIns {
+    dataapi: SocketAddr,
+    s3: SocketAddr,
+    bucket: String,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.measured_pid.unwrap_or_else(|| self.child.id())
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback (the stand-ins' own counters).
+fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
+}
+
+impl StandIns {
+    /// Data API calls served so far.
+    fn data_api_calls(&self) -> u64 {
+        let body = http_get(self.dataapi, "/_dataapi-local/stats").unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v.as_object()
+            .map(|m| m.values().filter_map(|x| x.as_u64()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Objects in the audit bucket (each created by one PUT).
+    fn s3_objects(&self) -> u64 {
+        let mut count = 0;
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/{}?list-type=2&max-keys=1000", self.bucket);
+            if let Some(t) = &token {
+                path.push_str(&format!(
+                    "&continuation-token={}",
+                    t.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+                ));
+            }
+            let body = http_get(self.s3, &path).unwrap_or_default();
+            // Chunked or not, the keys are plain <Key> elements.
+            count += body.matches("<Key>").count() as u64;
+            token = body
+                .split_once("<NextContinuationToken>")
+                .and_then(|(_, r)| r.split_once("</NextContinuationToken>"))
+                .map(|(t, _)| t.to_string());
+            if token.is_none() {
+                return count;
+            }
+        }
+    }
 }
 
 impl Drop for Server {
@@ -204,6 +279,10 @@ struct Run {
     non_2xx: u64,
     cpu_s_per_1k: f64,
     peak_rss_mib: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_api_calls_per_1k: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s3_puts_per_1k: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -242,13 +321,33 @@ struct Machine {
 }
 
 fn measure(o: &Options, s: &Server) -> Result<Vec<Run>, String> {
-    let pid = s.child.id();
+    let pid = s.pid();
     let mut runs = Vec::new();
     for &c in &o.concurrency {
         wrk(o, s.addr, s.path, c, o.warmup)?;
+        // Let the warm-up's audit batches settle before counting.
+        if s.stand_ins.is_some() {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let counts0 = s.stand_ins.as_ref().map(|x| (x.data_api_calls(), x.s3_objects()));
         let cpu0 = cpu_seconds(pid);
         let r = wrk(o, s.addr, s.path, c, o.duration)?;
         let cpu = cpu_seconds(pid) - cpu0;
+        let counts = match (&s.stand_ins, counts0) {
+            (Some(x), Some((calls0, puts0))) => {
+                // Audit batches close within a second of the run's end.
+                std::thread::sleep(Duration::from_secs(2));
+                let per_1k = |n: u64| {
+                    if r.requests > 0 {
+                        n as f64 / r.requests as f64 * 1000.0
+                    } else {
+                        0.0
+                    }
+                };
+                Some((per_1k(x.data_api_calls() - calls0), per_1k(x.s3_objects() - puts0)))
+            }
+            _ => None,
+        };
         let secs = r.duration_us as f64 / 1e6;
         let run = Run {
             target: s.name,
@@ -267,11 +366,19 @@ fn measure(o: &Options, s: &Server) -> Result<Vec<Run>, String> {
                 0.0
             },
             peak_rss_mib: status_mib(pid, "VmHWM:"),
+            data_api_calls_per_1k: counts.map(|c| c.0),
+            s3_puts_per_1k: counts.map(|c| c.1),
         };
         eprintln!(
             "  {:<18} c={:<4} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>6.2} ms  errors {}",
             run.target, c, run.requests_per_s, run.p50_ms, run.p99_ms, run.p999_ms, run.errors
         );
+        if let (Some(calls), Some(puts)) = (run.data_api_calls_per_1k, run.s3_puts_per_1k) {
+            eprintln!(
+                "  {:<18}        {calls:.1} Data API calls and {puts:.1} S3 PUTs per 1,000 requests",
+                ""
+            );
+        }
         runs.push(run);
     }
     Ok(runs)
@@ -319,6 +426,8 @@ fn start_baseline(o: &Options, logs: &Path) -> Result<Server, String> {
         child,
         addr,
         path: "/v1/echo",
+        measured_pid: None,
+        stand_ins: None,
     })
 }
 
@@ -338,6 +447,105 @@ fn start_tollgate(o: &Options, logs: &Path, data: &Path) -> Result<Server, Strin
         child,
         addr,
         path: "/v1/echo",
+        measured_pid: None,
+        stand_ins: None,
+    })
+}
+
+/// The first descendant of `pid` whose command is `name`.
+fn descendant(pid: u32, name: &str) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+        let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+        if comm.trim() == name {
+            return Some(child);
+        }
+        if let Some(found) = descendant(child, name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// tollgate in aws mode against the local stand-ins (scripts/aws-local.sh, release build),
+/// with the settings an aws deployment would use for batching.
+fn start_tollgate_aws(logs: &Path) -> Result<Server, String> {
+    let listen = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("bash");
+    cmd.arg("scripts/aws-local.sh")
+        .env_remove("RUST_LOG")
+        .env("TOLLGATE_PROFILE", "release")
+        .env("TOLLGATE_LISTEN", listen.to_string())
+        .env("TOLLGATE_COMMIT_LINGER_MS", "200")
+        .env("TOLLGATE_COMMIT_MAX_BATCH", "1000")
+        .env("TOLLGATE_COMMIT_MAX_INFLIGHT", "4")
+        .env("TOLLGATE_AUDIT_BATCH_MAX_AGE_MS", "1000")
+        .stderr(Stdio::piped());
+    let mut child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err_log = logs.join("aws-stack.err");
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(err_log).ok();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("stand-ins: ") {
+                let _ = tx.send(rest.to_string());
+            }
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    });
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("tollgate ready") => {
+                let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+                break v["listen"]
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .ok_or("no listen address")?;
+            }
+            Some(Ok(_)) => {}
+            _ => {
+                return Err(format!(
+                    "the aws stack did not start; see {}",
+                    logs.join("aws-stack.err").display()
+                ))
+            }
+        }
+    };
+    let mut file = std::fs::File::create(logs.join("tollgate-aws.log")).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+        }
+    });
+    let info = rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| "stand-in endpoints not announced")?;
+    let field = |k: &str| {
+        info.split_whitespace()
+            .find_map(|p| p.strip_prefix(k))
+            .map(String::from)
+    };
+    let host = |u: Option<String>| u.and_then(|u| u.trim_start_matches("http://").parse::<SocketAddr>().ok());
+    let stand_ins = StandIns {
+        dataapi: host(field("dataapi=")).ok_or("dataapi endpoint")?,
+        s3: host(field("s3=")).ok_or("s3 endpoint")?,
+        bucket: field("bucket=").ok_or("bucket")?,
+    };
+    let measured_pid = descendant(child.id(), "tollgate");
+    Ok(Server {
+        name: "tollgate-aws-local",
+        child,
+        addr,
+        path: "/v1/echo",
+        measured_pid,
+        stand_ins: Some(stand_ins),
     })
 }
 
@@ -363,6 +571,10 @@ fn run() -> Result<(), String> {
     runs.extend(measure(&o, &start_baseline(&o, &work)?)?);
     eprintln!("tollgate embedded (echo route, durable recording, default settings):");
     runs.extend(measure(&o, &start_tollgate(&o, &work, &work.join("data"))?)?);
+    if o.aws {
+        eprintln!("tollgate aws mode against the local stand-ins (Data API, S3, Lambda emulator):");
+        runs.extend(measure(&o, &start_tollgate_aws(&work)?)?);
+    }
     // Idle connections on fresh processes, so the figure is what idle connections cost.
     eprintln!("{} idle keep-alive connections:", o.idle_connections);
     idles.push(idle(&start_baseline(&o, &work)?, o.idle_connections)?);
@@ -431,6 +643,21 @@ fn print_table(r: &Report) {
             x.cpu_s_per_1k,
             x.peak_rss_mib
         );
+    }
+    let aws: Vec<&Run> = r.runs.iter().filter(|x| x.data_api_calls_per_1k.is_some()).collect();
+    if !aws.is_empty() {
+        println!(
+            "\n| aws mode conc | req/s | Data API calls / 1k req | S3 PUTs / 1k req |\n| ---: | ---: | ---: | ---: |"
+        );
+        for x in aws {
+            println!(
+                "| {} | {:.0} | {:.1} | {:.1} |",
+                x.concurrency,
+                x.requests_per_s,
+                x.data_api_calls_per_1k.unwrap_or(0.0),
+                x.s3_puts_per_1k.unwrap_or(0.0)
+            );
+        }
     }
     println!("\n| conc | tollgate / baseline throughput | p99 ratio | CPU per request ratio |\n| ---: | ---: | ---: | ---: |");
     for x in &r.ratios {

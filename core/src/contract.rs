@@ -32,6 +32,7 @@ fn record(id: &str, at: OffsetDateTime, status: u16, method: &str, path: &str) -
         },
         audit_batch: BATCH.into(),
         audit_payload: format!("{{\"request_id\":\"{id}\"}}"),
+        client_chosen_id: true,
     }
 }
 

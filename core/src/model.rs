@@ -72,6 +72,9 @@ pub struct NewRecord {
     pub audit_batch: String,
     /// The serialized audit event.
     pub audit_payload: String,
+    /// Whether the request id came from the client (`x-request-id`) rather than being minted
+    /// here: only such ids can clash with another request's, so only they need checking.
+    pub client_chosen_id: bool,
 }
 
 /// What happened to one row of an insert batch.

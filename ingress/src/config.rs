@@ -37,6 +37,8 @@ pub const DEFAULT_TRUSTED_PROXIES: u64 = 1;
 pub const DEFAULT_COMMIT_MAX_BATCH: u64 = 256;
 /// Group commits in flight at once (SQLite has one writer; the Data API takes several).
 pub const DEFAULT_COMMIT_MAX_INFLIGHT: u64 = 1;
+/// How long a commit waits for more records when a slot is free (0: commit at once).
+pub const DEFAULT_COMMIT_LINGER_MS: u64 = 0;
 /// How long a failing commit is retried before its requests are answered 503.
 pub const DEFAULT_COMMIT_RETRY_MS: u64 = 5_000;
 /// Most events per audit batch.
@@ -83,6 +85,8 @@ pub struct RecorderSettings {
     pub commit_max_inflight: usize,
     /// Retry budget of a commit.
     pub commit_retry: Duration,
+    /// Wait for more records before a commit.
+    pub commit_linger: Duration,
     /// Most events per audit batch.
     pub audit_max_events: usize,
     /// Largest audit batch payload.
@@ -255,6 +259,13 @@ impl IngressConfig {
                 0,
                 60_000,
                 "how long a failing commit is retried before its requests get 503",
+            )),
+            commit_linger: ms(r.range(
+                "TOLLGATE_COMMIT_LINGER_MS",
+                DEFAULT_COMMIT_LINGER_MS,
+                0,
+                10_000,
+                "how long a commit waits for more records (trades latency for fewer, larger commits: Data API calls)",
             )),
             audit_max_events,
             audit_max_bytes,

@@ -368,10 +368,11 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     let received_at = clock::now();
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let request_id = header_str(&parts.headers, &X_REQUEST_ID)
+    let client_id = header_str(&parts.headers, &X_REQUEST_ID)
         .filter(|id| ids::is_valid_request_id(id))
-        .map(String::from)
-        .unwrap_or_else(ids::new_request_id);
+        .map(String::from);
+    let client_chosen_id = client_id.is_some();
+    let request_id = client_id.unwrap_or_else(ids::new_request_id);
     if parts.uri.path() == "/healthz" && (parts.method == Method::GET || parts.method == Method::HEAD) {
         return health(&state, &request_id);
     }
@@ -475,7 +476,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
         error,
     };
     let (status, route) = (record.status, record.route.clone());
-    let final_id = match state.recorder.record(record, event).await {
+    let final_id = match state.recorder.record(record, event, client_chosen_id).await {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(request_id = %request_id, error = %e, "request could not be recorded; answering 503");

@@ -47,6 +47,7 @@ pub enum RecordError {
 struct Submission {
     record: RequestRecord,
     event: AuditEvent,
+    client_chosen_id: bool,
     done: oneshot::Sender<Result<String, RecordError>>,
 }
 
@@ -59,10 +60,20 @@ pub struct RecorderHandle {
 impl RecorderHandle {
     /// Records a request durably; returns the request id it was stored under (a new one
     /// only if a client-chosen id was already taken by another request).
-    pub async fn record(&self, record: RequestRecord, event: AuditEvent) -> Result<String, RecordError> {
+    pub async fn record(
+        &self,
+        record: RequestRecord,
+        event: AuditEvent,
+        client_chosen_id: bool,
+    ) -> Result<String, RecordError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Submission { record, event, done })
+            .send(Submission {
+                record,
+                event,
+                client_chosen_id,
+                done,
+            })
             .await
             .map_err(|_| RecordError::Stopped)?;
         rx.await.map_err(|_| RecordError::Stopped)?
@@ -128,6 +139,7 @@ fn rekey(mut sub: Submission) -> Submission {
         "client-chosen request id already recorded for another request; recorded under a new id");
     sub.record.request_id = fresh.clone();
     sub.event.request_id = fresh;
+    sub.client_chosen_id = false;
     sub
 }
 
@@ -136,13 +148,33 @@ impl Pipeline {
         let mut queue: VecDeque<Queued> = VecDeque::new();
         let mut commits: JoinSet<CommitDone> = JoinSet::new();
         let mut open = true;
+        let mut oldest: Option<Instant> = None;
         loop {
-            // Start commits while slots are free.
-            while !queue.is_empty() && commits.len() < self.settings.commit_max_inflight {
+            // Start commits while slots are free: at once, or once the oldest queued record has
+            // lingered long enough, or the batch is full, or we are closing.
+            // Records re-queued by the pipeline itself (a re-keyed clash) start lingering now.
+            if !queue.is_empty() && oldest.is_none() {
+                oldest = Some(Instant::now());
+            }
+            let (max_batch, linger) = (self.settings.commit_max_batch, self.settings.commit_linger);
+            let ready = |queue: &VecDeque<Queued>, oldest: Option<Instant>| {
+                queue.len() >= max_batch || !open || oldest.is_some_and(|t| t.elapsed() >= linger)
+            };
+            while !queue.is_empty() && commits.len() < self.settings.commit_max_inflight && ready(&queue, oldest) {
                 let n = queue.len().min(self.settings.commit_max_batch);
                 let items: Vec<Queued> = queue.drain(..n).collect();
                 self.start_commit(&mut commits, items);
+                oldest = (!queue.is_empty()).then(Instant::now);
             }
+            if queue.is_empty() {
+                oldest = None;
+            }
+            let linger_deadline = match oldest {
+                Some(t) if !queue.is_empty() && commits.len() < self.settings.commit_max_inflight => {
+                    Some(t + self.settings.commit_linger)
+                }
+                _ => None,
+            };
             if !open && queue.is_empty() && commits.is_empty() {
                 break;
             }
@@ -155,6 +187,7 @@ impl Pipeline {
                 },
                 msg = rx.recv(), if open => match msg {
                     Some(sub) => {
+                        oldest.get_or_insert_with(Instant::now);
                         self.enqueue(sub, &mut queue);
                         while queue.len() < self.settings.commit_max_batch * 4 {
                             match rx.try_recv() {
@@ -166,6 +199,7 @@ impl Pipeline {
                     None => open = false,
                 },
                 _ = sleep_until(age_deadline), if age_deadline.is_some() => self.close_current(),
+                _ = sleep_until(linger_deadline), if linger_deadline.is_some() => {}
             }
             self.ship_ready();
         }
@@ -240,6 +274,7 @@ impl Pipeline {
                 record: q.sub.record.clone(),
                 audit_batch: self.batches_id(q.batch),
                 audit_payload: q.payload.clone(),
+                client_chosen_id: q.sub.client_chosen_id,
             })
             .collect();
         let log = self.log.clone();

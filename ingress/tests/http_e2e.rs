@@ -404,3 +404,43 @@ async fn the_embedded_invoker_meets_the_invoker_contract() {
     let invoker = tollgate_core::local::LocalInvoker::new(tollgate_ingress::app::embedded_functions(&backends));
     tollgate_core::contract::invoker(&invoker).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lingering_commits_batch_without_stranding_a_record() {
+    let mut ing = InProcess::start(
+        &[("TOLLGATE_COMMIT_LINGER_MS", "50"), ("TOLLGATE_COMMIT_MAX_BATCH", "8")],
+        |_| {},
+    )
+    .await;
+    let addr = ing.addr;
+    let tasks: Vec<_> = (0..20)
+        .map(|c| {
+            tokio::spawn(async move {
+                let mut client = Client::connect(addr).await;
+                let mut ids = Vec::new();
+                for i in 0..10 {
+                    // Every fifth request reuses a client-chosen id: a clash re-queued by the pipeline.
+                    let chosen = format!("dup-{}", i % 3);
+                    let headers: Vec<(&str, &str)> = if i % 5 == 0 {
+                        vec![("x-request-id", chosen.as_str())]
+                    } else {
+                        vec![]
+                    };
+                    let r = client
+                        .send("POST", &format!("/v1/echo/{c}/{i}"), &headers, "x")
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status, 200);
+                    ids.push(r.request_id());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for t in tasks {
+        answered.extend(t.await.unwrap());
+    }
+    ing.stop().await;
+    assert_exactly_once(&ing.dir.0, &answered).await;
+}

@@ -174,6 +174,7 @@ mod tests {
                 },
                 audit_batch: batch_id.clone(),
                 audit_payload: event(&format!("r{i:03}")),
+                client_chosen_id: false,
             })
             .collect();
         tollgate_core::RequestLog::insert_batch(&*log, &rows).await.unwrap();

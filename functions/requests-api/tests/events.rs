@@ -34,6 +34,7 @@ async fn every_requests_api_event_is_answered() {
         record,
         audit_batch: "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b".into(),
         audit_payload: r#"{"request_id":"0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"}"#.into(),
+        client_chosen_id: true,
     }])
     .await
     .unwrap();

@@ -323,10 +323,17 @@ impl Client {
             b = b.header(*k, *v);
         }
         let req = b.body(Full::new(body.into())).unwrap();
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await?.to_bytes();
+        // A hung server must fail the test, not hang it.
+        let exchange = async {
+            self.sender.ready().await?;
+            let resp = self.sender.send_request(req).await?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(Duration::from_secs(60), exchange)
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {method} {path} within 60 s"))?;
         Ok(Reply {
             status: parts.status,
             headers: parts.headers,
