@@ -122,3 +122,12 @@ pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
 pub async fn lambda_invoker() -> LambdaInvoker {
     LambdaInvoker::from_config(aws_sdk_lambda::config::Builder::from(&sdk_config().await))
 }
+
+/// Reads the mode's settings from this process's environment and arguments and opens its
+/// backends: what every function binary does first.
+pub async fn open_from_process() -> Result<Backends, String> {
+    let mut reader = SettingsReader::from_process();
+    let mode = ModeSettings::read(&mut reader);
+    reader.finish().map_err(|e| e.to_string())?;
+    open(&mode).await
+}

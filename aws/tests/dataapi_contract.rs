@@ -2,7 +2,6 @@
 //! `dataapi-local`, over a private PostgreSQL started by the test.
 
 use aws_sdk_rdsdata::config::{BehaviorVersion, Credentials, Region};
-use dataapi_local::service::{Config, DataApi};
 use std::time::Duration;
 use tollgate_aws::dataapi::{DataApiRequestLog, DataApiSettings};
 use tollgate_core::ports::RequestLog;
@@ -10,21 +9,14 @@ use tollgate_testkit::Postgres;
 
 async fn log_over_dataapi(pg: &Postgres) -> DataApiRequestLog {
     pg.psql("postgres", "CREATE DATABASE tollgate");
-    let api = DataApi::new(Config {
-        host: "127.0.0.1".into(),
-        port: pg.port,
-        user: "postgres".into(),
-        default_database: "postgres".into(),
-        tx_idle_timeout: Duration::from_secs(180),
-    });
-    let addr = dataapi_local::server::spawn("127.0.0.1:0".parse().unwrap(), api)
+    let endpoint = dataapi_local::server::spawn_local(pg.port, Duration::from_secs(180))
         .await
         .unwrap();
     let conf = aws_sdk_rdsdata::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(format!("http://{addr}"))
+        .endpoint_url(endpoint)
         .build();
     DataApiRequestLog::new(
         aws_sdk_rdsdata::Client::from_conf(conf),

@@ -59,3 +59,18 @@ pub async fn spawn(addr: SocketAddr, api: Arc<DataApi>) -> std::io::Result<Socke
     tokio::spawn(serve(listener, api));
     Ok(local)
 }
+
+/// A Data API on a free loopback port over the PostgreSQL at `127.0.0.1:pg_port` (user
+/// `postgres`), with the service's defaults but `tx_idle_timeout`: what tests and local
+/// stacks start. Returns its endpoint URL.
+pub async fn spawn_local(pg_port: u16, tx_idle_timeout: std::time::Duration) -> std::io::Result<String> {
+    let api = DataApi::new(crate::service::Config {
+        host: "127.0.0.1".into(),
+        port: pg_port,
+        user: "postgres".into(),
+        default_database: "postgres".into(),
+        tx_idle_timeout,
+    });
+    let addr = spawn(([127, 0, 0, 1], 0).into(), api).await?;
+    Ok(format!("http://{addr}"))
+}

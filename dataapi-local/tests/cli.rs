@@ -2,7 +2,6 @@
 //! --endpoint-url`), which is botocore, not the Rust SDK. Same calls, same answers the
 //! service gives for the same SQL.
 
-use dataapi_local::service::{Config, DataApi};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
@@ -57,17 +56,9 @@ fn exec(endpoint: &str, sql: &str, extra: &[&str]) -> Result<Value, String> {
 async fn the_aws_cli_gets_the_services_answers() {
     let pg = Postgres::start();
     pg.psql("postgres", "CREATE DATABASE app");
-    let api = DataApi::new(Config {
-        host: "127.0.0.1".into(),
-        port: pg.port,
-        user: "postgres".into(),
-        default_database: "postgres".into(),
-        tx_idle_timeout: Duration::from_secs(180),
-    });
-    let addr = dataapi_local::server::spawn("127.0.0.1:0".parse().unwrap(), api)
+    let ep = dataapi_local::server::spawn_local(pg.port, Duration::from_secs(180))
         .await
         .unwrap();
-    let ep = format!("http://{addr}");
     let ep = ep.as_str();
     let run = |f: Box<dyn FnOnce() -> Result<Value, String> + Send>| tokio::task::spawn_blocking(f);
 

@@ -4,7 +4,6 @@
 use aws_sdk_rdsdata::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_rdsdata::types::{Field, RecordsFormatType, SqlParameter, TypeHint};
 use aws_sdk_rdsdata::Client;
-use dataapi_local::service::{Config, DataApi};
 use std::time::Duration;
 use tollgate_testkit::Postgres;
 
@@ -19,21 +18,12 @@ struct Stack {
 async fn stack(tx_idle: Duration) -> Stack {
     let pg = Postgres::start();
     pg.psql("postgres", "CREATE DATABASE app");
-    let api = DataApi::new(Config {
-        host: "127.0.0.1".into(),
-        port: pg.port,
-        user: "postgres".into(),
-        default_database: "postgres".into(),
-        tx_idle_timeout: tx_idle,
-    });
-    let addr = dataapi_local::server::spawn("127.0.0.1:0".parse().unwrap(), api)
-        .await
-        .unwrap();
+    let endpoint = dataapi_local::server::spawn_local(pg.port, tx_idle).await.unwrap();
     let conf = aws_sdk_rdsdata::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(format!("http://{addr}"))
+        .endpoint_url(endpoint)
         .build();
     Stack {
         _pg: pg,

@@ -2,17 +2,12 @@
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
-use tollgate_aws::backends::ModeSettings;
-use tollgate_core::settings::SettingsReader;
 use tollgate_db_migrate::{CustomResourceEvent, HttpsResponder};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let _logs = tollgate_core::logging::init_json_logs();
-    let mut reader = SettingsReader::from_process();
-    let mode = ModeSettings::read(&mut reader);
-    reader.finish()?;
-    let backends = Arc::new(tollgate_aws::backends::open(&mode).await?);
+    let backends = Arc::new(tollgate_aws::backends::open_from_process().await?);
     let responder = Arc::new(HttpsResponder::new()?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<CustomResourceEvent>| {
         let (backends, responder) = (backends.clone(), responder.clone());

@@ -1,16 +1,11 @@
 //! The `requests-api` Lambda: `lambda_http` over the request log and audit store.
 
 use std::sync::Arc;
-use tollgate_aws::backends::ModeSettings;
-use tollgate_core::settings::SettingsReader;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let _logs = tollgate_core::logging::init_json_logs();
-    let mut reader = SettingsReader::from_process();
-    let mode = ModeSettings::read(&mut reader);
-    reader.finish()?;
-    let backends = tollgate_aws::backends::open(&mode).await?;
+    let backends = tollgate_aws::backends::open_from_process().await?;
     let api = Arc::new(tollgate_requests_api::RequestsApi::new(backends.log, backends.store));
     lambda_http::run(lambda_http::service_fn(move |req| {
         let api = api.clone();

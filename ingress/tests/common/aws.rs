@@ -3,7 +3,6 @@
 //! Lambda Invoke API with the function binaries attached as runtimes. Everything is
 //! stopped when dropped.
 
-use dataapi_local::service::{Config, DataApi};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -137,14 +136,7 @@ impl AwsStack {
         build_functions();
         let pg = Postgres::start();
         pg.psql("postgres", "CREATE DATABASE tollgate");
-        let api = DataApi::new(Config {
-            host: "127.0.0.1".into(),
-            port: pg.port,
-            user: "postgres".into(),
-            default_database: "postgres".into(),
-            tx_idle_timeout: Duration::from_secs(180),
-        });
-        let dataapi = dataapi_local::server::spawn("127.0.0.1:0".parse().unwrap(), api)
+        let dataapi = dataapi_local::server::spawn_local(pg.port, Duration::from_secs(180))
             .await
             .unwrap();
         let s3 = S3Server::start();
@@ -160,7 +152,7 @@ impl AwsStack {
             ("AWS_ACCESS_KEY_ID", "local".into()),
             ("AWS_SECRET_ACCESS_KEY", "local".into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_ENDPOINT_URL_RDS_DATA", format!("http://{dataapi}")),
+            ("AWS_ENDPOINT_URL_RDS_DATA", dataapi.clone()),
             ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
             ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{lambda_port}")),
         ]
@@ -178,7 +170,7 @@ impl AwsStack {
         Self {
             pg,
             s3,
-            dataapi: format!("http://{dataapi}"),
+            dataapi,
             lambda,
             env,
         }
