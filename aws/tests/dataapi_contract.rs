@@ -80,3 +80,47 @@ async fn large_group_commits_are_split_and_pending_scans_paged() {
     assert_eq!(pending.len(), 1200, "paged past the 1 MiB response limit");
     assert!(pending.iter().all(|p| p.audit_payload.len() > 4096));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_ride_out_an_auto_paused_cluster_resuming() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE tollgate");
+    // Aurora Serverless v2 with minimum capacity 0: the first calls meet
+    // DatabaseResumingException until the cluster is back (here: 1.5 s).
+    let api = dataapi_local::service::DataApi::new(dataapi_local::service::Config {
+        host: "127.0.0.1".into(),
+        port: pg.port,
+        user: "postgres".into(),
+        default_database: "postgres".into(),
+        tx_idle_timeout: Duration::from_secs(180),
+        resume_delay: Duration::from_millis(1500),
+    });
+    let addr = dataapi_local::server::spawn(([127, 0, 0, 1], 0).into(), api.clone())
+        .await
+        .unwrap();
+    let conf = aws_sdk_rdsdata::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(format!("http://{addr}"))
+        .build();
+    let log = DataApiRequestLog::new(
+        aws_sdk_rdsdata::Client::from_conf(conf),
+        DataApiSettings {
+            cluster_arn: "arn:aws:rds:us-east-1:123456789012:cluster:tollgate".into(),
+            secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate".into(),
+            database: "tollgate".into(),
+        },
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(log.migrate().await.unwrap(), vec!["0001_api_requests".to_string()]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it cannot have succeeded before the resume"
+    );
+    let begins = api.counters.begin.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        begins > 1,
+        "the resuming answers were retried ({begins} BeginTransaction calls)"
+    );
+}

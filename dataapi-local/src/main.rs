@@ -33,6 +33,13 @@ async fn main() -> ExitCode {
         86_400_000,
         "transactions idle this long are rolled back (the service: 3 minutes)",
     );
+    let resume = r.range(
+        "TOLLGATE_DATAAPI_RESUME_DELAY_MS",
+        0,
+        0,
+        600_000,
+        "emulate an auto-paused cluster: calls in the first N ms answer DatabaseResumingException",
+    );
     if r.help_requested() {
         print!("{}", r.help_text("dataapi-local"));
         return ExitCode::SUCCESS;
@@ -48,6 +55,7 @@ async fn main() -> ExitCode {
         user,
         default_database: database,
         tx_idle_timeout: Duration::from_millis(idle),
+        resume_delay: Duration::from_millis(resume),
     });
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,

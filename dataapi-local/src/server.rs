@@ -70,6 +70,7 @@ pub async fn spawn_local(pg_port: u16, tx_idle_timeout: std::time::Duration) -> 
         user: "postgres".into(),
         default_database: "postgres".into(),
         tx_idle_timeout,
+        resume_delay: std::time::Duration::ZERO,
     });
     let addr = spawn(([127, 0, 0, 1], 0).into(), api).await?;
     Ok(format!("http://{addr}"))

@@ -35,6 +35,9 @@ pub struct Config {
     pub default_database: String,
     /// Idle time after which a transaction is rolled back.
     pub tx_idle_timeout: Duration,
+    /// Emulates an auto-paused Aurora Serverless v2 cluster: for this long after the first
+    /// call, every call is answered `DatabaseResumingException` (zero: never paused).
+    pub resume_delay: Duration,
 }
 
 /// An error answered the way the service answers it.
@@ -262,6 +265,8 @@ pub struct DataApi {
     cfg: Config,
     pools: Mutex<HashMap<String, Vec<Client>>>,
     txs: Mutex<HashMap<String, Arc<Tx>>>,
+    /// When the emulated resume ends (set by the first call).
+    resumed_at: Mutex<Option<Instant>>,
     /// Calls served.
     pub counters: Counters,
 }
@@ -280,6 +285,7 @@ impl DataApi {
             cfg,
             pools: Mutex::new(HashMap::new()),
             txs: Mutex::new(HashMap::new()),
+            resumed_at: Mutex::new(None),
             counters: Counters::default(),
         });
         let weak = Arc::downgrade(&api);
@@ -363,6 +369,17 @@ impl DataApi {
     }
 
     fn common(&self, body: &Value) -> Result<(), ApiError> {
+        if !self.cfg.resume_delay.is_zero() {
+            let mut at = self.resumed_at.lock().expect("resume state");
+            let until = *at.get_or_insert_with(|| Instant::now() + self.cfg.resume_delay);
+            if Instant::now() < until {
+                return Err(ApiError::new(
+                    400,
+                    "DatabaseResumingException",
+                    "The database is resuming after being auto-paused. Please wait a few seconds and try again.",
+                ));
+            }
+        }
         required(body, "resourceArn")?;
         required(body, "secretArn")?;
         if body
