@@ -229,16 +229,8 @@ impl DataApiRequestLog {
     async fn event_ids(&self, ids: &[&str]) -> Result<std::collections::HashMap<String, String>, LogError> {
         let mut out = std::collections::HashMap::new();
         for chunk in ids.chunks(IN_LIST_MAX) {
-            let names: Vec<String> = (0..chunk.len()).map(|i| format!(":r{i}")).collect();
-            let text = format!(
-                "SELECT request_id, event_id FROM api_requests WHERE request_id IN ({})",
-                names.join(", ")
-            );
-            let params = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, id)| param(&format!("r{i}"), &SqlValue::Text(id.to_string())))
-                .collect();
+            let (list, params) = in_list(chunk.iter().copied());
+            let text = format!("SELECT request_id, event_id FROM api_requests WHERE request_id IN ({list})");
             let (_, rows) = self.execute(&text, params, None, true).await?;
             for row in rows {
                 if let (Some(r), Some(e)) = (
@@ -250,6 +242,28 @@ impl DataApiRequestLog {
             }
         }
         Ok(out)
+    }
+
+    /// Commits (or rolls back) a transaction.
+    async fn end_transaction(&self, tx: &str, commit: bool) -> Result<(), LogError> {
+        let (arn, secret) = (&self.settings.cluster_arn, &self.settings.secret_arn);
+        if commit {
+            let call = self
+                .client
+                .commit_transaction()
+                .resource_arn(arn)
+                .secret_arn(secret)
+                .transaction_id(tx);
+            call.send().await.map(|_| ()).map_err(map_sdk_error)
+        } else {
+            let call = self
+                .client
+                .rollback_transaction()
+                .resource_arn(arn)
+                .secret_arn(secret)
+                .transaction_id(tx);
+            call.send().await.map(|_| ()).map_err(map_sdk_error)
+        }
     }
 
     async fn migrate_inner(&self) -> Result<Vec<String>, LogError> {
@@ -299,32 +313,22 @@ impl DataApiRequestLog {
             Ok::<_, LogError>(applied)
         }
         .await;
-        let end = match &result {
-            Ok(_) => self
-                .client
-                .commit_transaction()
-                .resource_arn(&self.settings.cluster_arn)
-                .secret_arn(&self.settings.secret_arn)
-                .transaction_id(&tx)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(map_sdk_error),
-            Err(_) => self
-                .client
-                .rollback_transaction()
-                .resource_arn(&self.settings.cluster_arn)
-                .secret_arn(&self.settings.secret_arn)
-                .transaction_id(&tx)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(map_sdk_error),
-        };
+        let end = self.end_transaction(&tx, result.is_ok()).await;
         let applied = result?;
         end?;
         Ok(applied)
     }
+}
+
+/// `:r0, :r1, ...` for an `IN (...)` list of request ids, with its parameters.
+fn in_list<'a>(ids: impl Iterator<Item = &'a str>) -> (String, Vec<SqlParameter>) {
+    let mut names = Vec::new();
+    let mut params = Vec::new();
+    for (i, id) in ids.enumerate() {
+        names.push(format!(":r{i}"));
+        params.push(param(&format!("r{i}"), &SqlValue::Text(id.to_string())));
+    }
+    (names.join(", "), params)
 }
 
 fn text(row: &Map<String, Value>, col: &str) -> Option<String> {
@@ -426,18 +430,12 @@ impl RequestLog for DataApiRequestLog {
         Box::pin(async move {
             let mut changed = 0u64;
             for chunk in request_ids.chunks(IN_LIST_MAX) {
-                let names: Vec<String> = (0..chunk.len()).map(|i| format!(":r{i}")).collect();
+                let (list, ids) = in_list(chunk.iter().map(String::as_str));
                 let text = format!(
-                    "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL WHERE audit_key IS NULL AND request_id IN ({})",
-                    names.join(", ")
+                    "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL WHERE audit_key IS NULL AND request_id IN ({list})"
                 );
                 let mut params = vec![param("audit_key", &SqlValue::Text(key.to_string()))];
-                params.extend(
-                    chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, id)| param(&format!("r{i}"), &SqlValue::Text(id.clone()))),
-                );
+                params.extend(ids);
                 let (n, _) = self.execute(&text, params, None, false).await?;
                 changed += n.max(0) as u64;
             }

@@ -144,7 +144,11 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: usize) -> IpAddr {
 }
 
 fn head_size(parts: &http::request::Parts) -> (usize, usize) {
-    let line = parts.method.as_str().len() + parts.uri.to_string().len() + 12;
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path().len(), |pq| pq.as_str().len());
+    let line = parts.method.as_str().len() + target + 12;
     let bytes = parts
         .headers
         .iter()

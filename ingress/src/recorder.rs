@@ -384,7 +384,8 @@ async fn ship(invoker: &dyn Invoker, function: &str, batch_id: &str, events: &[S
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline`, or forever without one (a `select!` branch that may be off).
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,

@@ -8,6 +8,7 @@
 //! when the first byte of a new request arrives, the service marks when a head is complete.
 
 use crate::handler::{self, AppState};
+use crate::recorder::sleep_until;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -211,13 +212,6 @@ async fn serve_connection(
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -41,38 +41,19 @@ impl Drop for TempDir {
     }
 }
 
-/// The shipped routes plus a `fault` function that misbehaves on request.
-pub const TEST_ROUTES: &str = r#"
-[[routes]]
-path = "/v1/echo"
-methods = ["ANY"]
-function = "echo"
-timeout_ms = 10000
-
-[[routes]]
-path = "/v1/echo/{*rest}"
-methods = ["ANY"]
-function = "echo"
-timeout_ms = 10000
-
-[[routes]]
-path = "/v1/requests"
-methods = ["GET", "HEAD"]
-function = "requests-api"
-timeout_ms = 10000
-
-[[routes]]
-path = "/v1/requests/{request_id}"
-methods = ["GET", "HEAD"]
-function = "requests-api"
-timeout_ms = 10000
-
+/// The route the tests add to the shipped table: a `fault` function that misbehaves on request.
+pub const FAULT_ROUTE: &str = r#"
 [[routes]]
 path = "/v1/fault/{kind}"
 methods = ["GET", "POST"]
 function = "fault"
 timeout_ms = 300
 "#;
+
+/// The shipped routes plus the fault route.
+pub fn test_routes() -> String {
+    format!("{}\n{FAULT_ROUTE}", include_str!("../../../routes.toml"))
+}
 
 /// A function that fails in the way its path names: error, panic, garbage, badstatus, sleep.
 pub fn fault_function() -> Arc<dyn LocalFunction> {
@@ -132,7 +113,7 @@ impl InProcess {
         let mut functions = app::embedded_functions(&backends);
         functions.insert("fault".into(), fault_function());
         wrap(&mut functions);
-        let routes = RouteTable::parse(TEST_ROUTES).unwrap();
+        let routes = RouteTable::parse(&test_routes()).unwrap();
         let running = app::start(
             config,
             routes,
