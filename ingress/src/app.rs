@@ -12,9 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tollgate_core::backends::Backends;
-use tollgate_core::http_fn::{http_function, json_function};
+use tollgate_core::http_fn::http_function;
 use tollgate_core::local::LocalFunction;
-use tollgate_core::model::AuditBatch;
 use tollgate_core::ports::{Invoker, RequestLog};
 use tollgate_core::reconcile::reconcile_once;
 
@@ -33,13 +32,9 @@ pub fn embedded_functions(backends: &Backends) -> HashMap<String, Arc<dyn LocalF
             async move { api.handle(req).await }
         }),
     );
-    let (log, store) = (backends.log.clone(), backends.store.clone());
     f.insert(
         "audit-writer".into(),
-        json_function(move |batch: AuditBatch| {
-            let (log, store) = (log.clone(), store.clone());
-            async move { tollgate_audit_writer::write_batch(&*log, &*store, batch).await }
-        }),
+        tollgate_audit_writer::local_function(backends.log.clone(), backends.store.clone()),
     );
     f
 }

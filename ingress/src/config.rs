@@ -41,20 +41,10 @@ pub const DEFAULT_COMMIT_MAX_INFLIGHT: u64 = 1;
 pub const DEFAULT_COMMIT_LINGER_MS: u64 = 0;
 /// How long a failing commit is retried before its requests are answered 503.
 pub const DEFAULT_COMMIT_RETRY_MS: u64 = 5_000;
-/// Most events per audit batch.
-pub const DEFAULT_AUDIT_BATCH_MAX_EVENTS: u64 = 1000;
-/// Largest audit batch payload: under Lambda's 1 MB async payload limit.
-pub const DEFAULT_AUDIT_BATCH_MAX_BYTES: u64 = 900_000;
 /// Longest an audit batch stays open.
 pub const DEFAULT_AUDIT_BATCH_MAX_AGE_MS: u64 = 500;
-/// The audit writer function.
-pub const DEFAULT_AUDIT_FUNCTION: &str = "audit-writer";
 /// Reconciler period.
 pub const DEFAULT_RECONCILE_INTERVAL_MS: u64 = 60_000;
-/// Rows younger than this are left to the normal audit pipeline.
-pub const DEFAULT_RECONCILE_GRACE_MS: u64 = 120_000;
-/// Rows a reconciler pass looks at.
-pub const DEFAULT_RECONCILE_SCAN_LIMIT: u64 = 10_000;
 /// What the ALB event names as its target group when no ALB is involved.
 pub const DEFAULT_TARGET_GROUP_ARN: &str =
     "arn:aws:elasticloadbalancing:local:000000000000:targetgroup/tollgate/ingress";
@@ -219,25 +209,9 @@ impl IngressConfig {
                 ));
             }
         }
-        let audit_function: String = r.parse(
-            "TOLLGATE_AUDIT_FUNCTION",
-            DEFAULT_AUDIT_FUNCTION.to_string(),
-            "function that writes audit batches",
-        );
-        let audit_max_bytes = r.range(
-            "TOLLGATE_AUDIT_BATCH_MAX_BYTES",
-            DEFAULT_AUDIT_BATCH_MAX_BYTES,
-            4096,
-            tollgate_core::audit::ASYNC_PAYLOAD_LIMIT as u64,
-            "largest audit batch payload (Lambda async limit: 1 MB)",
-        ) as usize;
-        let audit_max_events = r.range(
-            "TOLLGATE_AUDIT_BATCH_MAX_EVENTS",
-            DEFAULT_AUDIT_BATCH_MAX_EVENTS,
-            1,
-            100_000,
-            "most events per audit batch",
-        ) as usize;
+        // The audit writer and batch limits are shared with the reconciler (same settings
+        // in the scheduled `audit-reconciler` function).
+        let reconcile = ReconcileSettings::read(r);
         let recorder = RecorderSettings {
             commit_max_batch: r.range(
                 "TOLLGATE_COMMIT_MAX_BATCH",
@@ -267,8 +241,8 @@ impl IngressConfig {
                 10_000,
                 "how long a commit waits for more records (trades latency for fewer, larger commits: Data API calls)",
             )),
-            audit_max_events,
-            audit_max_bytes,
+            audit_max_events: reconcile.max_batch_events,
+            audit_max_bytes: reconcile.max_batch_bytes,
             audit_max_age: ms(r.range(
                 "TOLLGATE_AUDIT_BATCH_MAX_AGE_MS",
                 DEFAULT_AUDIT_BATCH_MAX_AGE_MS,
@@ -276,34 +250,15 @@ impl IngressConfig {
                 60_000,
                 "longest an audit batch stays open before it is sent",
             )),
-            audit_function: audit_function.clone(),
+            audit_function: reconcile.audit_function.clone(),
         };
         let reconcile_interval = ms(r.range(
             "TOLLGATE_RECONCILE_INTERVAL_MS",
             DEFAULT_RECONCILE_INTERVAL_MS,
-            10,
+            0,
             86_400_000,
-            "embedded mode: period of the reconciler that re-drives unaudited rows",
+            "period of the in-process reconciler that re-drives unaudited rows (0: off, as when the scheduled audit-reconciler function runs)",
         ));
-        let reconcile = ReconcileSettings {
-            audit_function,
-            grace: ms(r.range(
-                "TOLLGATE_RECONCILE_GRACE_MS",
-                DEFAULT_RECONCILE_GRACE_MS,
-                0,
-                86_400_000,
-                "rows unaudited for longer than this are re-driven",
-            )),
-            scan_limit: r.range(
-                "TOLLGATE_RECONCILE_SCAN_LIMIT",
-                DEFAULT_RECONCILE_SCAN_LIMIT,
-                1,
-                1_000_000,
-                "rows a reconciler pass looks at",
-            ) as usize,
-            max_batch_bytes: audit_max_bytes,
-            max_batch_events: audit_max_events,
-        };
         let target_group_arn = r.parse(
             "TOLLGATE_TARGET_GROUP_ARN",
             DEFAULT_TARGET_GROUP_ARN.to_string(),

@@ -111,6 +111,18 @@ impl WriteError {
     }
 }
 
+/// The writer as an in-process function over the given adapters (embedded mode): the same
+/// JSON contract and error types as the Lambda.
+pub fn local_function(
+    log: std::sync::Arc<dyn RequestLog>,
+    store: std::sync::Arc<dyn ObjectStore>,
+) -> std::sync::Arc<dyn tollgate_core::local::LocalFunction> {
+    tollgate_core::http_fn::json_function(move |batch: AuditBatch| {
+        let (log, store) = (log.clone(), store.clone());
+        async move { write_batch(&*log, &*store, batch).await }
+    })
+}
+
 impl From<WriteError> for lambda_runtime::Diagnostic {
     fn from(e: WriteError) -> Self {
         lambda_runtime::Diagnostic {

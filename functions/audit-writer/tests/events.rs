@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use tollgate_core::http_fn::{event_files, json_function};
-use tollgate_core::model::{AuditBatch, AuditWriteReport};
+use tollgate_core::http_fn::event_files;
+use tollgate_core::model::AuditWriteReport;
 use tollgate_core::ports::InvokeError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -11,10 +11,7 @@ async fn every_audit_writer_event_is_handled() {
     let dir = std::env::temp_dir().join(format!("tollgate-writer-events-{}", std::process::id()));
     let log = Arc::new(tollgate_core::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap());
     let store = Arc::new(tollgate_core::dirstore::DirObjectStore::open(dir.join("objects")).unwrap());
-    let function = json_function(move |batch: AuditBatch| {
-        let (log, store) = (log.clone(), store.clone());
-        async move { tollgate_audit_writer::write_batch(&*log, &*store, batch).await }
-    });
+    let function = tollgate_audit_writer::local_function(log, store);
     let files = event_files(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events"),
         "audit-writer-",

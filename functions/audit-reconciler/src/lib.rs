@@ -1,0 +1,90 @@
+//! `audit-reconciler`: on a schedule, re-drives audit events still unaudited after a grace
+//! period, through the audit writer (synchronously, so a failure is seen).
+//!
+//! Asynchronous invokes can be dropped (the Lambda documentation says an event may be lost,
+//! and an ingress task can be stopped holding a batch), so the request log's outbox is the
+//! source of truth. A re-drive reuses the batch id, and the writer's create-only keys make
+//! it a no-op for events already written: nothing lost, nothing doubled.
+
+use serde::{Deserialize, Serialize};
+use tollgate_core::model::ReconcileReport;
+use tollgate_core::ports::{Invoker, LogError, RequestLog};
+use tollgate_core::reconcile::{reconcile_once, ReconcileSettings};
+
+/// The EventBridge scheduled event (`detail-type: "Scheduled Event"`, `source: "aws.events"`)
+/// that starts a pass. Only what the logs name is kept; any other scheduled or manual event
+/// with a `source` and `detail-type` starts a pass too.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ScheduledEvent {
+    /// EventBridge event id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `Scheduled Event` for a schedule.
+    pub detail_type: String,
+    /// `aws.events` (rule) or `aws.scheduler` (EventBridge Scheduler).
+    pub source: String,
+    /// When the schedule fired (RFC 3339).
+    #[serde(default)]
+    pub time: Option<String>,
+    /// The rule or schedule that fired.
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+/// Why a pass did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The request log could not be scanned.
+    #[error("cannot scan the request log: {0}")]
+    Log(#[from] LogError),
+    /// Some batches could not be re-driven; they are retried on the next pass.
+    #[error("{failed} of {batches} re-driven batches failed; retried on the next pass")]
+    RedriveFailed {
+        /// Batches that failed.
+        failed: usize,
+        /// Batches tried.
+        batches: usize,
+    },
+}
+
+impl From<PassError> for lambda_runtime::Diagnostic {
+    fn from(e: PassError) -> Self {
+        let error_type = match e {
+            PassError::Log(_) => "RequestLogError",
+            PassError::RedriveFailed { .. } => "RedriveFailed",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// One scheduled pass. A pass with failed batches is reported as a function error (after
+/// every batch was tried), so the function's `Errors` metric and alarm show a writer that
+/// keeps failing.
+pub async fn run_pass(
+    log: &dyn RequestLog,
+    invoker: &dyn Invoker,
+    settings: &ReconcileSettings,
+    event: ScheduledEvent,
+) -> Result<ReconcileReport, PassError> {
+    let report = reconcile_once(log, invoker, settings).await?;
+    tracing::info!(
+        event_id = event.id.as_deref().unwrap_or("-"),
+        source = %event.source,
+        scheduled_at = event.time.as_deref().unwrap_or("-"),
+        pending = report.pending,
+        batches = report.batches,
+        failed = report.failed_batches,
+        "reconciler pass"
+    );
+    if report.failed_batches > 0 {
+        return Err(PassError::RedriveFailed {
+            failed: report.failed_batches,
+            batches: report.batches,
+        });
+    }
+    Ok(report)
+}
