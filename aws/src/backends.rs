@@ -16,6 +16,8 @@ pub struct AwsSettings {
     pub s3: S3Settings,
     /// Path-style S3 addressing (S3-compatible stand-ins on loopback).
     pub s3_force_path_style: bool,
+    /// Prefix of the deployed Lambda function names (`<stack>-`).
+    pub function_prefix: String,
 }
 
 impl AwsSettings {
@@ -39,6 +41,11 @@ impl AwsSettings {
             "TOLLGATE_S3_FORCE_PATH_STYLE",
             false,
             "aws mode: path-style S3 requests (for S3-compatible servers on loopback)",
+        );
+        let function_prefix: String = r.parse(
+            "TOLLGATE_FUNCTION_PREFIX",
+            String::new(),
+            "aws mode: prefix of the deployed Lambda function names (the stack sets `<stack>-`)",
         );
         if mode != Mode::Aws {
             return None;
@@ -68,6 +75,7 @@ impl AwsSettings {
                 kms_key_id,
             },
             s3_force_path_style,
+            function_prefix,
         })
     }
 }
@@ -119,8 +127,9 @@ pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
 }
 
 /// The Lambda invoker from the environment's SDK configuration.
-pub async fn lambda_invoker() -> LambdaInvoker {
+pub async fn lambda_invoker(settings: &AwsSettings) -> LambdaInvoker {
     LambdaInvoker::from_config(aws_sdk_lambda::config::Builder::from(&sdk_config().await))
+        .with_function_prefix(settings.function_prefix.clone())
 }
 
 /// Reads the mode's settings from this process's environment and arguments and opens its

@@ -21,6 +21,7 @@ use tollgate_core::ports::{BoxFuture, InvokeError, Invoker};
 #[derive(Clone)]
 pub struct LambdaInvoker {
     client: Client,
+    function_prefix: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -83,7 +84,24 @@ fn map_error(e: SdkError<SdkInvokeError>) -> InvokeError {
 impl LambdaInvoker {
     /// An invoker over a Lambda client (built with one attempt per call).
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            function_prefix: String::new(),
+        }
+    }
+
+    /// Prepends `prefix` to every function name invoked: route tables and settings name
+    /// functions as `echo`, `audit-writer`; a stack deploys them as `<stack>-echo`, ...
+    pub fn with_function_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.function_prefix = prefix.into();
+        self
+    }
+
+    fn deployed_name(&self, function: &str) -> String {
+        let mut name = String::with_capacity(self.function_prefix.len() + function.len());
+        name.push_str(&self.function_prefix);
+        name.push_str(function);
+        name
     }
 
     /// An invoker from a client configuration, with the SDK's retries turned off.
@@ -99,7 +117,7 @@ impl Invoker for LambdaInvoker {
             let out = self
                 .client
                 .invoke()
-                .function_name(function)
+                .function_name(self.deployed_name(function))
                 .invocation_type(InvocationType::RequestResponse)
                 .payload(Blob::new(payload.to_vec()))
                 .send()
@@ -118,7 +136,7 @@ impl Invoker for LambdaInvoker {
             let out = self
                 .client
                 .invoke()
-                .function_name(function)
+                .function_name(self.deployed_name(function))
                 .invocation_type(InvocationType::Event)
                 .payload(Blob::new(payload.to_vec()))
                 .send()

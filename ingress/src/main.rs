@@ -100,7 +100,10 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
             anyhow::ensure!(missing.is_empty(), "no embedded function named {}", missing.join(", "));
             Arc::new(LocalInvoker::new(functions))
         }
-        Mode::Aws => Arc::new(tollgate_aws::backends::lambda_invoker().await),
+        Mode::Aws => {
+            let aws = config.mode.aws.as_ref().context("aws mode without AWS settings")?;
+            Arc::new(tollgate_aws::backends::lambda_invoker(aws).await)
+        }
     };
     let listen = config.listen;
     let data_dir = config.mode.storage.data_dir.clone();

@@ -155,6 +155,14 @@ async fn the_lambda_invoker_meets_the_invoker_contract() {
             "local", "local", None, None, "test",
         ))
         .endpoint_url(endpoint);
-    let invoker = tollgate_aws::lambda::LambdaInvoker::from_config(config);
+    let invoker = tollgate_aws::lambda::LambdaInvoker::from_config(config.clone());
     tollgate_core::contract::invoker(&invoker).await;
+
+    // A stack deploys `echo` as `<stack>-echo`: the prefix is what goes on the wire.
+    use tollgate_core::ports::{InvokeError, Invoker};
+    let prefixed = tollgate_aws::lambda::LambdaInvoker::from_config(config).with_function_prefix("tollgate-dev-");
+    match prefixed.invoke("echo", bytes::Bytes::from_static(b"{}")).await {
+        Err(InvokeError::UnknownFunction(_)) => {}
+        other => panic!("tollgate-dev-echo is not served here: {other:?}"),
+    }
 }

@@ -23,9 +23,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = Arc::new(ReconcileSettings::read(&mut reader));
     reader.finish()?;
     let backends = tollgate_aws::backends::open(&mode).await?;
-    let invoker: Arc<dyn Invoker> = match mode.storage.mode {
-        Mode::Aws => Arc::new(tollgate_aws::backends::lambda_invoker().await),
-        Mode::Embedded => {
+    let invoker: Arc<dyn Invoker> = match (&mode.storage.mode, &mode.aws) {
+        (Mode::Aws, Some(aws)) => Arc::new(tollgate_aws::backends::lambda_invoker(aws).await),
+        _ => {
             let writer = tollgate_audit_writer::local_function(backends.log.clone(), backends.store.clone());
             Arc::new(LocalInvoker::new(HashMap::from([(
                 settings.audit_function.clone(),

@@ -1,0 +1,655 @@
+//! The deployment template's structure: every component the system needs is there and wired.
+//!
+//! - every `!Ref`, `!GetAtt`, `${...}` in `!Sub`, `!If` condition, `DependsOn` and mapping resolves;
+//! - every Lambda is built by cargo-lambda from a real `[[bin]]`, and has its `events/` files;
+//! - the task's environment is exactly the ingress's settings, and parses with the ingress's own
+//!   settings reader; every function's environment parses with the reader its binary uses;
+//! - the timing contract between ALB, target group, task and ingress holds;
+//! - the network, load balancer, ECS, database, bucket, alarms and outputs are present with the
+//!   properties the README promises.
+//!
+//! cfn-lint, `sam validate --lint` and checkov (in `.ci/run`) check the template against the
+//! CloudFormation specification; this test checks it against the product.
+
+use serde_yaml::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tollgate_aws::backends::ModeSettings;
+use tollgate_core::backends::Mode;
+use tollgate_core::reconcile::ReconcileSettings;
+use tollgate_core::settings::SettingsReader;
+use tollgate_ingress::config::IngressConfig;
+use tollgate_ingress::routes::RouteTable;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+struct Template {
+    doc: Value,
+}
+
+/// An intrinsic function call: (`Ref` | `GetAtt` | `Sub` | ..., argument).
+fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => Some((t.tag.to_string().trim_start_matches('!').to_string(), &t.value)),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, arg) = m.iter().next()?;
+            let k = k.as_str()?;
+            if k == "Ref" {
+                Some(("Ref".into(), arg))
+            } else {
+                k.strip_prefix("Fn::").map(|f| (f.to_string(), arg))
+            }
+        }
+        _ => None,
+    }
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}"))
+}
+
+impl Template {
+    fn load() -> Self {
+        let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+        Self {
+            doc: serde_yaml::from_str(&text).unwrap(),
+        }
+    }
+
+    fn section(&self, name: &str) -> BTreeMap<String, &Value> {
+        self.doc
+            .get(name)
+            .and_then(Value::as_mapping)
+            .map(|m| m.iter().map(|(k, v)| (s(k).to_string(), v)).collect())
+            .unwrap_or_default()
+    }
+
+    fn resource(&self, name: &str) -> &Value {
+        self.doc["Resources"]
+            .get(name)
+            .unwrap_or_else(|| panic!("no resource {name}"))
+    }
+
+    fn props(&self, name: &str) -> &Value {
+        &self.resource(name)["Properties"]
+    }
+
+    fn of_type(&self, ty: &str) -> Vec<String> {
+        self.section("Resources")
+            .into_iter()
+            .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    fn parameter_default(&self, name: &str) -> String {
+        let p = &self.doc["Parameters"][name];
+        match &p["Default"] {
+            Value::String(v) => v.clone(),
+            Value::Number(n) => n.to_string(),
+            other => panic!("parameter {name} has no usable default: {other:?}"),
+        }
+    }
+
+    /// A value as the deployed stack would see it, with the parameters at their defaults, the
+    /// pseudo parameters and attributes replaced by plausible stand-ins and `!If` taking its
+    /// "true" branch (the production shape: image pushed, certificate given).
+    fn eval(&self, v: &Value) -> Option<String> {
+        match intrinsic(v) {
+            None => match v {
+                Value::String(x) => Some(x.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            },
+            Some((f, arg)) => match f.as_str() {
+                "Ref" => Some(self.ref_value(s(arg))),
+                "GetAtt" => {
+                    let (res, att) = getatt_parts(arg);
+                    Some(format!("arn:aws:test:us-east-1:123456789012:{res}/{att}"))
+                }
+                "Sub" => {
+                    let (text, vars) = match arg {
+                        Value::Sequence(seq) => (s(&seq[0]).to_string(), Some(&seq[1])),
+                        other => (s(other).to_string(), None),
+                    };
+                    let mut out = String::new();
+                    let mut rest = text.as_str();
+                    while let Some(i) = rest.find("${") {
+                        out.push_str(&rest[..i]);
+                        let end = rest[i..].find('}').unwrap() + i;
+                        let name = &rest[i + 2..end];
+                        let local = vars.and_then(|m| m.get(name)).and_then(|x| self.eval(x));
+                        out.push_str(&local.unwrap_or_else(|| match name.split_once('.') {
+                            Some((res, att)) => format!("arn:aws:test:us-east-1:123456789012:{res}/{att}"),
+                            None => self.ref_value(name),
+                        }));
+                        rest = &rest[end + 1..];
+                    }
+                    out.push_str(rest);
+                    Some(out)
+                }
+                "If" => self.eval(&arg[1]),
+                _ => None,
+            },
+        }
+    }
+
+    fn ref_value(&self, name: &str) -> String {
+        match name {
+            "AWS::StackName" => "tollgate-dev".into(),
+            "AWS::Region" => "us-east-1".into(),
+            "AWS::AccountId" => "123456789012".into(),
+            "AWS::Partition" => "aws".into(),
+            _ if self.doc["Parameters"].get(name).is_some() => self.parameter_default(name),
+            _ => format!("ref-{name}"),
+        }
+    }
+
+    /// A SAM function's environment as name -> value.
+    fn function_env(&self, function: &str) -> Vec<(String, String)> {
+        self.props(function)["Environment"]["Variables"]
+            .as_mapping()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (s(k).to_string(), self.eval(v).unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn container(&self) -> &Value {
+        &self.props("TaskDefinition")["ContainerDefinitions"][0]
+    }
+}
+
+fn getatt_parts(arg: &Value) -> (String, String) {
+    match arg {
+        Value::Sequence(seq) => (s(&seq[0]).to_string(), s(&seq[1]).to_string()),
+        other => {
+            let (r, a) = s(other).split_once('.').unwrap();
+            (r.to_string(), a.to_string())
+        }
+    }
+}
+
+fn walk<'a>(v: &'a Value, visit: &mut dyn FnMut(&'a Value)) {
+    visit(v);
+    match v {
+        Value::Sequence(seq) => seq.iter().for_each(|x| walk(x, visit)),
+        Value::Mapping(m) => m.values().for_each(|x| walk(x, visit)),
+        Value::Tagged(t) => walk(&t.value, visit),
+        _ => {}
+    }
+}
+
+fn number(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n.as_u64().unwrap(),
+        Value::String(x) => x.parse().unwrap(),
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+/// `Key`/`Value` attribute lists (load balancer, target group) as a map.
+fn attributes(list: &Value) -> BTreeMap<String, &Value> {
+    list.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| (s(&a["Key"]).to_string(), &a["Value"]))
+        .collect()
+}
+
+#[test]
+fn every_reference_resolves() {
+    let t = Template::load();
+    let resources = t.section("Resources");
+    let parameters = t.section("Parameters");
+    let conditions = t.section("Conditions");
+    let mappings = t.section("Mappings");
+    // SAM's generated attributes of a function with AutoPublishAlias.
+    let sam_refs: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| r["Properties"].get("AutoPublishAlias").is_some())
+        .flat_map(|(n, _)| [format!("{n}.Alias"), format!("{n}.Version")])
+        .collect();
+    let known_ref = |name: &str| {
+        name.starts_with("AWS::")
+            || resources.contains_key(name)
+            || parameters.contains_key(name)
+            || sam_refs.contains(name)
+    };
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    walk(&t.doc, &mut |v| {
+        let Some((f, arg)) = intrinsic(v) else { return };
+        checked += 1;
+        match f.as_str() {
+            "Ref" if !known_ref(s(arg)) => problems.push(format!("!Ref {}", s(arg))),
+            "GetAtt" => {
+                let (res, _) = getatt_parts(arg);
+                if !resources.contains_key(&res) {
+                    problems.push(format!("!GetAtt {res}"));
+                }
+            }
+            "Sub" => {
+                let (text, vars) = match arg {
+                    Value::Sequence(seq) => (s(&seq[0]), seq[1].as_mapping()),
+                    other => (s(other), None),
+                };
+                for part in text.split("${").skip(1) {
+                    let name = &part[..part.find('}').unwrap()];
+                    if name.starts_with('!') || vars.is_some_and(|m| m.contains_key(name)) {
+                        continue;
+                    }
+                    let head = name.split('.').next().unwrap();
+                    if !(known_ref(name) || resources.contains_key(head)) {
+                        problems.push(format!("${{{name}}} in !Sub"));
+                    }
+                }
+            }
+            "If" | "Condition" => {
+                let c = if f == "If" { s(&arg[0]) } else { s(arg) };
+                if !conditions.contains_key(c) {
+                    problems.push(format!("condition {c}"));
+                }
+            }
+            "FindInMap" if !mappings.contains_key(s(&arg[0])) => problems.push(format!("mapping {}", s(&arg[0]))),
+            _ => {}
+        }
+    });
+    for (name, r) in &resources {
+        if let Some(c) = r.get("Condition") {
+            if !conditions.contains_key(s(c)) {
+                problems.push(format!("{name}: condition {}", s(c)));
+            }
+        }
+        match r.get("DependsOn") {
+            Some(Value::String(d)) if !resources.contains_key(d) => problems.push(format!("{name}: DependsOn {d}")),
+            Some(Value::Sequence(ds)) => {
+                for d in ds {
+                    if !resources.contains_key(s(d)) {
+                        problems.push(format!("{name}: DependsOn {}", s(d)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(problems.is_empty(), "unresolved: {problems:#?}");
+    assert!(
+        checked > 200,
+        "only {checked} intrinsic calls seen: is the walker reading the template?"
+    );
+}
+
+#[test]
+fn every_function_is_a_cargo_lambda_binary_with_events() {
+    let t = Template::load();
+    let functions = t.of_type("AWS::Serverless::Function");
+    assert_eq!(functions.len(), 5, "{functions:?}");
+    let globals = &t.doc["Globals"]["Function"];
+    assert_eq!(s(&globals["Runtime"]), "provided.al2023");
+    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+    let mut binaries = BTreeSet::new();
+    for f in &functions {
+        let r = t.resource(f);
+        assert_eq!(r["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{f}");
+        let binary = s(&r["Metadata"]["BuildProperties"]["Binary"]).to_string();
+        assert!(binaries.insert(binary.clone()), "{f}: binary {binary} used twice");
+        // The binary is a [[bin]] of the package at CodeUri.
+        let code = root().join(s(&r["Properties"]["CodeUri"]));
+        let manifest: toml::Value = toml::from_str(&std::fs::read_to_string(code.join("Cargo.toml")).unwrap()).unwrap();
+        let bins: Vec<&str> = manifest["bin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            bins.contains(&binary.as_str()),
+            "{f}: {binary} is not a [[bin]] of {}",
+            code.display()
+        );
+        // Deployed as <stack>-<binary>: what TOLLGATE_FUNCTION_PREFIX + the route's name gives.
+        assert_eq!(
+            t.eval(&r["Properties"]["FunctionName"]).unwrap(),
+            format!("tollgate-dev-{binary}"),
+            "{f}"
+        );
+        // At least one events file, named after the binary (the functions' tests load them all).
+        let events = tollgate_core::http_fn::event_files(&root().join("events"), &format!("{binary}-"));
+        assert!(!events.is_empty(), "{f}: no events/{binary}-*.json");
+        for (name, body) in events {
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        // Its own log group, with a retention.
+        let group = intrinsic(&r["Properties"]["LoggingConfig"]["LogGroup"]).unwrap().1;
+        let group = t.props(s(group));
+        assert_eq!(
+            t.eval(&group["LogGroupName"]).unwrap(),
+            format!("/aws/lambda/tollgate-dev-{binary}")
+        );
+        assert!(group.get("RetentionInDays").is_some(), "{f}");
+    }
+    // Every function the routes and the ingress call is deployed and invokable by the task.
+    let routes = RouteTable::load(&root().join("routes.toml")).unwrap();
+    let invoked: BTreeSet<String> = t.container()["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|e| e["Name"] == "TOLLGATE_AUDIT_FUNCTION")
+        .map(|e| s(&e["Value"]).to_string())
+        .chain(routes.functions().into_iter().map(String::from))
+        .collect();
+    let statements = t.props("TaskRole")["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let invoke = statements
+        .iter()
+        .find(|st| st["Action"] == "lambda:InvokeFunction")
+        .expect("the task role may invoke functions");
+    let allowed: BTreeSet<String> = invoke["Resource"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| getatt_parts(intrinsic(r).unwrap().1).0)
+        .map(|f| s(&t.resource(&f)["Metadata"]["BuildProperties"]["Binary"]).to_string())
+        .collect();
+    assert_eq!(allowed, invoked, "the task may invoke exactly the functions it calls");
+
+    // The audit writer's failures land in a queue; the reconciler runs on a schedule.
+    let writer = t.props("AuditWriterFunction");
+    assert_eq!(
+        s(&writer["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Type"]),
+        "SQS"
+    );
+    assert!(number(&writer["EventInvokeConfig"]["MaximumEventAgeInSeconds"]) <= 21_600);
+    let reconciler = t.props("AuditReconcilerFunction");
+    assert_eq!(s(&reconciler["Events"]["Schedule"]["Type"]), "Schedule");
+    // The schema is applied by db-migrate as a custom resource, re-run on each new version.
+    let schema = t.props("DatabaseSchema");
+    assert_eq!(intrinsic(&schema["ServiceToken"]).unwrap().1, "DbMigrateFunction.Alias");
+    assert_eq!(
+        intrinsic(&schema["MigratorVersion"]).unwrap().1,
+        "DbMigrateFunction.Version"
+    );
+}
+
+#[test]
+fn the_task_environment_is_exactly_the_ingress_settings_and_parses() {
+    let t = Template::load();
+    let env: Vec<(String, String)> = t.container()["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (s(&e["Name"]).to_string(), t.eval(&e["Value"]).unwrap()))
+        .collect();
+    let names: BTreeSet<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), env.len(), "a variable is set twice");
+
+    let (config, docs) = IngressConfig::from_sources(env.clone(), Vec::new())
+        .unwrap_or_else(|e| panic!("the task's environment does not parse: {e}"));
+    let settings: BTreeSet<&str> = docs.iter().map(|d| d.env).collect();
+    let ours: BTreeSet<&str> = names.iter().copied().filter(|n| n.starts_with("TOLLGATE_")).collect();
+    assert_eq!(
+        ours,
+        settings,
+        "task env vs ingress settings: missing {:?}, unknown {:?}",
+        settings.difference(&ours).collect::<Vec<_>>(),
+        ours.difference(&settings).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        names.difference(&settings).copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["MIMALLOC_ARENA_EAGER_COMMIT", "RUST_LOG"])
+    );
+    assert_eq!(config.mode.storage.mode, Mode::Aws);
+    let aws = config.mode.aws.as_ref().unwrap();
+    assert_eq!(aws.function_prefix, "tollgate-dev-");
+    assert!(
+        aws.s3.kms_key_id.is_some(),
+        "audit objects are written with the stack's KMS key"
+    );
+    assert!(
+        config.reconcile_interval.is_zero(),
+        "the scheduled function reconciles, not the tasks"
+    );
+    assert_eq!(config.routes_file, Path::new("/etc/tollgate/routes.toml"));
+
+    // Timing contract: ALB idle < ingress keep-alive; drain and deregistration < stop timeout.
+    let container = t.container();
+    let stop = Duration::from_secs(number(&container["StopTimeout"]));
+    let alb = attributes(&t.props("LoadBalancer")["LoadBalancerAttributes"]);
+    let alb_idle = Duration::from_secs(number(alb["idle_timeout.timeout_seconds"]));
+    let tg = t.props("TargetGroup");
+    let tg_attrs = attributes(&tg["TargetGroupAttributes"]);
+    let deregistration = Duration::from_secs(number(tg_attrs["deregistration_delay.timeout_seconds"]));
+    assert!(
+        config.limits.keepalive_idle > alb_idle,
+        "keep-alive must outlast the ALB idle timeout"
+    );
+    assert!(
+        deregistration < stop,
+        "deregistration delay must be under the stop timeout"
+    );
+    assert!(config.drain_timeout < stop, "the drain must end before SIGKILL");
+    assert_eq!(s(&tg["HealthCheckPath"]), "/healthz");
+    // One port everywhere: listener setting, container, target group, Dockerfile.
+    assert_eq!(config.listen.port(), 8080);
+    assert_eq!(number(&container["PortMappings"][0]["ContainerPort"]), 8080);
+    assert_eq!(number(&tg["Port"]), 8080);
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.lines().any(|l| l.trim() == "EXPOSE 8080"));
+    // The task runs as the image's non-root user, from the image's routes file.
+    let user = s(&container["User"]);
+    assert!(
+        dockerfile.lines().any(|l| l.trim() == format!("USER {user}")),
+        "USER {user}"
+    );
+    assert!(dockerfile.contains("/etc/tollgate/routes.toml"));
+    assert!(!user.starts_with("0:") && user != "root");
+    assert_eq!(container["ReadonlyRootFilesystem"], Value::Bool(true));
+    let logs = &container["LogConfiguration"];
+    assert_eq!(s(&logs["LogDriver"]), "awslogs");
+    assert_eq!(
+        s(&t.props("TaskDefinition")["RuntimePlatform"]["CpuArchitecture"]),
+        "ARM64"
+    );
+}
+
+#[test]
+fn every_function_environment_parses_with_its_binary_settings() {
+    let t = Template::load();
+    for f in t.of_type("AWS::Serverless::Function") {
+        let env = t.function_env(&f);
+        if env.is_empty() {
+            continue; // echo reads no settings
+        }
+        let mut reader = SettingsReader::new(env.clone(), Vec::new());
+        let mode = ModeSettings::read(&mut reader);
+        if f == "AuditReconcilerFunction" {
+            let settings = ReconcileSettings::read(&mut reader);
+            assert_eq!(settings.audit_function, "audit-writer");
+            assert_eq!(mode.aws.as_ref().unwrap().function_prefix, "tollgate-dev-");
+        }
+        let docs = reader.finish().unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(mode.storage.mode, Mode::Aws, "{f}");
+        let known: BTreeSet<&str> = docs.iter().map(|d| d.env).collect();
+        for (name, _) in &env {
+            assert!(known.contains(name.as_str()), "{f}: {name} is read by nothing");
+        }
+    }
+}
+
+#[test]
+fn the_infrastructure_components_are_present() {
+    let t = Template::load();
+    let count = |ty: &str| t.of_type(ty).len();
+    // Network: 2 AZs, public + private, NAT by parameter, endpoints by parameter.
+    assert_eq!(count("AWS::EC2::VPC"), 1);
+    assert_eq!(count("AWS::EC2::Subnet"), 4);
+    for (a, b) in [("PublicSubnetA", "PublicSubnetB"), ("PrivateSubnetA", "PrivateSubnetB")] {
+        assert_ne!(t.props(a)["AvailabilityZone"], t.props(b)["AvailabilityZone"]);
+    }
+    assert_eq!(count("AWS::EC2::NatGateway"), 2);
+    assert_eq!(t.resource("NatGatewayB")["Condition"], "NatPerAz");
+    let endpoints: BTreeSet<String> = t
+        .of_type("AWS::EC2::VPCEndpoint")
+        .iter()
+        .map(|e| {
+            let name = t.eval(&t.props(e)["ServiceName"]).unwrap();
+            name.rsplit_once("us-east-1.").unwrap().1.to_string()
+        })
+        .collect();
+    for service in ["s3", "lambda", "rds-data", "ecr.api", "ecr.dkr", "logs"] {
+        assert!(endpoints.contains(service), "no {service} endpoint: {endpoints:?}");
+    }
+    // Security groups: the tasks take traffic only from the ALB; the database from nobody.
+    let task_ingress = t.props("TaskIngressFromLoadBalancer");
+    assert_eq!(
+        intrinsic(&task_ingress["SourceSecurityGroupId"]).unwrap().1,
+        "LoadBalancerSecurityGroup"
+    );
+    assert!(t.props("TaskSecurityGroup").get("SecurityGroupIngress").is_none());
+    assert!(t.props("DatabaseSecurityGroup").get("SecurityGroupIngress").is_none());
+    // ALB: HTTP always, HTTPS + redirect with a certificate.
+    assert_eq!(t.resource("HttpsListener")["Condition"], "HasCertificate");
+    let http_actions = &t.props("HttpListener")["DefaultActions"];
+    assert_eq!(s(&intrinsic(http_actions).unwrap().1[1][0]["Type"]), "redirect");
+    // ECR: scan on push, keep 10.
+    let repo = t.props("Repository");
+    assert_eq!(repo["ImageScanningConfiguration"]["ScanOnPush"], Value::Bool(true));
+    let lifecycle: serde_json::Value =
+        serde_json::from_str(s(&repo["LifecyclePolicy"]["LifecyclePolicyText"])).unwrap();
+    assert_eq!(lifecycle["rules"][0]["selection"]["countNumber"], 10);
+    // ECS: Container Insights, both capacity providers, circuit breaker with rollback, scaling.
+    assert_eq!(s(&t.props("Cluster")["ClusterSettings"][0]["Value"]), "enabled");
+    let providers = &t.props("ClusterCapacityProviders")["CapacityProviders"];
+    assert_eq!(providers.as_sequence().unwrap().len(), 2);
+    let service = t.props("Service");
+    let breaker = &service["DeploymentConfiguration"]["DeploymentCircuitBreaker"];
+    assert_eq!(
+        (&breaker["Enable"], &breaker["Rollback"]),
+        (&Value::Bool(true), &Value::Bool(true))
+    );
+    assert_eq!(
+        s(&service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"]),
+        "DISABLED"
+    );
+    let metrics: BTreeSet<String> = t
+        .of_type("AWS::ApplicationAutoScaling::ScalingPolicy")
+        .iter()
+        .map(|p| {
+            let spec = &t.props(p)["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"];
+            s(&spec["PredefinedMetricType"]).to_string()
+        })
+        .collect();
+    assert_eq!(
+        metrics,
+        BTreeSet::from([
+            "ALBRequestCountPerTarget".to_string(),
+            "ECSServiceAverageCPUUtilization".to_string()
+        ])
+    );
+    // Aurora Serverless v2 with the Data API, a managed secret, encryption, backups.
+    let db = t.props("DatabaseCluster");
+    for key in ["EnableHttpEndpoint", "ManageMasterUserPassword", "StorageEncrypted"] {
+        assert_eq!(db[key], Value::Bool(true), "{key}");
+    }
+    assert_eq!(t.parameter_default("DbMinCapacity"), "0");
+    assert!(db["ServerlessV2ScalingConfiguration"].get("MinCapacity").is_some());
+    assert_eq!(s(&t.props("DatabaseWriter")["DBInstanceClass"]), "db.serverless");
+    assert_eq!(s(&intrinsic(&db["DeletionProtection"]).unwrap().1[0]), "IsProd");
+    // The audit bucket: KMS, no public access, owner-enforced, versioned, expiring, logged,
+    // TLS only and create-only.
+    let bucket = t.props("AuditBucket");
+    assert_eq!(
+        s(
+            &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+                ["SSEAlgorithm"]
+        ),
+        "aws:kms"
+    );
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    assert!(block.as_mapping().unwrap().values().all(|v| *v == Value::Bool(true)));
+    assert_eq!(
+        s(&bucket["OwnershipControls"]["Rules"][0]["ObjectOwnership"]),
+        "BucketOwnerEnforced"
+    );
+    assert_eq!(s(&bucket["VersioningConfiguration"]["Status"]), "Enabled");
+    let expiry = &bucket["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(intrinsic(&expiry["ExpirationInDays"]).unwrap().1, "AuditRetentionDays");
+    assert!(expiry.get("NoncurrentVersionExpiration").is_some());
+    assert_eq!(t.parameter_default("AuditRetentionDays"), "90");
+    assert!(bucket.get("LoggingConfiguration").is_some());
+    assert_eq!(
+        s(&intrinsic(&bucket["ObjectLockConfiguration"]).unwrap().1[0]),
+        "UseObjectLock"
+    );
+    let policy = serde_json::to_string(&t.props("AuditBucketPolicy")["PolicyDocument"]).unwrap();
+    assert!(
+        policy.contains("aws:SecureTransport") && policy.contains("s3:if-none-match"),
+        "{policy}"
+    );
+    // Alarms on what the README promises, all to the topic.
+    let alarms: BTreeSet<String> = t
+        .of_type("AWS::CloudWatch::Alarm")
+        .iter()
+        .map(|a| s(&t.props(a)["MetricName"]).to_string())
+        .collect();
+    for metric in [
+        "HTTPCode_ELB_5XX_Count",
+        "HTTPCode_Target_5XX_Count",
+        "UnHealthyHostCount",
+        "Errors",
+        "ApproximateNumberOfMessagesVisible",
+        "AsyncEventsDropped",
+    ] {
+        assert!(alarms.contains(metric), "no alarm on {metric}");
+    }
+    // Every log group has a retention.
+    for g in t.of_type("AWS::Logs::LogGroup") {
+        assert!(t.props(&g).get("RetentionInDays").is_some(), "{g}");
+    }
+    // Outputs operators need.
+    let outputs = t.section("Outputs");
+    for o in ["ApiUrl", "RepositoryUri", "AuditBucketName", "DatabaseClusterArn"] {
+        assert!(outputs.contains_key(o), "no output {o}");
+    }
+}
+
+#[test]
+fn samconfig_has_dev_and_prod_with_parameters_the_template_declares() {
+    let t = Template::load();
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
+    let mut stacks = BTreeSet::new();
+    for env in ["default", "prod"] {
+        let c = &config[env];
+        stacks.insert(c["global"]["parameters"]["stack_name"].as_str().unwrap().to_string());
+        let deploy = &c["deploy"]["parameters"];
+        assert_eq!(deploy["resolve_s3"].as_bool(), Some(true), "{env}");
+        assert!(
+            deploy["capabilities"].as_str().unwrap().contains("CAPABILITY_IAM"),
+            "{env}"
+        );
+        assert_eq!(c["build"]["parameters"]["cached"].as_bool(), Some(true), "{env}");
+        assert_eq!(c["build"]["parameters"]["parallel"].as_bool(), Some(true), "{env}");
+        assert_eq!(c["validate"]["parameters"]["lint"].as_bool(), Some(true), "{env}");
+        for pair in deploy["parameter_overrides"].as_str().unwrap().split_whitespace() {
+            let (name, value) = pair.split_once('=').unwrap();
+            let p = &t.doc["Parameters"][name];
+            assert!(p.is_mapping(), "{env}: {name} is not a template parameter");
+            if let Some(allowed) = p.get("AllowedValues").and_then(Value::as_sequence) {
+                let allowed: Vec<String> = allowed.iter().map(|a| t.eval(a).unwrap()).collect();
+                assert!(
+                    allowed.iter().any(|a| a == value),
+                    "{env}: {name}={value} not in {allowed:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(stacks.len(), 2, "dev and prod must be different stacks");
+}
