@@ -10,3 +10,7 @@ ensure_moto
 ensure_cargo_lambda
 ensure_awscli
 cargo test --workspace "$@"
+# The events files through the real Lambda runtime API (cargo lambda watch + invoke), on a full run.
+if [ $# -eq 0 ]; then
+    bash scripts/invoke-events.sh
+fi

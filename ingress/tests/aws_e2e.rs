@@ -1,8 +1,9 @@
 //! aws mode end to end, for real: the `tollgate` binary with the AWS SDK adapters, against a
 //! local AWS stack (PostgreSQL behind dataapi-local, an S3-compatible server, cargo lambda
 //! watch with the function binaries). Concurrent good and bad requests; then the Lambda
-//! endpoint is down for a while and the reconciler catches up once it returns. Every
-//! answered request: one row, readable through the API, and one audit event in S3.
+//! endpoint is down for a while and, as deployed, the scheduled `audit-reconciler` function
+//! (invoked here with the schedule's event) catches up once it returns. Every answered
+//! request: one row, readable through the API, and one audit event in S3.
 
 mod common;
 
@@ -57,8 +58,8 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
     let mut env = stack.env_refs();
     env.extend([
         ("TOLLGATE_TRUSTED_PROXIES", "0"),
-        ("TOLLGATE_RECONCILE_INTERVAL_MS", "500"),
-        ("TOLLGATE_RECONCILE_GRACE_MS", "3000"),
+        // As in template.yaml: the tasks do not reconcile; the scheduled function does.
+        ("TOLLGATE_RECONCILE_INTERVAL_MS", "0"),
         ("TOLLGATE_AUDIT_BATCH_MAX_AGE_MS", "200"),
     ]);
     let mut proc = Proc::spawn(&root, &env);
@@ -90,13 +91,33 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(stack.rows().1 > 0, "some rows must be waiting for their audit");
 
-    // It comes back: the reconciler re-drives everything left behind.
+    // It comes back: the schedule fires the reconciler, which re-drives everything left behind.
     stack.lambda.up();
-    let caught_up = eventually(Duration::from_secs(60), || {
-        let open = stack.rows().1;
-        async move { open == 0 }
-    })
-    .await;
+    let reconciler = lambda_invoker(&stack);
+    let schedule = std::fs::read(root.join("events/audit-reconciler-schedule.json")).unwrap();
+    let mut passes = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let caught_up = loop {
+        use tollgate_core::ports::Invoker;
+        match reconciler.invoke("audit-reconciler", schedule.clone().into()).await {
+            Ok(report) => passes.push(String::from_utf8_lossy(&report).into_owned()),
+            Err(e) => passes.push(e.to_string()),
+        }
+        if stack.rows().1 == 0 {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("reconciler passes: {passes:?}");
+    assert!(
+        passes
+            .iter()
+            .any(|p| p.contains("\"batches\":") && !p.contains("\"batches\":0")),
+        "the reconciler re-drove nothing: {passes:?}"
+    );
     assert!(
         caught_up,
         "reconciler did not catch up: {} rows unaudited",
@@ -137,10 +158,8 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lambda_invoker_meets_the_invoker_contract() {
-    let stack = AwsStack::start().await;
-    stack.migrate(&workspace_root());
+/// A Lambda client on the stack's emulator (one attempt per call).
+fn lambda_invoker(stack: &AwsStack) -> tollgate_aws::lambda::LambdaInvoker {
     let endpoint = stack
         .env
         .iter()
@@ -155,12 +174,19 @@ async fn the_lambda_invoker_meets_the_invoker_contract() {
             "local", "local", None, None, "test",
         ))
         .endpoint_url(endpoint);
-    let invoker = tollgate_aws::lambda::LambdaInvoker::from_config(config.clone());
+    tollgate_aws::lambda::LambdaInvoker::from_config(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_invoker_meets_the_invoker_contract() {
+    let stack = AwsStack::start().await;
+    stack.migrate(&workspace_root());
+    let invoker = lambda_invoker(&stack);
     tollgate_core::contract::invoker(&invoker).await;
 
     // A stack deploys `echo` as `<stack>-echo`: the prefix is what goes on the wire.
     use tollgate_core::ports::{InvokeError, Invoker};
-    let prefixed = tollgate_aws::lambda::LambdaInvoker::from_config(config).with_function_prefix("tollgate-dev-");
+    let prefixed = lambda_invoker(&stack).with_function_prefix("tollgate-dev-");
     match prefixed.invoke("echo", bytes::Bytes::from_static(b"{}")).await {
         Err(InvokeError::UnknownFunction(_)) => {}
         other => panic!("tollgate-dev-echo is not served here: {other:?}"),

@@ -1,5 +1,5 @@
 //! `db-migrate`: applies the request log's schema migrations on deploy, as a CloudFormation
-//! custom resource (`Custom::DbMigrate`). Create and Update migrate; Delete leaves the schema
+//! custom resource (`Custom::DatabaseSchema` in template.yaml). Create and Update migrate; Delete leaves the schema
 //! (the data outlives the stack, and the cluster has its own deletion policy). The outcome is
 //! PUT to the pre-signed `ResponseURL`, as CloudFormation requires; a failure is reported as
 //! FAILED with a short reason, so a deploy stops instead of waiting an hour for a timeout.

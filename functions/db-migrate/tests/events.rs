@@ -69,7 +69,7 @@ async fn every_custom_resource_event_is_answered_on_its_response_url() {
         assert_eq!(method, "PUT");
         assert_eq!(content_type, None, "pre-signed URLs are signed without a content type");
         assert_eq!(body["Status"], "SUCCESS");
-        assert_eq!(body["LogicalResourceId"], "DbMigrate");
+        assert_eq!(body["LogicalResourceId"], "DatabaseSchema");
         assert!(body["StackId"].as_str().unwrap().starts_with("arn:aws:cloudformation:"));
     }
     // An unknown request type fails the resource instead of hanging the stack.

@@ -12,7 +12,7 @@ pub const CLUSTER_ARN: &str = "arn:aws:rds:us-east-1:000000000000:cluster:tollga
 pub const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:000000000000:secret:tollgate-local";
 pub const BUCKET: &str = "tollgate-audit-local";
 /// The functions the Lambda emulator runs.
-pub const FUNCTIONS: [&str; 3] = ["echo", "requests-api", "audit-writer"];
+pub const FUNCTIONS: [&str; 4] = ["echo", "requests-api", "audit-writer", "audit-reconciler"];
 
 fn bin_dir() -> PathBuf {
     PathBuf::from(super::binary()).parent().unwrap().to_path_buf()
@@ -35,6 +35,8 @@ pub fn build_functions() {
             "tollgate-requests-api",
             "-p",
             "tollgate-audit-writer",
+            "-p",
+            "tollgate-audit-reconciler",
         ])
         .status()
         .expect("run cargo build");
@@ -155,6 +157,8 @@ impl AwsStack {
             ("AWS_ENDPOINT_URL_RDS_DATA", dataapi.clone()),
             ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
             ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{lambda_port}")),
+            // The reconciler (the scheduled function, as deployed) re-drives rows older than this.
+            ("TOLLGATE_RECONCILE_GRACE_MS", "3000".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
