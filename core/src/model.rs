@@ -244,3 +244,24 @@ pub struct ReconcileReport {
     /// Batches whose re-drive failed (left for the next pass).
     pub failed_batches: usize,
 }
+
+/// The EventBridge scheduled event (`detail-type: "Scheduled Event"`, `source: "aws.events"`)
+/// that starts a scheduled function. Only what the functions use is kept; any event with a
+/// `source` and `detail-type` is accepted (a manual run can send the same shape).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ScheduledEvent {
+    /// EventBridge event id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `Scheduled Event` for a schedule.
+    pub detail_type: String,
+    /// `aws.events` (rule) or `aws.scheduler` (EventBridge Scheduler).
+    pub source: String,
+    /// When the schedule fired (RFC 3339).
+    #[serde(default)]
+    pub time: Option<String>,
+    /// The rule or schedule that fired.
+    #[serde(default)]
+    pub resources: Vec<String>,
+}

@@ -290,7 +290,7 @@ fn every_reference_resolves() {
 fn every_function_is_a_cargo_lambda_binary_with_events() {
     let t = Template::load();
     let functions = t.of_type("AWS::Serverless::Function");
-    assert_eq!(functions.len(), 5, "{functions:?}");
+    assert_eq!(functions.len(), 6, "{functions:?}");
     let globals = &t.doc["Globals"]["Function"];
     assert_eq!(s(&globals["Runtime"]), "provided.al2023");
     assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
@@ -469,6 +469,21 @@ fn every_function_environment_parses_with_its_binary_settings() {
             continue; // echo reads no settings
         }
         let mut reader = SettingsReader::new(env.clone(), Vec::new());
+        if f == "LogExporterFunction" {
+            let settings = tollgate_log_exporter::ExportSettings::read(&mut reader);
+            reader.finish().unwrap_or_else(|e| panic!("{f}: {e}"));
+            // It exports the ingress's container logs, to the log bucket's exported prefix.
+            let ingress_group = t.eval(&t.props("IngressLogGroup")["LogGroupName"]).unwrap();
+            assert!(
+                settings.log_groups.contains(&"ref-IngressLogGroup".to_string()),
+                "{:?}",
+                settings.log_groups
+            );
+            assert!(ingress_group.starts_with("/ecs/"));
+            let policy = serde_json::to_string(&t.props("LogBucketPolicy")["PolicyDocument"]).unwrap();
+            assert!(policy.contains(&format!("{}/*", settings.prefix)), "{policy}");
+            continue;
+        }
         let mode = ModeSettings::read(&mut reader);
         if f == "AuditReconcilerFunction" {
             let settings = ReconcileSettings::read(&mut reader);

@@ -6,31 +6,10 @@
 //! source of truth. A re-drive reuses the batch id, and the writer's create-only keys make
 //! it a no-op for events already written: nothing lost, nothing doubled.
 
-use serde::{Deserialize, Serialize};
 use tollgate_core::model::ReconcileReport;
+pub use tollgate_core::model::ScheduledEvent;
 use tollgate_core::ports::{Invoker, LogError, RequestLog};
 use tollgate_core::reconcile::{reconcile_once, ReconcileSettings};
-
-/// The EventBridge scheduled event (`detail-type: "Scheduled Event"`, `source: "aws.events"`)
-/// that starts a pass. Only what the logs name is kept; any other scheduled or manual event
-/// with a `source` and `detail-type` starts a pass too.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ScheduledEvent {
-    /// EventBridge event id.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// `Scheduled Event` for a schedule.
-    pub detail_type: String,
-    /// `aws.events` (rule) or `aws.scheduler` (EventBridge Scheduler).
-    pub source: String,
-    /// When the schedule fired (RFC 3339).
-    #[serde(default)]
-    pub time: Option<String>,
-    /// The rule or schedule that fired.
-    #[serde(default)]
-    pub resources: Vec<String>,
-}
 
 /// Why a pass did not complete.
 #[derive(Debug, thiserror::Error)]
