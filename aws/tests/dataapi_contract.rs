@@ -50,28 +50,8 @@ async fn large_group_commits_are_split_and_pending_scans_paged() {
     // 1,200 rows with 4 KiB payloads: ~5 MiB of parameters, over the 4 MiB request limit.
     let rows: Vec<_> = (0..1200)
         .map(|i| tollgate_core::model::NewRecord {
-            record: tollgate_core::model::RequestRecord {
-                request_id: format!("big-{i:05}"),
-                event_id: uuid::Uuid::new_v4().to_string(),
-                trace_id: None,
-                received_at: tollgate_core::clock::now(),
-                method: "POST".into(),
-                path: "/v1/echo".into(),
-                query: None,
-                route: None,
-                function_name: None,
-                status: 200,
-                latency_ms: 1.0,
-                client_ip: None,
-                user_agent: None,
-                principal: None,
-                request_bytes: 0,
-                response_bytes: 0,
-                error_code: None,
-            },
-            audit_batch: batch.into(),
             audit_payload: format!("{{\"request_id\":\"big-{i:05}\",\"pad\":\"{}\"}}", "p".repeat(4096)),
-            client_chosen_id: false,
+            ..tollgate_core::contract::sample_record(&format!("big-{i:05}"), batch)
         })
         .collect();
     let out = log.insert_batch(&rows).await.unwrap();

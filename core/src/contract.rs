@@ -36,6 +36,35 @@ fn record(id: &str, at: OffsetDateTime, status: u16, method: &str, path: &str) -
     }
 }
 
+/// A plain unaudited record for tests: `GET /v1/echo` answered 200 now, assigned to
+/// `audit_batch`, with a minimal audit event naming the request in the outbox.
+pub fn sample_record(request_id: &str, audit_batch: &str) -> NewRecord {
+    NewRecord {
+        record: RequestRecord {
+            request_id: request_id.into(),
+            event_id: uuid::Uuid::new_v4().to_string(),
+            trace_id: None,
+            received_at: crate::clock::now(),
+            method: "GET".into(),
+            path: "/v1/echo".into(),
+            query: None,
+            route: Some("/v1/echo".into()),
+            function_name: Some("echo".into()),
+            status: 200,
+            latency_ms: 1.0,
+            client_ip: None,
+            user_agent: None,
+            principal: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            error_code: None,
+        },
+        audit_batch: audit_batch.into(),
+        audit_payload: format!("{{\"event_version\":\"1\",\"request_id\":\"{request_id}\"}}"),
+        client_chosen_id: false,
+    }
+}
+
 /// The `RequestLog` contract. `log` must be empty.
 pub async fn request_log(log: &dyn RequestLog) {
     let t0 = crate::clock::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid");

@@ -68,7 +68,7 @@ impl Postgres {
                 .map(|s| s.success());
             assert!(matches!(ok, Ok(true)), "chown of {} to postgres failed", dir.display());
         }
-        let pg = Self {
+        let mut pg = Self {
             dir: dir.clone(),
             bin,
             as_postgres,
@@ -88,26 +88,34 @@ impl Postgres {
                 "--no-sync",
             ],
         );
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200",
-            pg.port,
-            dir.display()
-        );
-        pg.run(
-            "pg_ctl",
-            &[
+        // A free port can be taken by another test between `free_port` and the server's bind:
+        // then the server says so in its log, and it is started again on another port.
+        for attempt in 1.. {
+            let opts = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200",
+                pg.port,
+                dir.display()
+            );
+            let log = dir.join("log");
+            let _ = std::fs::remove_file(&log);
+            let args = [
                 "-D",
                 data.to_str().unwrap(),
                 "-l",
-                dir.join("log").to_str().unwrap(),
+                log.to_str().unwrap(),
                 "-o",
                 &opts,
                 "-w",
                 "-t",
                 "60",
                 "start",
-            ],
-        );
+            ];
+            match pg.try_run("pg_ctl", &args) {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && e.contains("Address already in use") => pg.port = free_port(),
+                Err(e) => panic!("{e}"),
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", pg.port)).is_err() {
             assert!(Instant::now() < deadline, "PostgreSQL did not listen on {}", pg.port);
@@ -117,6 +125,12 @@ impl Postgres {
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
+        if let Err(e) = self.try_run(tool, args) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
         let path = self.bin.join(tool);
         let out = if self.as_postgres {
             Command::new("runuser")
@@ -130,14 +144,16 @@ impl Postgres {
         } else {
             Command::new(&path).args(args).stdin(Stdio::null()).output()
         }
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-        assert!(
-            out.status.success(),
+        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "{tool} failed: {}{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-        );
+        ))
     }
 
     /// A libpq-style connection string for database `db`.
@@ -199,24 +215,40 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Starts one; panics with the reason if it cannot.
+    /// Starts one; panics with the reason if it cannot. (moto serves every AWS API it
+    /// emulates on the one endpoint: S3, and CloudWatch Logs for the log exporter.)
     pub fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); install it with `pip install \"moto[server]\"` (scripts/test.sh does)"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
+        // A free port can be taken by another test before moto binds it: moto then exits, and
+        // it is started again on another port. Only a server still running after it answers
+        // is ours.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); install it with `pip install \"moto[server]\"` (scripts/test.sh does)"));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // exited: the port was taken
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if child.try_wait().ok().flatten().is_none() {
+                        return Self {
+                            child,
+                            endpoint: format!("http://127.0.0.1:{port}"),
+                        };
+                    }
+                    break;
+                }
+                assert!(Instant::now() < deadline, "moto_server did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
+        panic!("moto_server could not bind a free port in 5 attempts");
     }
 }
 

@@ -11,7 +11,7 @@ use tollgate_core::audit;
 use tollgate_core::dirstore::DirObjectStore;
 use tollgate_core::http_fn::{event_files, json_function};
 use tollgate_core::local::{LocalFunction, LocalInvoker};
-use tollgate_core::model::{NewRecord, ReconcileReport, RequestRecord};
+use tollgate_core::model::{NewRecord, ReconcileReport};
 use tollgate_core::ports::{InvokeError, ObjectStore, RequestLog};
 use tollgate_core::reconcile::ReconcileSettings;
 use tollgate_core::sqlite::SqliteRequestLog;
@@ -35,30 +35,7 @@ fn settings() -> ReconcileSettings {
 }
 
 fn row(request_id: &str, batch: &str) -> NewRecord {
-    NewRecord {
-        record: RequestRecord {
-            request_id: request_id.into(),
-            event_id: format!("e-{request_id}"),
-            trace_id: None,
-            received_at: tollgate_core::clock::now(),
-            method: "GET".into(),
-            path: "/v1/echo".into(),
-            query: None,
-            route: Some("/v1/echo".into()),
-            function_name: Some("echo".into()),
-            status: 200,
-            latency_ms: 1.0,
-            client_ip: None,
-            user_agent: None,
-            principal: None,
-            request_bytes: 0,
-            response_bytes: 0,
-            error_code: None,
-        },
-        audit_batch: batch.into(),
-        audit_payload: format!("{{\"event_version\":\"1\",\"request_id\":\"{request_id}\"}}"),
-        client_chosen_id: false,
-    }
+    tollgate_core::contract::sample_record(request_id, batch)
 }
 
 fn reconciler(

@@ -138,7 +138,7 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
     use tollgate_core::dirstore::DirObjectStore;
-    use tollgate_core::model::{NewRecord, RequestRecord};
+    use tollgate_core::model::NewRecord;
     use tollgate_core::sqlite::SqliteRequestLog;
 
     struct Fixture {
@@ -165,28 +165,8 @@ mod tests {
         let batch_id = audit::new_batch_id();
         let rows: Vec<NewRecord> = (0..n)
             .map(|i| NewRecord {
-                record: RequestRecord {
-                    request_id: format!("r{i:03}"),
-                    event_id: format!("e{i}"),
-                    trace_id: None,
-                    received_at: tollgate_core::clock::now(),
-                    method: "GET".into(),
-                    path: "/".into(),
-                    query: None,
-                    route: None,
-                    function_name: None,
-                    status: 200,
-                    latency_ms: 0.0,
-                    client_ip: None,
-                    user_agent: None,
-                    principal: None,
-                    request_bytes: 0,
-                    response_bytes: 0,
-                    error_code: None,
-                },
-                audit_batch: batch_id.clone(),
                 audit_payload: event(&format!("r{i:03}")),
-                client_chosen_id: false,
+                ..tollgate_core::contract::sample_record(&format!("r{i:03}"), &batch_id)
             })
             .collect();
         tollgate_core::RequestLog::insert_batch(&*log, &rows).await.unwrap();
