@@ -20,7 +20,9 @@ hadolint Dockerfile
 echo "== actionlint"
 actionlint
 echo "== sam build"
+started=$SECONDS
 sam build --beta-features --parallel
+echo "   sam build took $((SECONDS - started)) s"
 python3 - <<'PY'
 import pathlib, re
 functions = re.findall(r"^  (\w+Function):\n    Type: AWS::Serverless::Function", pathlib.Path("template.yaml").read_text(), re.M)
