@@ -32,9 +32,10 @@ PY
 stack="$(read_config global stack_name)"
 base_overrides="$(read_config deploy parameter_overrides)"
 
-deploy() {
-    sam deploy --config-env "$config_env" --no-confirm-changeset \
-        --parameter-overrides "$base_overrides ImageTag=$1"
+deploy() { # [image tag]; without one, ImageTag keeps its default (empty: no tasks)
+    local overrides="$base_overrides"
+    if [ -n "$1" ]; then overrides="$overrides ImageTag=$1"; fi
+    sam deploy --config-env "$config_env" --no-confirm-changeset --parameter-overrides "$overrides"
 }
 
 output() {
