@@ -657,6 +657,17 @@ fn samconfig_has_dev_and_prod_with_parameters_the_template_declares() {
             let (name, value) = pair.split_once('=').unwrap();
             let p = &t.doc["Parameters"][name];
             assert!(p.is_mapping(), "{env}: {name} is not a template parameter");
+            if p["Type"] == "Number" {
+                let n: f64 = value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{env}: {name}={value} is not a number"));
+                if let Some(min) = p.get("MinValue").and_then(Value::as_f64) {
+                    assert!(n >= min, "{env}: {name}={value} under {min}");
+                }
+                if let Some(max) = p.get("MaxValue").and_then(Value::as_f64) {
+                    assert!(n <= max, "{env}: {name}={value} over {max}");
+                }
+            }
             if let Some(allowed) = p.get("AllowedValues").and_then(Value::as_sequence) {
                 let allowed: Vec<String> = allowed.iter().map(|a| t.eval(a).unwrap()).collect();
                 assert!(
@@ -667,4 +678,46 @@ fn samconfig_has_dev_and_prod_with_parameters_the_template_declares() {
         }
     }
     assert_eq!(stacks.len(), 2, "dev and prod must be different stacks");
+}
+
+/// Fargate accepts only some CPU/memory pairs (ECS developer guide, "Task CPU and memory").
+fn fargate_size_is_valid(cpu: u64, memory: u64) -> bool {
+    match cpu {
+        256 => [512, 1024, 2048].contains(&memory),
+        512 => (1024..=4096).contains(&memory) && memory % 1024 == 0,
+        1024 => (2048..=8192).contains(&memory) && memory % 1024 == 0,
+        2048 => (4096..=16384).contains(&memory) && memory % 1024 == 0,
+        4096 => (8192..=30720).contains(&memory) && memory % 1024 == 0,
+        _ => false,
+    }
+}
+
+#[test]
+fn every_environment_asks_fargate_for_a_size_it_has() {
+    let t = Template::load();
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
+    let mut sizes = vec![(
+        "template defaults".to_string(),
+        t.parameter_default("ContainerCpu").parse::<u64>().unwrap(),
+        t.parameter_default("ContainerMemory").parse::<u64>().unwrap(),
+    )];
+    for env in ["default", "prod"] {
+        let overrides = config[env]["deploy"]["parameters"]["parameter_overrides"]
+            .as_str()
+            .unwrap();
+        let get = |name: &str| {
+            overrides
+                .split_whitespace()
+                .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                .map(|v| v.parse::<u64>().unwrap())
+                .unwrap_or_else(|| t.parameter_default(name).parse().unwrap())
+        };
+        sizes.push((env.to_string(), get("ContainerCpu"), get("ContainerMemory")));
+    }
+    for (env, cpu, memory) in sizes {
+        assert!(
+            fargate_size_is_valid(cpu, memory),
+            "{env}: {cpu} CPU units with {memory} MiB"
+        );
+    }
 }
