@@ -26,6 +26,16 @@ async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// moto (CloudWatch Logs and S3 on one endpoint), its clients, and the log bucket.
+async fn stand_in() -> (S3Server, aws_sdk_cloudwatchlogs::Client, aws_sdk_s3::Client) {
+    let moto = S3Server::start();
+    let sdk = sdk(&moto.endpoint).await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    (moto, logs, s3)
+}
+
 fn settings(groups: &[&str]) -> ExportSettings {
     ExportSettings {
         log_groups: groups.iter().map(|g| g.to_string()).collect(),
@@ -37,11 +47,7 @@ fn settings(groups: &[&str]) -> ExportSettings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_schedule_event_exports_the_previous_hour_of_each_group() {
-    let moto = S3Server::start();
-    let sdk = sdk(&moto.endpoint).await;
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let (_moto, logs, s3) = stand_in().await;
 
     let now = tollgate_core::clock::now();
     let (from, to) = previous_hour(now);
@@ -110,11 +116,7 @@ async fn every_schedule_event_exports_the_previous_hour_of_each_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_log_group_fails_the_run_by_name() {
-    let moto = S3Server::start();
-    let sdk = sdk(&moto.endpoint).await;
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let (_moto, logs, _s3) = stand_in().await;
     let event: ScheduledEvent =
         serde_json::from_str(r#"{"detail-type":"Scheduled Event","source":"aws.events","time":null}"#).unwrap();
     match export_previous_hour(&logs, &settings(&["/nope"]), event).await {

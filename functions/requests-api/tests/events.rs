@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use tollgate_core::http_fn::{call_http, event_files};
-use tollgate_core::model::{NewRecord, RequestRecord};
 use tollgate_core::ports::RequestLog;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -11,33 +10,13 @@ async fn every_requests_api_event_is_answered() {
     let dir = std::env::temp_dir().join(format!("tollgate-reqapi-events-{}", std::process::id()));
     let log = Arc::new(tollgate_core::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap());
     let store = Arc::new(tollgate_core::dirstore::DirObjectStore::open(dir.join("objects")).unwrap());
-    let record = RequestRecord {
-        request_id: "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b".into(),
-        event_id: "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f0000".into(),
-        trace_id: None,
-        received_at: tollgate_core::clock::now(),
-        method: "POST".into(),
-        path: "/v1/echo".into(),
-        query: None,
-        route: Some("/v1/echo".into()),
-        function_name: Some("echo".into()),
-        status: 200,
-        latency_ms: 1.0,
-        client_ip: Some("203.0.113.7".into()),
-        user_agent: None,
-        principal: None,
-        request_bytes: 5,
-        response_bytes: 10,
-        error_code: None,
-    };
-    log.insert_batch(&[NewRecord {
-        record,
-        audit_batch: "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b".into(),
-        audit_payload: r#"{"request_id":"0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"}"#.into(),
-        client_chosen_id: true,
-    }])
-    .await
-    .unwrap();
+    // The request the get event asks for.
+    let id = "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
+    let mut row = tollgate_core::contract::sample_record(id, id);
+    row.record.method = "POST".into();
+    row.record.client_ip = Some("203.0.113.7".into());
+    row.client_chosen_id = true;
+    log.insert_batch(&[row]).await.unwrap();
     let api = tollgate_requests_api::RequestsApi::new(log, store);
     let handler = |req| {
         let api = api.clone();
