@@ -51,14 +51,14 @@ pub struct LambdaEmulator {
 }
 
 impl LambdaEmulator {
-    pub fn start(port: u16, env: Vec<(String, String)>) -> Self {
+    /// Starts the emulator on `port`; `None` when the port turned out to be taken.
+    pub fn start(port: u16, env: Vec<(String, String)>) -> Option<Self> {
         let mut e = Self {
             port,
             env,
             children: Vec::new(),
         };
-        e.up();
-        e
+        e.try_up().then_some(e)
     }
 
     pub fn endpoint(&self) -> String {
@@ -67,16 +67,35 @@ impl LambdaEmulator {
 
     /// Starts the emulator and the functions.
     pub fn up(&mut self) {
-        let watch = Command::new("cargo")
+        assert!(
+            self.try_up(),
+            "port {} was taken while the emulator was down",
+            self.port
+        );
+    }
+
+    /// Starts the emulator and the functions; false if the emulator could not bind its port
+    /// (another process took it after `free_port`).
+    fn try_up(&mut self) -> bool {
+        let mut watch = Command::new("cargo")
             .current_dir(super::workspace_root())
             .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &self.port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `cargo lambda watch` ({e}); install it with `pip install cargo-lambda` (scripts/test.sh does)"));
-        self.children.push(watch);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if watch.try_wait().ok().flatten().is_some() {
+                return false; // exited: the port is someone else's
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(200));
+                if watch.try_wait().ok().flatten().is_some() {
+                    return false;
+                }
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
                 "cargo lambda watch did not listen on {}",
@@ -84,6 +103,7 @@ impl LambdaEmulator {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        self.children.push(watch);
         for f in FUNCTIONS {
             let child = Command::new(bin_dir().join(f))
                 .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -100,6 +120,7 @@ impl LambdaEmulator {
                 .unwrap_or_else(|e| panic!("cannot start function {f} ({e})"));
             self.children.push(child);
         }
+        true
     }
 
     /// Stops the emulator and the functions: the Lambda endpoint becomes unreachable.
@@ -142,8 +163,38 @@ impl AwsStack {
             .await
             .unwrap();
         let s3 = S3Server::start();
-        let lambda_port = free_port();
-        let env: Vec<(String, String)> = [
+        let mut attempts = 0;
+        let (lambda, env) = loop {
+            attempts += 1;
+            let lambda_port = free_port();
+            let env = Self::environment(&dataapi, &s3, lambda_port);
+            if let Some(lambda) = LambdaEmulator::start(lambda_port, env.clone()) {
+                break (lambda, env);
+            }
+            assert!(
+                attempts < 5,
+                "cargo lambda watch could not bind a free port in 5 attempts"
+            );
+        };
+        let client = s3_client(&env);
+        client
+            .create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("create the audit bucket");
+        Self {
+            pg,
+            s3,
+            dataapi,
+            lambda,
+            env,
+        }
+    }
+
+    /// The environment of an aws-mode process on this stack.
+    fn environment(dataapi: &str, s3: &S3Server, lambda_port: u16) -> Vec<(String, String)> {
+        [
             ("TOLLGATE_MODE", "aws".to_string()),
             ("TOLLGATE_DB_CLUSTER_ARN", CLUSTER_ARN.into()),
             ("TOLLGATE_DB_SECRET_ARN", SECRET_ARN.into()),
@@ -154,7 +205,7 @@ impl AwsStack {
             ("AWS_ACCESS_KEY_ID", "local".into()),
             ("AWS_SECRET_ACCESS_KEY", "local".into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_ENDPOINT_URL_RDS_DATA", dataapi.clone()),
+            ("AWS_ENDPOINT_URL_RDS_DATA", dataapi.to_string()),
             ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
             ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{lambda_port}")),
             // The reconciler (the scheduled function, as deployed) re-drives rows older than this.
@@ -162,22 +213,7 @@ impl AwsStack {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let client = s3_client(&env);
-        client
-            .create_bucket()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .expect("create the audit bucket");
-        let lambda = LambdaEmulator::start(lambda_port, env.clone());
-        Self {
-            pg,
-            s3,
-            dataapi,
-            lambda,
-            env,
-        }
+        .collect()
     }
 
     pub fn env_refs(&self) -> Vec<(&str, &str)> {
