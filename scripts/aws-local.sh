@@ -12,11 +12,6 @@ ensure_postgresql
 ensure_moto
 ensure_cargo_lambda
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-    echo "nothing listens on $1" >&2; return 1
-}
 
 WORK="$(mktemp -d /tmp/tollgate-aws-local.XXXXXX)"
 PIDS=()

@@ -7,6 +7,7 @@
 # Dockerfile, the workspace layout or the dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/prereqs.sh
 chef_version="$(sed -n 's/^ARG CHEF_VERSION=//p' Dockerfile)"
 if ! cargo chef --version 2>/dev/null | grep -q "$chef_version"; then
     cargo install cargo-chef --locked --version "$chef_version"
@@ -40,7 +41,7 @@ fi
 echo "   the source layer compiled only workspace crates"
 
 echo "== the binary with the image's settings"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 TOLLGATE_LISTEN="127.0.0.1:$port" TOLLGATE_ROUTES="$work/build/routes.toml" TOLLGATE_DATA_DIR="$work/data" \
     MIMALLOC_ARENA_EAGER_COMMIT=0 "$work/build/target/release/tollgate" >"$work/run.log" 2>&1 &
 server=$!

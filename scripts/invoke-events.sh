@@ -26,7 +26,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # A local stand-in for CloudFormation's response bucket: records every PUT body.
 catcher_port="$(free_port)"
@@ -49,10 +48,7 @@ pids+=($!)
 moto_port="$(free_port)"
 moto_server -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-    if (echo > "/dev/tcp/127.0.0.1/$moto_port") 2>/dev/null; then break; fi
-    sleep 0.1
-done
+wait_port "$moto_port"
 python3 - "http://127.0.0.1:$moto_port" <<'PY'
 import boto3, sys
 kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
@@ -108,10 +104,7 @@ for manifest in functions/*/Cargo.toml; do
     # shellcheck disable=SC2046 # the variables are NAME=value words
     (cd "$dir" && exec env $(function_env "$bin") cargo lambda watch -P "$port" >"$work/$bin.watch.log" 2>&1) &
     pids+=($!)
-    for _ in $(seq 1 300); do
-        if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        sleep 0.2
-    done
+    wait_port "$port" 120 # cargo lambda watch builds the function first
     for f in "${files[@]}"; do
         name="$(basename "$f")"
         data="$f"

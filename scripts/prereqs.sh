@@ -1,5 +1,5 @@
-# Installs what tollgate's tests and tools need, each only when missing. Sourced by the
-# scripts in this directory.
+# Installs what tollgate's tests and tools need, each only when missing, and the small helpers
+# the scripts share. Sourced by the scripts in this directory.
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -65,4 +65,14 @@ ensure_infra_tools() {
         echo "installing the aarch64-unknown-linux-gnu target" >&2
         rustup target add aarch64-unknown-linux-gnu >/dev/null
     fi
+}
+
+# A free TCP port on 127.0.0.1 (free now; whoever binds it first gets it).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Waits until something listens on 127.0.0.1:PORT, for up to SECONDS (default 30).
+wait_port() {
+    local port="$1" tries=$(( ${2:-30} * 10 ))
+    for _ in $(seq 1 "$tries"); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
+    echo "nothing listens on $port" >&2; return 1
 }

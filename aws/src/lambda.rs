@@ -111,18 +111,28 @@ impl LambdaInvoker {
     }
 }
 
+impl LambdaInvoker {
+    async fn send(
+        &self,
+        function: &str,
+        kind: InvocationType,
+        payload: Bytes,
+    ) -> Result<aws_sdk_lambda::operation::invoke::InvokeOutput, InvokeError> {
+        self.client
+            .invoke()
+            .function_name(self.deployed_name(function))
+            .invocation_type(kind)
+            .payload(Blob::new(payload.to_vec()))
+            .send()
+            .await
+            .map_err(map_error)
+    }
+}
+
 impl Invoker for LambdaInvoker {
     fn invoke<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, Result<Bytes, InvokeError>> {
         Box::pin(async move {
-            let out = self
-                .client
-                .invoke()
-                .function_name(self.deployed_name(function))
-                .invocation_type(InvocationType::RequestResponse)
-                .payload(Blob::new(payload.to_vec()))
-                .send()
-                .await
-                .map_err(map_error)?;
+            let out = self.send(function, InvocationType::RequestResponse, payload).await?;
             let body = out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default();
             if let Some(kind) = out.function_error() {
                 return Err(function_error(&body, kind));
@@ -133,15 +143,7 @@ impl Invoker for LambdaInvoker {
 
     fn invoke_event<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), InvokeError>> {
         Box::pin(async move {
-            let out = self
-                .client
-                .invoke()
-                .function_name(self.deployed_name(function))
-                .invocation_type(InvocationType::Event)
-                .payload(Blob::new(payload.to_vec()))
-                .send()
-                .await
-                .map_err(map_error)?;
+            let out = self.send(function, InvocationType::Event, payload).await?;
             // Lambda answers 202; cargo lambda watch runs the function and answers 200.
             match out.function_error() {
                 Some(kind) => Err(function_error(

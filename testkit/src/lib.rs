@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where Debian's PostgreSQL binaries live (`apt-get install -y postgresql`).
@@ -32,6 +32,25 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Waits until `child` accepts connections on `port` of 127.0.0.1. False when the child exits
+/// first, or is gone just after the port answered: then the port was taken by another process
+/// between `free_port` and the child's bind, and what answered is not ours. Panics after
+/// `limit` with `what` in the message.
+pub fn wait_until_serving(child: &mut Child, port: u16, limit: Duration, what: &str) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(200));
+            return child.try_wait().ok().flatten().is_none();
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn is_root() -> bool {
@@ -130,21 +149,25 @@ impl Postgres {
         }
     }
 
-    fn try_run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
+    /// A PostgreSQL tool's command, run as the postgres user when we are root.
+    fn tool(&self, tool: &str, args: &[&str]) -> Command {
         let path = self.bin.join(tool);
-        let out = if self.as_postgres {
-            Command::new("runuser")
-                .arg("-u")
-                .arg("postgres")
-                .arg("--")
-                .arg(&path)
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
         } else {
-            Command::new(&path).args(args).stdin(Stdio::null()).output()
-        }
-        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+            Command::new(path)
+        };
+        cmd.args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    fn try_run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
+        let out = self
+            .tool(tool, args)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.join(tool).display()))?;
         if out.status.success() {
             return Ok(());
         }
@@ -189,19 +212,8 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.join("data");
-        let path = self.bin.join("pg_ctl");
         let args = ["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "-w", "stop"];
-        let _ = if self.as_postgres {
-            Command::new("runuser")
-                .arg("-u")
-                .arg("postgres")
-                .arg("--")
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&path).args(args).output()
-        };
+        let _ = self.tool("pg_ctl", &args).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -229,23 +241,11 @@ impl S3Server {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); install it with `pip install \"moto[server]\"` (scripts/test.sh does)"));
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // exited: the port was taken
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    std::thread::sleep(Duration::from_millis(200));
-                    if child.try_wait().ok().flatten().is_none() {
-                        return Self {
-                            child,
-                            endpoint: format!("http://127.0.0.1:{port}"),
-                        };
-                    }
-                    break;
-                }
-                assert!(Instant::now() < deadline, "moto_server did not listen on {port}");
-                std::thread::sleep(Duration::from_millis(100));
+            if wait_until_serving(&mut child, port, Duration::from_secs(30), "moto_server") {
+                return Self {
+                    child,
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                };
             }
         }
         panic!("moto_server could not bind a free port in 5 attempts");

@@ -84,24 +84,8 @@ impl LambdaEmulator {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `cargo lambda watch` ({e}); install it with `pip install cargo-lambda` (scripts/test.sh does)"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if watch.try_wait().ok().flatten().is_some() {
-                return false; // exited: the port is someone else's
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                std::thread::sleep(Duration::from_millis(200));
-                if watch.try_wait().ok().flatten().is_some() {
-                    return false;
-                }
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cargo lambda watch did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        if !tollgate_testkit::wait_until_serving(&mut watch, self.port, Duration::from_secs(60), "cargo lambda watch") {
+            return false; // the port is someone else's
         }
         self.children.push(watch);
         for f in FUNCTIONS {
