@@ -5,14 +5,18 @@
 # Layers: cargo-chef turns the workspace's manifests and lock file into a recipe, and `cook`
 # compiles only the dependencies from it, so that layer is rebuilt only when Cargo.toml or
 # Cargo.lock change, not on every source edit.
+#
+# The Rust version is rust-toolchain.toml's (the one place it is written): the base image only
+# brings rustup, which installs that toolchain into the chef layer.
 
-ARG RUST_VERSION=1.95
 ARG CHEF_VERSION=0.1.78
 
-FROM rust:${RUST_VERSION}-slim-bookworm AS chef
+FROM rust:1-slim-bookworm AS chef
 ARG CHEF_VERSION
-RUN cargo install cargo-chef --locked --version "${CHEF_VERSION}"
 WORKDIR /src
+COPY rust-toolchain.toml .
+RUN rustup toolchain install --profile minimal \
+    && cargo install cargo-chef --locked --version "${CHEF_VERSION}"
 
 FROM chef AS planner
 COPY . .

@@ -9,8 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
 ensure_postgresql
-ensure_moto
-ensure_cargo_lambda
+ensure_tool moto cargo-lambda
 
 
 WORK="$(mktemp -d /tmp/tollgate-aws-local.XXXXXX)"
@@ -61,7 +60,7 @@ export AWS_ENDPOINT_URL_RDS_DATA="http://127.0.0.1:$DATAAPI_PORT"
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$LAMBDA_PORT"
 
-python3 - <<PY
+python3 -S - <<PY
 import urllib.request
 urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:$S3_PORT/$TOLLGATE_AUDIT_BUCKET", method="PUT"))
 PY

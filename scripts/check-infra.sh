@@ -23,7 +23,7 @@ echo "== sam build"
 started=$SECONDS
 sam build --beta-features --parallel
 echo "   sam build took $((SECONDS - started)) s"
-python3 - <<'PY'
+python3 -S - <<'PY'
 import pathlib, re
 functions = re.findall(r"^  (\w+Function):\n    Type: AWS::Serverless::Function", pathlib.Path("template.yaml").read_text(), re.M)
 assert len(functions) >= 5, functions

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Deploys tollgate to AWS: `bash scripts/deploy.sh [dev|prod] [image-tag]`.
 #
-# Needs AWS credentials for the target account, the AWS CLI, SAM CLI, cargo-lambda and Docker
-# with buildx. The image tag defaults to the current commit. Steps:
+# Needs AWS credentials for the target account and Docker with buildx; the Rust toolchain, the
+# AWS CLI, SAM CLI and cargo-lambda are installed as the tests install them (scripts/prereqs.sh). The image tag defaults to the current commit. Steps:
 #   1. sam build (every Lambda, arm64, with cargo-lambda);
 #   2. on the first deploy only, sam deploy without an image: it creates the ECR repository (and
 #      everything else) with the ingress service at 0 tasks;
@@ -12,6 +12,10 @@
 # The parameters come from samconfig.toml's environment; this script only adds ImageTag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/prereqs.sh
+check_prerequisites
+ensure_rust_toolchain
+ensure_tool awscli aws-sam-cli cargo-lambda
 
 env_name="${1:-dev}"
 tag="${2:-$(git rev-parse --short=12 HEAD)}"
@@ -22,7 +26,7 @@ case "$env_name" in
 esac
 
 read_config() {
-    python3 - "$config_env" "$1" "$2" <<'PY'
+    python3 -S - "$config_env" "$1" "$2" <<'PY'
 import sys, tomllib
 env, section, key = sys.argv[1:4]
 with open("samconfig.toml", "rb") as f:

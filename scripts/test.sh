@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need (idempotently), then runs them all.
-# Tests start their own stand-ins (a private PostgreSQL per test, dataapi-local, ...) and
-# stop them afterwards; one that cannot start a stand-in fails, it is never skipped.
+# Tests start their own stand-ins (a private PostgreSQL per test, dataapi-local, moto,
+# cargo lambda watch) and stop them afterwards; one that cannot start a stand-in fails, it is
+# never skipped. What it installs: PostgreSQL (Debian's package, when no server binaries are
+# there), the Rust toolchain of rust-toolchain.toml, and the pinned Python tools it uses (moto,
+# cargo-lambda, awscli), each in its own environment under $TOLLGATE_TOOLS_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
-ensure_postgresql
-ensure_moto
-ensure_cargo_lambda
-ensure_awscli
+check_prerequisites
+ensure_rust_toolchain
+ensure_test_tools
+TOLLGATE_PATH="$PATH" python3 -S scripts/check-tools.py --installed
 cargo test --workspace "$@"
 # The events files through the real Lambda runtime API (cargo lambda watch + invoke), on a full run.
 if [ $# -eq 0 ]; then

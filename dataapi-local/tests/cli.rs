@@ -11,7 +11,7 @@ const ARN: &str = "arn:aws:rds:us-east-1:123456789012:cluster:local";
 const SECRET: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:local";
 
 fn aws(endpoint: &str, args: &[&str]) -> Result<Value, String> {
-    let out = Command::new("aws")
+    let out = Command::new(tollgate_testkit::tool("aws"))
         .args([
             "rds-data",
             "--endpoint-url",
@@ -26,9 +26,7 @@ fn aws(endpoint: &str, args: &[&str]) -> Result<Value, String> {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run the AWS CLI ({e}); install it with `pip install awscli` (scripts/test.sh does)")
-        });
+        .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e})"));
     if out.status.success() {
         Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
     } else {

@@ -26,6 +26,32 @@ pub fn pg_bin_dir() -> PathBuf {
     })
 }
 
+/// The tools directory `scripts/prereqs.sh` installs the pinned Python tools into, each in its
+/// own virtual environment, with their commands in `bin/` (the same default as the scripts).
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TOLLGATE_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME");
+    cache.join("tollgate").join("tools")
+}
+
+/// The command `name` of a pinned tool (`tools/python/*.in`), from the tools directory only:
+/// never whatever a global site-packages put on `PATH`. Panics, naming the command that
+/// installs it, when it is not there.
+pub fn tool(name: &str) -> PathBuf {
+    let path = tools_dir().join("bin").join(name);
+    assert!(
+        path.is_file(),
+        "{name} is not installed in {}: run `bash scripts/test.sh` (or `source scripts/prereqs.sh && ensure_tool <tool>`), which installs the pinned tools",
+        path.display()
+    );
+    path
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -218,7 +244,7 @@ impl Drop for Postgres {
     }
 }
 
-/// An S3-compatible server on loopback: moto's server (`pip install "moto[server]"`), in
+/// An S3-compatible server on loopback: moto's server (the pinned `moto` tool), in
 /// memory. Stopped when dropped.
 pub struct S3Server {
     child: std::process::Child,
@@ -235,12 +261,12 @@ impl S3Server {
         // is ours.
         for _ in 0..5 {
             let port = free_port();
-            let mut child = Command::new("moto_server")
+            let mut child = Command::new(tool("moto_server"))
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); install it with `pip install \"moto[server]\"` (scripts/test.sh does)"));
+                .unwrap_or_else(|e| panic!("cannot start moto_server ({e})"));
             if wait_until_serving(&mut child, port, Duration::from_secs(30), "moto_server") {
                 return Self {
                     child,

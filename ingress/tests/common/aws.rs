@@ -77,13 +77,22 @@ impl LambdaEmulator {
     /// Starts the emulator and the functions; false if the emulator could not bind its port
     /// (another process took it after `free_port`).
     fn try_up(&mut self) -> bool {
-        let mut watch = Command::new("cargo")
+        // cargo-lambda as cargo runs a subcommand: `cargo-lambda lambda watch ...`.
+        let mut watch = Command::new(tollgate_testkit::tool("cargo-lambda"))
             .current_dir(super::workspace_root())
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &self.port.to_string()])
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &self.port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `cargo lambda watch` ({e}); install it with `pip install cargo-lambda` (scripts/test.sh does)"));
+            .unwrap_or_else(|e| panic!("cannot start `cargo lambda watch` ({e})"));
         if !tollgate_testkit::wait_until_serving(&mut watch, self.port, Duration::from_secs(60), "cargo lambda watch") {
             return false; // the port is someone else's
         }
