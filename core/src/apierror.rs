@@ -1,6 +1,80 @@
-//! The JSON error body every tollgate error response carries.
+//! Every error tollgate answers with, in one table: its stable code, HTTP status and default
+//! message ([`ErrorCode`]), shared by the ingress and the functions, and the JSON body every
+//! error response carries.
 
 use serde::Serialize;
+
+macro_rules! error_codes {
+    ($($variant:ident = ($code:literal, $status:literal, $message:literal),)*) => {
+        /// A stable, machine-readable error (snake_case on the wire).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $(
+                #[doc = $message]
+                $variant,
+            )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The code as sent (`error.code`).
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status it is answered with.
+            pub const fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// The message sent when there is nothing more specific to say (never a backend's
+            /// own text).
+            pub const fn message(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $message,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidHost = ("invalid_host", 400, "the request needs exactly one valid Host header"),
+    InvalidTarget = ("invalid_target", 400, "only origin-form request targets are accepted"),
+    InvalidBody = ("invalid_body", 400, "the request body could not be read"),
+    InvalidParameter = ("invalid_parameter", 400, "a query parameter is invalid"),
+    RouteNotFound = ("route_not_found", 404, "no route for this path"),
+    RequestNotFound = ("request_not_found", 404, "no request with this id"),
+    MethodNotAllowed = ("method_not_allowed", 405, "this method is not allowed here"),
+    BodyTimeout = ("body_timeout", 408, "the request body was not received in time"),
+    PayloadTooLarge = ("payload_too_large", 413, "the request body is too large"),
+    HeadersTooLarge = ("headers_too_large", 431, "the request headers are too large"),
+    ClientClosedRequest = ("client_closed_request", 499, "the client closed the connection before the answer"),
+    FunctionError = ("function_error", 502, "the function failed to handle the request"),
+    InvalidFunctionResponse = ("invalid_function_response", 502, "the function returned an invalid response"),
+    FunctionUnavailable = ("function_unavailable", 502, "the function could not be reached"),
+    FunctionThrottled = ("function_throttled", 503, "the function is busy; retry later"),
+    Overloaded = ("overloaded", 503, "too many requests in flight; retry later"),
+    RecordingUnavailable = ("recording_unavailable", 503, "the request could not be recorded; retry later"),
+    ShuttingDown = ("shutting_down", 503, "the server stopped before the function answered"),
+    RequestLogUnavailable = ("request_log_unavailable", 503, "a backend is unavailable; retry later"),
+    AuditStoreUnavailable = ("audit_store_unavailable", 503, "a backend is unavailable; retry later"),
+    AuditIntegrityError = ("audit_integrity_error", 500, "the audit object does not match its record"),
+    FunctionTimeout = ("function_timeout", 504, "the function did not answer in time"),
+}
+
+impl ErrorCode {
+    /// Whether a client should retry later (503: these carry `Retry-After`).
+    pub const fn is_retryable(self) -> bool {
+        self.status() == 503
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// `{"error":{"code":"...","message":"...","request_id":"..."}}`
 #[derive(Debug, Serialize)]
@@ -21,10 +95,10 @@ pub struct ErrorDetail<'a> {
 }
 
 /// Serializes the error body.
-pub fn error_json(code: &str, message: &str, request_id: &str) -> Vec<u8> {
+pub fn error_json(code: ErrorCode, message: &str, request_id: &str) -> Vec<u8> {
     serde_json::to_vec(&ErrorBody {
         error: ErrorDetail {
-            code,
+            code: code.as_str(),
             message,
             request_id,
         },
@@ -34,11 +108,25 @@ pub fn error_json(code: &str, message: &str, request_id: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn shape() {
-        let v: serde_json::Value = serde_json::from_slice(&super::error_json("not_found", "no \"x\"", "r1")).unwrap();
-        assert_eq!(v["error"]["code"], "not_found");
+        let v: serde_json::Value =
+            serde_json::from_slice(&error_json(ErrorCode::RequestNotFound, "no \"x\"", "r1")).unwrap();
+        assert_eq!(v["error"]["code"], "request_not_found");
         assert_eq!(v["error"]["message"], "no \"x\"");
         assert_eq!(v["error"]["request_id"], "r1");
+    }
+
+    #[test]
+    fn codes_are_unique_snake_case_with_error_statuses() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_str()), "{c} twice");
+            assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{c}");
+            assert!((400..600).contains(&c.status()), "{c}");
+            assert!(!c.message().is_empty());
+        }
     }
 }

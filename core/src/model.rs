@@ -149,17 +149,27 @@ pub struct AuditRequest {
     pub body_bytes: u64,
 }
 
-/// The response half of an audit event.
+/// The response half of an audit event: the answer the ingress made (the function's, or its
+/// own error).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditResponse {
-    /// Status sent to the client.
+    /// Status of the answer.
     pub status: u16,
-    /// Headers sent, secrets redacted.
+    /// Headers of the answer, secrets redacted.
     pub headers: AuditHeaders,
-    /// Hex SHA-256 of the body sent.
+    /// Hex SHA-256 of the body.
     pub body_sha256: String,
     /// Body size in bytes.
     pub body_bytes: u64,
+    /// Whether the answer was released to the connection. False when the client had gone
+    /// first: the record's status is then 499 `client_closed_request`, and this is the answer
+    /// it would have had (for a function that ran, the function's own).
+    #[serde(default = "yes")]
+    pub delivered: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An error the ingress answered with.
@@ -193,8 +203,12 @@ pub struct AuditEvent {
     pub request: AuditRequest,
     /// Matched route pattern.
     pub route: Option<String>,
-    /// Function handed to.
+    /// Function the route hands off to.
     pub function_name: Option<String>,
+    /// Whether the function was invoked for this request (a request refused before its hand-off
+    /// names its route's function but did not run it).
+    #[serde(default)]
+    pub invoked: bool,
     /// What was answered.
     pub response: AuditResponse,
     /// Time from receipt to response ready, in milliseconds.

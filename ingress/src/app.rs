@@ -6,7 +6,7 @@ use crate::recorder;
 use crate::routes::RouteTable;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -70,13 +70,7 @@ pub async fn start(
     let local_addr = listener.local_addr()?;
     let config = Arc::new(config);
     let (recorder, recorder_task) = recorder::start(config.recorder.clone(), log.clone(), invoker.clone());
-    let state = Arc::new(AppState {
-        config: config.clone(),
-        routes,
-        invoker: invoker.clone(),
-        recorder,
-        draining: AtomicBool::new(false),
-    });
+    let state = Arc::new(AppState::new(config.clone(), routes, invoker.clone(), recorder));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let reconciler = {

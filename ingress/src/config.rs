@@ -31,6 +31,14 @@ pub const DEFAULT_KEEPALIVE_IDLE_MS: u64 = 75_000;
 /// Time in-flight requests get after SIGTERM: ECS's default stop timeout is 30 s, so drain
 /// and flush must be done well before SIGKILL.
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 20_000;
+/// Most open connections: past it the server stops accepting (the kernel's backlog holds the
+/// rest) until one closes.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+/// Most requests past admission at once; more are answered 503 `overloaded` (recorded).
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1_024;
+/// Most request body bytes buffered at once over all requests (a declared `Content-Length`
+/// is reserved up front); past it, 503 `overloaded`. 128 MiB: 25 bodies of the 5 MiB limit.
+pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: u64 = 128 * 1024 * 1024;
 /// Proxies in front that append to `X-Forwarded-For` (the ALB).
 pub const DEFAULT_TRUSTED_PROXIES: u64 = 1;
 /// Most records per group commit.
@@ -64,6 +72,12 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Idle keep-alive.
     pub keepalive_idle: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Most requests in flight.
+    pub max_in_flight: usize,
+    /// Most body bytes buffered at once.
+    pub max_buffered_body_bytes: u64,
 }
 
 /// Recording pipeline settings.
@@ -173,6 +187,27 @@ impl IngressConfig {
                 3_600_000,
                 "idle keep-alive time (must exceed the ALB idle timeout, 60 s by default)",
             )),
+            max_connections: r.range(
+                "TOLLGATE_MAX_CONNECTIONS",
+                DEFAULT_MAX_CONNECTIONS,
+                1,
+                1_000_000,
+                "most open connections; past it new ones wait in the listen backlog",
+            ) as usize,
+            max_in_flight: r.range(
+                "TOLLGATE_MAX_IN_FLIGHT",
+                DEFAULT_MAX_IN_FLIGHT,
+                1,
+                1_000_000,
+                "most requests being handled at once; more get 503 overloaded (recorded)",
+            ) as usize,
+            max_buffered_body_bytes: r.range(
+                "TOLLGATE_MAX_BUFFERED_BODY_BYTES",
+                DEFAULT_MAX_BUFFERED_BODY_BYTES,
+                0,
+                1 << 40,
+                "most request body bytes held in memory at once over all requests; more get 503 overloaded",
+            ),
         };
         let drain_timeout = ms(r.range(
             "TOLLGATE_DRAIN_TIMEOUT_MS",

@@ -1,28 +1,78 @@
-//! One request, from head to recorded response.
+//! One request, in phases: **admit** (head checks, load and health) -> **route** -> **read
+//! body** -> **hand off** (invoke the function) -> **record** (durable row and audit event) ->
+//! **answer**. Each phase reads and fills the request's [`Ctx`]; any phase may end the request
+//! with a [`Rejection`] (an [`ErrorCode`] of the shared table), which is recorded like any
+//! answer.
+//!
+//! Nothing executed escapes the record: the server runs `handle` in a future that, when hyper
+//! drops it (the client went away), is moved to a task of its own and finishes there
+//! (`server::Detached`), with the request's [`Signal`] fired. A client gone before the hand-off
+//! is recorded as 499 and its function is not invoked; gone during or after it, the request is
+//! recorded as 499 with the function's answer in the audit event (`response.delivered:
+//! false`). At the drain timeout the server fires [`AppState::cutoff`]: requests still reading
+//! a body or waiting for a function are answered and recorded as 503 `shutting_down`.
 
 use crate::alb::{self, FunctionReply};
 use crate::config::IngressConfig;
 use crate::recorder::RecorderHandle;
-use crate::routes::{RouteMatch, RouteTable};
+use crate::routes::{Route, RouteMatch, RouteTable};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tollgate_core::apierror::error_json;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tollgate_core::apierror::{error_json, ErrorCode};
 use tollgate_core::model::{AuditError, AuditEvent, AuditRequest, AuditResponse, AuditSource, RequestRecord};
 use tollgate_core::ports::{InvokeError, Invoker};
 use tollgate_core::{clock, ids};
 
 /// Longest `User-Agent` / principal kept in a record.
 const MAX_META_CHARS: usize = 512;
+/// Body accounting unit of [`AppState::body_budget`] (a semaphore counts permits, not bytes).
+const BUDGET_UNIT: u64 = 1024;
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+
+/// A one-way flag that can be awaited.
+#[derive(Default)]
+pub struct Signal {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    /// Sets the flag and wakes every waiter.
+    pub fn fire(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether it fired.
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Waits until it fires.
+    pub async fn fired(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
 
 /// What every request needs.
 pub struct AppState {
@@ -36,25 +86,60 @@ pub struct AppState {
     pub recorder: RecorderHandle,
     /// Set on SIGTERM: health checks fail so the load balancer stops sending.
     pub draining: AtomicBool,
+    /// Fired at the drain timeout: requests still reading or waiting for a function stop.
+    pub cutoff: Signal,
+    /// Requests past admission (`TOLLGATE_MAX_IN_FLIGHT`).
+    pub in_flight: Arc<Semaphore>,
+    /// Request body bytes buffered at once, in [`BUDGET_UNIT`]s (`TOLLGATE_MAX_BUFFERED_BODY_BYTES`).
+    pub body_budget: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// The state for a configuration.
+    pub fn new(
+        config: Arc<IngressConfig>,
+        routes: RouteTable,
+        invoker: Arc<dyn Invoker>,
+        recorder: RecorderHandle,
+    ) -> Self {
+        let limits = &config.limits;
+        let budget_units = (limits.max_buffered_body_bytes / BUDGET_UNIT).min(Semaphore::MAX_PERMITS as u64) as usize;
+        Self {
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            body_budget: Arc::new(Semaphore::new(budget_units)),
+            config,
+            routes,
+            invoker,
+            recorder,
+            draining: AtomicBool::new(false),
+            cutoff: Signal::default(),
+        }
+    }
 }
 
 /// A decision of the ingress that ends the request with an error.
 #[derive(Debug)]
 pub struct Rejection {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+    code: ErrorCode,
+    message: Cow<'static, str>,
     headers: Vec<(HeaderName, HeaderValue)>,
     close: bool,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn of(code: ErrorCode) -> Self {
+        Self::new(code, code.message())
+    }
+
+    fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        let mut headers = Vec::new();
+        if code.is_retryable() {
+            headers.push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
         Self {
-            status,
             code,
             message: message.into(),
-            headers: Vec::new(),
+            headers,
             close: false,
         }
     }
@@ -66,41 +151,58 @@ impl Rejection {
 
     fn from_invoke(e: &InvokeError) -> Self {
         match e {
-            InvokeError::Function { .. } => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "function_error",
-                "the function failed to handle the request",
-            ),
+            InvokeError::Function { .. } => Self::of(ErrorCode::FunctionError),
             InvokeError::Throttled { retry_after } => {
-                let mut r = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "function_throttled",
-                    "the function is busy; retry later",
-                );
+                let mut r = Self::of(ErrorCode::FunctionThrottled);
                 let secs = retry_after.map_or(1, |d| d.as_secs().max(1));
+                r.headers.retain(|(n, _)| n != header::RETRY_AFTER);
                 r.headers.push((header::RETRY_AFTER, HeaderValue::from(secs)));
                 r
             }
-            InvokeError::PayloadTooLarge => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request is too large for the function",
-            ),
-            InvokeError::UnknownFunction(_) | InvokeError::Unavailable(_) => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "function_unavailable",
-                "the function could not be reached",
-            ),
+            InvokeError::PayloadTooLarge => {
+                Self::new(ErrorCode::PayloadTooLarge, "the request is too large for the function")
+            }
+            InvokeError::UnknownFunction(_) | InvokeError::Unavailable(_) => Self::of(ErrorCode::FunctionUnavailable),
+        }
+    }
+
+    fn reply(&self, request_id: &str) -> FunctionReply {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for (n, v) in &self.headers {
+            headers.insert(n.clone(), v.clone());
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        FunctionReply {
+            status: StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            headers,
+            body: Bytes::from(error_json(self.code, &self.message, request_id)),
         }
     }
 }
 
-/// Facts gathered about a request as it goes, for its record and audit event.
-struct Exchange {
+/// The request's context: what the phases learn, for its record and audit event.
+struct Ctx {
+    received_at: OffsetDateTime,
+    started: Instant,
+    peer: SocketAddr,
+    request_id: String,
+    client_chosen_id: bool,
+    trace_id: String,
+    parts: http::request::Parts,
+    declared_len: Option<u64>,
     route: Option<String>,
     function: Option<String>,
-    body_read: Option<Bytes>,
-    declared_len: Option<u64>,
+    body: Option<Bytes>,
+    body_seen: u64,
+    invoked: bool,
+    /// Fired when the client is gone (hyper dropped the request's future).
+    client_gone: Arc<Signal>,
+    /// Held until the request is recorded.
+    _permits: Vec<OwnedSemaphorePermit>,
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
@@ -157,12 +259,27 @@ fn head_size(parts: &http::request::Parts) -> (usize, usize) {
     (line + bytes, parts.headers.len())
 }
 
-fn check_head(config: &IngressConfig, parts: &http::request::Parts) -> Result<(), Rejection> {
+/// Reserves `bytes` of the body budget, or refuses the request as overloaded.
+fn reserve_body(state: &AppState, ctx: &mut Ctx, bytes: u64) -> Result<(), Rejection> {
+    let units = bytes.div_ceil(BUDGET_UNIT) as u32;
+    if units == 0 {
+        return Ok(());
+    }
+    let permit = state.body_budget.clone().try_acquire_many_owned(units).map_err(|_| {
+        Rejection::new(ErrorCode::Overloaded, "too many request bodies in flight; retry later").closing()
+    })?;
+    ctx._permits.push(permit);
+    Ok(())
+}
+
+/// Phase 1: the head is acceptable, the server has room, and the request log is healthy.
+fn admit(state: &AppState, ctx: &mut Ctx) -> Result<(), Rejection> {
+    let config = &*state.config;
+    let parts = &ctx.parts;
     let (bytes, count) = head_size(parts);
     if bytes > config.limits.max_header_bytes || count > config.limits.max_headers {
         return Err(Rejection::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!(
                 "request headers exceed {} bytes or {} fields",
                 config.limits.max_header_bytes, config.limits.max_headers
@@ -180,179 +297,310 @@ fn check_head(config: &IngressConfig, parts: &http::request::Parts) -> Result<()
         .get(header::HOST)
         .is_none_or(|h| h.to_str().is_ok_and(|s| s.parse::<http::uri::Authority>().is_ok()));
     if !host_ok {
-        return Err(Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_host",
-            "the request needs exactly one valid Host header",
-        )
-        .closing());
+        return Err(Rejection::of(ErrorCode::InvalidHost).closing());
     }
     // Only origin-form targets are routed: absolute-form is for proxies, `*` for OPTIONS to the server.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() || !parts.uri.path().starts_with('/') {
+        return Err(Rejection::of(ErrorCode::InvalidTarget));
+    }
+    if ctx.declared_len.is_some_and(|n| n > config.limits.max_body_bytes) {
         return Err(Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_target",
-            "only origin-form request targets are accepted",
-        ));
+            ErrorCode::PayloadTooLarge,
+            format!("request body exceeds {} bytes", config.limits.max_body_bytes),
+        )
+        .closing());
+    }
+    let permit = state
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Rejection::of(ErrorCode::Overloaded))?;
+    ctx._permits.push(permit);
+    // Fail closed before a function runs, never after: while the request log is failing, a
+    // request that would execute is refused (its own record waits for the log like any other).
+    if state.recorder.is_failing() {
+        return Err(Rejection::of(ErrorCode::RecordingUnavailable));
+    }
+    if let Some(n) = ctx.declared_len {
+        reserve_body(state, ctx, n)?;
     }
     Ok(())
 }
 
-async fn read_body(config: &IngressConfig, body: Incoming, ex: &mut Exchange) -> Result<Bytes, Rejection> {
-    let limit = config.limits.max_body_bytes;
-    let too_large = || {
-        Rejection::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body exceeds {limit} bytes"),
-        )
-        .closing()
-    };
-    if ex.declared_len.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut buf = BytesMut::with_capacity(ex.declared_len.unwrap_or(0).min(limit) as usize);
-    let read = async {
-        let mut body = body;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| {
-                Rejection::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    "the request body could not be read",
-                )
-                .closing()
-            })?;
-            if let Ok(data) = frame.into_data() {
-                if (buf.len() + data.len()) as u64 > limit {
-                    return Err(too_large());
-                }
-                buf.extend_from_slice(&data);
-            }
+/// Phase 2: the route that takes the request.
+fn route<'s>(state: &'s AppState, ctx: &mut Ctx) -> Result<&'s Route, Rejection> {
+    match state.routes.lookup(&ctx.parts.method, ctx.parts.uri.path()) {
+        RouteMatch::Found(r) => {
+            ctx.route = Some(r.pattern.clone());
+            ctx.function = Some(r.function.clone());
+            Ok(r)
         }
-        Ok(())
-    };
-    match tokio::time::timeout(config.limits.body_timeout, read).await {
-        Ok(Ok(())) => Ok(buf.freeze()),
-        Ok(Err(r)) => {
-            ex.declared_len = Some(buf.len() as u64).max(ex.declared_len);
-            Err(r)
-        }
-        Err(_) => {
-            ex.declared_len = Some(buf.len() as u64);
-            Err(Rejection::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body was not received in time",
-            )
-            .closing())
-        }
-    }
-}
-
-async fn process(
-    state: &AppState,
-    parts: &http::request::Parts,
-    body: Incoming,
-    request_id: &str,
-    trace_id: &str,
-    ex: &mut Exchange,
-) -> Result<FunctionReply, Rejection> {
-    let config = &*state.config;
-    check_head(config, parts)?;
-    let route = match state.routes.lookup(&parts.method, parts.uri.path()) {
-        RouteMatch::Found(r) => r,
-        RouteMatch::NotFound => {
-            return Err(Rejection::new(
-                StatusCode::NOT_FOUND,
-                "route_not_found",
-                "no route for this path",
-            ))
-        }
+        RouteMatch::NotFound => Err(Rejection::of(ErrorCode::RouteNotFound)),
         RouteMatch::MethodNotAllowed(allow) => {
             let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
             let mut r = Rejection::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("method {} is not allowed here", truncate(parts.method.as_str(), 32)),
+                ErrorCode::MethodNotAllowed,
+                format!("method {} is not allowed here", truncate(ctx.parts.method.as_str(), 32)),
             );
             if let Ok(v) = HeaderValue::from_str(&list) {
                 r.headers.push((header::ALLOW, v));
             }
-            return Err(r);
+            Err(r)
         }
-    };
-    ex.route = Some(route.pattern.clone());
-    ex.function = Some(route.function.clone());
-    let body = read_body(config, body, ex).await?;
-    ex.body_read = Some(body.clone());
+    }
+}
 
-    let mut headers = parts.headers.clone();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
+/// Phase 3: the body, within its size limit, time limit and the shared body budget. The
+/// buffer grows with the bytes that arrive (a declared `Content-Length` reserves budget but
+/// allocates nothing).
+async fn read_body(state: &AppState, ctx: &mut Ctx, body: Incoming) -> Result<Bytes, Rejection> {
+    let limit = state.config.limits.max_body_bytes;
+    let too_large = || {
+        Rejection::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body exceeds {limit} bytes"),
+        )
+        .closing()
+    };
+    let declared = ctx.declared_len;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut seen: u64 = 0;
+    let mut reserved = declared.unwrap_or(0);
+    let read = async {
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| Rejection::of(ErrorCode::InvalidBody).closing())?;
+            if let Ok(data) = frame.into_data() {
+                seen += data.len() as u64;
+                if seen > limit {
+                    return Err(too_large());
+                }
+                if seen > reserved {
+                    // A chunked body (or one longer than declared: hyper refuses that) takes
+                    // budget as it grows.
+                    let more = (seen - reserved).max(64 * BUDGET_UNIT);
+                    reserve_body(state, ctx, more)?;
+                    reserved += more;
+                }
+                chunks.push(data);
+            }
+        }
+        Ok(())
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(state.config.limits.body_timeout, read) => r,
+        _ = state.cutoff.fired() => Ok(Err(Rejection::of(ErrorCode::ShuttingDown).closing())),
+    };
+    ctx.body_seen = seen;
+    match outcome {
+        Ok(Ok(())) => {
+            let body = match chunks.len() {
+                0 => Bytes::new(),
+                1 => chunks.pop().unwrap_or_default(),
+                _ => {
+                    let mut buf = BytesMut::with_capacity(seen as usize);
+                    for c in &chunks {
+                        buf.extend_from_slice(c);
+                    }
+                    buf.freeze()
+                }
+            };
+            ctx.body = Some(body.clone());
+            Ok(body)
+        }
+        // A body cut short because the client left is the client's doing, not a bad body.
+        Ok(Err(r)) if r.code == ErrorCode::InvalidBody && client_left(ctx) => {
+            Err(Rejection::of(ErrorCode::ClientClosedRequest).closing())
+        }
+        Ok(Err(r)) => Err(r),
+        Err(_) => Err(Rejection::of(ErrorCode::BodyTimeout).closing()),
+    }
+}
+
+/// Whether the client is gone: hyper dropped the request (or its body ended early, which hyper
+/// reports before it drops the request).
+fn client_left(ctx: &Ctx) -> bool {
+    ctx.client_gone.is_set() || ctx.declared_len.is_some_and(|n| ctx.body_seen < n)
+}
+
+/// Phase 4: the function, unless the client has already gone. Once invoked, the function's
+/// answer is awaited even if the client leaves (it is recorded); only the route timeout and
+/// the drain cut-off end the wait.
+async fn hand_off(state: &AppState, ctx: &mut Ctx, route: &Route, body: &Bytes) -> Result<FunctionReply, Rejection> {
+    if ctx.client_gone.is_set() {
+        return Err(Rejection::of(ErrorCode::ClientClosedRequest));
+    }
+    let mut headers = ctx.parts.headers.clone();
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(X_REQUEST_ID, v);
     }
-    if let Ok(v) = HeaderValue::from_str(trace_id) {
+    if let Ok(v) = HeaderValue::from_str(&ctx.trace_id) {
         headers.insert(X_AMZN_TRACE_ID, v);
     }
     let event = alb::request_event(
-        &config.target_group_arn,
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query(),
+        &state.config.target_group_arn,
+        ctx.parts.method.as_str(),
+        ctx.parts.uri.path(),
+        ctx.parts.uri.query(),
         &headers,
-        &body,
+        body,
     );
-    let invoked = tokio::time::timeout(route.timeout, state.invoker.invoke(&route.function, Bytes::from(event))).await;
-    let payload = match invoked {
-        Err(_) => {
-            return Err(Rejection::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "function_timeout",
-                "the function did not answer in time",
-            ));
+    ctx.invoked = true;
+    let invoke = tokio::time::timeout(route.timeout, state.invoker.invoke(&route.function, Bytes::from(event)));
+    let invoked = tokio::select! {
+        r = invoke => r,
+        _ = state.cutoff.fired() => {
+            tracing::warn!(request_id = %ctx.request_id, function = %route.function, "drain timeout while the function ran");
+            return Err(Rejection::of(ErrorCode::ShuttingDown));
         }
+    };
+    let request_id = &ctx.request_id;
+    let payload = match invoked {
+        Err(_) => return Err(Rejection::of(ErrorCode::FunctionTimeout)),
         Ok(Err(e)) => {
             match &e {
                 InvokeError::Function { error_type, .. } => {
-                    tracing::warn!(request_id, function = %route.function, error_type = %truncate(error_type, 128), "function error")
+                    tracing::warn!(%request_id, function = %route.function, error_type = %truncate(error_type, 128), "function error")
                 }
-                other => tracing::warn!(request_id, function = %route.function, error = %other, "invoke failed"),
+                other => tracing::warn!(%request_id, function = %route.function, error = %other, "invoke failed"),
             }
             return Err(Rejection::from_invoke(&e));
         }
         Ok(Ok(p)) => p,
     };
     alb::parse_response(&payload).map_err(|why| {
-        tracing::warn!(request_id, function = %route.function, why = %truncate(&why, 256), "invalid function response");
-        Rejection::new(
-            StatusCode::BAD_GATEWAY,
-            "invalid_function_response",
-            "the function returned an invalid response",
-        )
+        tracing::warn!(%request_id, function = %route.function, why = %truncate(&why, 256), "invalid function response");
+        Rejection::of(ErrorCode::InvalidFunctionResponse)
     })
 }
 
-fn rejection_response(r: &Rejection, request_id: &str) -> FunctionReply {
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for (n, v) in &r.headers {
-        headers.insert(n.clone(), v.clone());
+/// The error code of a function's own error answer (`{"error":{"code":...}}`, as tollgate's
+/// functions answer), for the record.
+fn function_error_code(reply: &FunctionReply) -> Option<String> {
+    if reply.status.as_u16() < 400 {
+        return None;
     }
-    if r.close {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        error: Inner<'a>,
     }
-    FunctionReply {
-        status: r.status,
-        headers,
-        body: Bytes::from(error_json(r.code, &r.message, request_id)),
+    #[derive(serde::Deserialize)]
+    struct Inner<'a> {
+        code: Cow<'a, str>,
     }
+    serde_json::from_slice::<Body>(&reply.body)
+        .ok()
+        .map(|b| truncate(&b.error.code, 64))
+        .filter(|c| !c.is_empty())
+}
+
+/// Phase 5: the record and audit event of the answer, durable before the answer is released.
+/// Returns the id the request is recorded under and whether recording failed.
+async fn record(state: &AppState, ctx: &Ctx, reply: &FunctionReply, error: Option<AuditError>) -> Result<String, ()> {
+    let config = &*state.config;
+    let redactor = &config.redactor;
+    let parts = &ctx.parts;
+    let delivered = !ctx.client_gone.is_set();
+    let latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+    let ip = client_ip(&parts.headers, ctx.peer.ip(), config.trusted_proxies).to_string();
+    let user_agent = header_str(&parts.headers, &header::USER_AGENT).map(|s| truncate(s, MAX_META_CHARS));
+    let principal = config
+        .principal_header
+        .as_ref()
+        .and_then(|h| header_str(&parts.headers, h))
+        .filter(|p| !p.is_empty())
+        .map(|s| truncate(s, MAX_META_CHARS));
+    let query = parts.uri.query().map(|q| redactor.query(q));
+    let request_bytes = ctx
+        .body
+        .as_ref()
+        .map_or(ctx.declared_len.unwrap_or(ctx.body_seen).max(ctx.body_seen), |b| {
+            b.len() as u64
+        });
+    let (status, error_code) = if delivered {
+        let code = error
+            .as_ref()
+            .map(|e| e.code.clone())
+            .or_else(|| function_error_code(reply));
+        (reply.status.as_u16(), code)
+    } else {
+        let gone = ErrorCode::ClientClosedRequest;
+        (gone.status(), Some(gone.as_str().to_string()))
+    };
+    let record = RequestRecord {
+        request_id: ctx.request_id.clone(),
+        event_id: ids::new_request_id(),
+        trace_id: Some(ctx.trace_id.clone()),
+        received_at: ctx.received_at,
+        method: truncate(parts.method.as_str(), 32),
+        path: truncate(parts.uri.path(), 2048),
+        query: query.clone(),
+        route: ctx.route.clone(),
+        function_name: ctx.function.clone(),
+        status,
+        latency_ms,
+        client_ip: Some(ip.clone()),
+        user_agent: user_agent.clone(),
+        principal: principal.clone(),
+        request_bytes,
+        response_bytes: if delivered { reply.body.len() as u64 } else { 0 },
+        error_code,
+    };
+    let error = match (&error, delivered) {
+        (None, false) => Some(AuditError {
+            code: ErrorCode::ClientClosedRequest.as_str().to_string(),
+            message: ErrorCode::ClientClosedRequest.message().to_string(),
+        }),
+        _ => error,
+    };
+    let event = AuditEvent {
+        event_version: tollgate_core::model::AUDIT_EVENT_VERSION.to_string(),
+        event_id: record.event_id.clone(),
+        event_time: ctx.received_at,
+        request_id: ctx.request_id.clone(),
+        trace_id: Some(ctx.trace_id.clone()),
+        source: AuditSource {
+            ip: Some(ip),
+            user_agent,
+        },
+        principal,
+        request: AuditRequest {
+            method: record.method.clone(),
+            path: record.path.clone(),
+            query,
+            headers: redactor.headers(&parts.headers),
+            body_sha256: ctx.body.as_deref().map(hex_sha256),
+            body_bytes: request_bytes,
+        },
+        route: ctx.route.clone(),
+        function_name: ctx.function.clone(),
+        invoked: ctx.invoked,
+        response: AuditResponse {
+            status: reply.status.as_u16(),
+            headers: redactor.headers(&reply.headers),
+            body_sha256: hex_sha256(&reply.body),
+            body_bytes: reply.body.len() as u64,
+            delivered,
+        },
+        latency_ms,
+        error,
+    };
+    state
+        .recorder
+        .record(record, event, ctx.client_chosen_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "request could not be recorded; answering 503");
+        })
 }
 
 fn health(state: &AppState, request_id: &str) -> Response<Full<Bytes>> {
-    let draining = state.draining.load(Ordering::Relaxed);
-    let (status, body) = if draining {
+    let (status, body) = if state.draining.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+    } else if state.recorder.is_failing() {
+        // The load balancer sends elsewhere while this task cannot record.
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"recording_unavailable"}"#)
     } else {
         (StatusCode::OK, r#"{"status":"ok"}"#)
     };
@@ -367,8 +615,14 @@ fn health(state: &AppState, request_id: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Handles one request: route, hand off, record, answer.
-pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+/// Handles one request through its phases. `client_gone` is fired by the server when hyper
+/// drops this future (see the module docs).
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    client_gone: Arc<Signal>,
+) -> Response<Full<Bytes>> {
     let received_at = clock::now();
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -385,125 +639,76 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
         .map(String::from)
         .unwrap_or_else(ids::new_trace_id);
     let declared_len = header_str(&parts.headers, &header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    let mut ex = Exchange {
+    let mut ctx = Ctx {
+        received_at,
+        started,
+        peer,
+        request_id,
+        client_chosen_id,
+        trace_id,
+        parts,
+        declared_len,
         route: None,
         function: None,
-        body_read: None,
-        declared_len,
+        body: None,
+        body_seen: 0,
+        invoked: false,
+        client_gone,
+        _permits: Vec::new(),
     };
-    let outcome = process(&state, &parts, body, &request_id, &trace_id, &mut ex).await;
+
+    let outcome = async {
+        admit(&state, &mut ctx)?;
+        let route = route(&state, &mut ctx)?;
+        let body = read_body(&state, &mut ctx, body).await?;
+        hand_off(&state, &mut ctx, route, &body).await
+    }
+    .await;
     let (mut reply, error) = match outcome {
         Ok(reply) => (reply, None),
-        Err(r) => {
-            let reply = rejection_response(&r, &request_id);
-            (
-                reply,
-                Some(AuditError {
-                    code: r.code.to_string(),
-                    message: r.message,
-                }),
-            )
-        }
+        Err(r) => (
+            r.reply(&ctx.request_id),
+            Some(AuditError {
+                code: r.code.as_str().to_string(),
+                message: r.message.into_owned(),
+            }),
+        ),
     };
     // An unread body (a rejection before or while reading) leaves the connection unusable.
-    let body_pending = ex.body_read.is_none()
-        && (ex.declared_len.unwrap_or(0) > 0 || parts.headers.contains_key(header::TRANSFER_ENCODING));
+    let body_pending = ctx.body.is_none()
+        && (ctx.declared_len.unwrap_or(0) > 0 || ctx.parts.headers.contains_key(header::TRANSFER_ENCODING));
     if body_pending {
         reply
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
-    let config = &*state.config;
-    let redactor = &config.redactor;
-    let ip = client_ip(&parts.headers, peer.ip(), config.trusted_proxies).to_string();
-    let user_agent = header_str(&parts.headers, &header::USER_AGENT).map(|s| truncate(s, MAX_META_CHARS));
-    let principal = config
-        .principal_header
-        .as_ref()
-        .and_then(|h| header_str(&parts.headers, h))
-        .filter(|p| !p.is_empty())
-        .map(|s| truncate(s, MAX_META_CHARS));
-    let query = parts.uri.query().map(|q| redactor.query(q));
-    let request_bytes = ex
-        .body_read
-        .as_ref()
-        .map_or(ex.declared_len.unwrap_or(0), |b| b.len() as u64);
-    let record = RequestRecord {
-        request_id: request_id.clone(),
-        event_id: ids::new_request_id(),
-        trace_id: Some(trace_id.clone()),
-        received_at,
-        method: truncate(parts.method.as_str(), 32),
-        path: truncate(parts.uri.path(), 2048),
-        query: query.clone(),
-        route: ex.route.clone(),
-        function_name: ex.function.clone(),
-        status: reply.status.as_u16(),
-        latency_ms,
-        client_ip: Some(ip.clone()),
-        user_agent: user_agent.clone(),
-        principal: principal.clone(),
-        request_bytes,
-        response_bytes: reply.body.len() as u64,
-        error_code: error.as_ref().map(|e| e.code.clone()),
-    };
-    let event = AuditEvent {
-        event_version: tollgate_core::model::AUDIT_EVENT_VERSION.to_string(),
-        event_id: record.event_id.clone(),
-        event_time: received_at,
-        request_id: request_id.clone(),
-        trace_id: Some(trace_id),
-        source: AuditSource {
-            ip: Some(ip),
-            user_agent,
-        },
-        principal,
-        request: AuditRequest {
-            method: record.method.clone(),
-            path: record.path.clone(),
-            query,
-            headers: redactor.headers(&parts.headers),
-            body_sha256: ex.body_read.as_deref().map(hex_sha256),
-            body_bytes: request_bytes,
-        },
-        route: ex.route,
-        function_name: ex.function,
-        response: AuditResponse {
-            status: reply.status.as_u16(),
-            headers: redactor.headers(&reply.headers),
-            body_sha256: hex_sha256(&reply.body),
-            body_bytes: reply.body.len() as u64,
-        },
-        latency_ms,
-        error,
-    };
-    let (status, route) = (record.status, record.route.clone());
-    let final_id = match state.recorder.record(record, event, client_chosen_id).await {
+    let recorded = record(&state, &ctx, &reply, error).await;
+    let recorded_status = reply.status.as_u16();
+    let final_id = match recorded {
         Ok(id) => id,
-        Err(e) => {
-            tracing::error!(request_id = %request_id, error = %e, "request could not be recorded; answering 503");
-            let r = Rejection::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "recording_unavailable",
-                "the request could not be recorded; retry later",
-            );
-            reply = rejection_response(&r, &request_id);
-            request_id.clone()
+        Err(()) => {
+            reply = Rejection::of(ErrorCode::RecordingUnavailable).reply(&ctx.request_id);
+            ctx.request_id.clone()
         }
     };
+    drop(ctx._permits);
+    let delivered = !ctx.client_gone.is_set();
     tracing::info!(
         target: "tollgate::access",
         request_id = %final_id,
-        method = %truncate(parts.method.as_str(), 32),
-        path = %truncate(parts.uri.path(), 256),
-        route = route.as_deref().unwrap_or("-"),
-        status = reply.status.as_u16(),
-        recorded_status = status,
+        method = %truncate(ctx.parts.method.as_str(), 32),
+        path = %truncate(ctx.parts.uri.path(), 256),
+        route = ctx.route.as_deref().unwrap_or("-"),
+        status = if delivered { reply.status.as_u16() } else { ErrorCode::ClientClosedRequest.status() },
+        recorded_status,
+        invoked = ctx.invoked,
+        delivered,
         latency_ms = (started.elapsed().as_secs_f64() * 1000.0),
         "request"
     );
+
+    // Phase 6: the answer.
     let mut resp = Response::new(Full::new(reply.body));
     *resp.status_mut() = reply.status;
     *resp.headers_mut() = reply.headers;
@@ -537,5 +742,35 @@ mod tests {
             hex_sha256(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn a_functions_error_answer_names_its_code() {
+        let reply = |status: u16, body: &'static str| FunctionReply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body.as_bytes()),
+        };
+        let e = br#"{"error":{"code":"invalid_parameter","message":"m","request_id":"r"}}"#;
+        assert_eq!(
+            function_error_code(&reply(400, std::str::from_utf8(e).unwrap())).as_deref(),
+            Some("invalid_parameter")
+        );
+        assert_eq!(function_error_code(&reply(200, std::str::from_utf8(e).unwrap())), None);
+        assert_eq!(function_error_code(&reply(500, "plain text")), None);
+    }
+
+    #[tokio::test]
+    async fn a_signal_wakes_waiters_that_came_before_and_after() {
+        let s = Arc::new(Signal::default());
+        let early = tokio::spawn({
+            let s = s.clone();
+            async move { s.fired().await }
+        });
+        tokio::task::yield_now().await;
+        s.fire();
+        early.await.unwrap();
+        s.fired().await;
+        assert!(s.is_set());
     }
 }

@@ -14,6 +14,7 @@
 use crate::config::RecorderSettings;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -55,9 +56,16 @@ struct Submission {
 #[derive(Clone)]
 pub struct RecorderHandle {
     tx: mpsc::Sender<Submission>,
+    failing: Arc<AtomicBool>,
 }
 
 impl RecorderHandle {
+    /// Whether the request log is failing now: its last commit attempt failed and none has
+    /// succeeded since. New requests are then refused before their function runs.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// Records a request durably; returns the request id it was stored under (a new one
     /// only if a client-chosen id was already taken by another request).
     pub async fn record(
@@ -104,6 +112,7 @@ struct CommitDone {
 
 struct Pipeline {
     settings: RecorderSettings,
+    failing: Arc<AtomicBool>,
     log: Arc<dyn RequestLog>,
     invoker: Arc<dyn Invoker>,
     batches: VecDeque<OpenBatch>,
@@ -120,8 +129,10 @@ pub fn start(
     invoker: Arc<dyn Invoker>,
 ) -> (RecorderHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let failing = Arc::new(AtomicBool::new(false));
     let pipeline = Pipeline {
         settings,
+        failing: failing.clone(),
         log,
         invoker,
         batches: VecDeque::new(),
@@ -130,7 +141,7 @@ pub fn start(
         ship_permits: Arc::new(Semaphore::new(SHIP_CONCURRENCY)),
     };
     let task = tokio::spawn(pipeline.run(rx));
-    (RecorderHandle { tx }, task)
+    (RecorderHandle { tx, failing }, task)
 }
 
 fn rekey(mut sub: Submission) -> Submission {
@@ -279,11 +290,14 @@ impl Pipeline {
             .collect();
         let log = self.log.clone();
         let budget = self.settings.commit_retry;
+        let failing = self.failing.clone();
         commits.spawn(async move {
             let started = Instant::now();
             let mut attempt = 0;
             let result = loop {
-                match log.insert_batch(&rows).await {
+                let result = log.insert_batch(&rows).await;
+                failing.store(result.is_err(), Ordering::Relaxed);
+                match result {
                     Err(e) if e.is_transient() && started.elapsed() < budget => {
                         tracing::warn!(error = %e, attempt, rows = rows.len(), "group commit failed; retrying");
                         tokio::time::sleep(full_jitter(attempt, Duration::from_millis(20), Duration::from_secs(1)))

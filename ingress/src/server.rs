@@ -7,12 +7,13 @@
 //! off, and each connection has a watchdog that tells the two apart: the read side marks
 //! when the first byte of a new request arrives, the service marks when a head is complete.
 
-use crate::handler::{self, AppState};
+use crate::handler::{self, AppState, Signal};
 use crate::recorder::sleep_until;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 const IDLE: u8 = 0;
@@ -121,6 +122,45 @@ impl AsyncWrite for WatchedIo {
     }
 }
 
+type ResponseFuture = Pin<Box<dyn Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send>>;
+
+/// A request's future that hyper cannot cancel: hyper drops the service future when the
+/// client goes away (or the drain timeout aborts the connection); this one then fires the
+/// request's `client_gone` signal and moves the unfinished work, boxed and so pinned in place,
+/// to a task of its own, where it runs to its record. The normal path spawns nothing.
+struct Detached {
+    fut: Option<ResponseFuture>,
+    client_gone: Arc<Signal>,
+}
+
+impl Future for Detached {
+    type Output = hyper::Response<http_body_util::Full<bytes::Bytes>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Pending; // polled after completion: never by hyper
+        };
+        let out = fut.as_mut().poll(cx);
+        if out.is_ready() {
+            self.fut = None;
+        }
+        out
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take() {
+            self.client_gone.fire();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(fut);
+                }
+                Err(_) => tracing::error!("runtime gone: a request's record is lost"),
+            }
+        }
+    }
+}
+
 /// Marks the connection idle again when a request's handling ends, however it ends.
 struct BusyGuard(Arc<Activity>);
 
@@ -162,13 +202,21 @@ async fn serve_connection(
         let state = svc_state.clone();
         let activity = svc_activity.clone();
         activity.set(BUSY);
-        async move {
+        let client_gone = Arc::new(Signal::default());
+        let gone = client_gone.clone();
+        // Boxed: the request's state machine is large, and hyper keeps the service future
+        // inline in each connection's task, so an idle keep-alive connection would hold that
+        // much memory for its whole life (measured: ~40 KiB per idle connection). The box is
+        // also what lets `Detached` move an abandoned request to a task without moving it.
+        let fut: ResponseFuture = Box::pin(async move {
             let _guard = BusyGuard(activity);
-            // Boxed: the request's state machine is large, and hyper keeps the service future
-            // inline in each connection's task, so an idle keep-alive connection would hold
-            // that much memory for its whole life (measured: ~40 KiB per idle connection).
-            Ok::<_, Infallible>(Box::pin(handler::handle(state, req, peer)).await)
-        }
+            handler::handle(state, req, peer, gone).await
+        });
+        let detached = Detached {
+            fut: Some(fut),
+            client_gone,
+        };
+        async move { Ok::<_, Infallible>(detached.await) }
     });
     let conn = builder(&state).serve_connection(io, service);
     tokio::pin!(conn);
@@ -229,11 +277,25 @@ fn is_connection_error(e: &io::Error) -> bool {
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>, drain: Duration) {
     let (conn_shutdown_tx, conn_shutdown_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(state.config.limits.max_connections));
     loop {
+        // A connection slot first: at the limit, new connections wait in the listen backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            _ = shutdown.changed() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(serve_connection(state.clone(), stream, peer, conn_shutdown_rx.clone()));
+                    let conn = serve_connection(state.clone(), stream, peer, conn_shutdown_rx.clone());
+                    conns.spawn(async move {
+                        conn.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
@@ -253,8 +315,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: wa
     if drained.is_err() {
         tracing::warn!(
             connections = conns.len(),
-            "drain timeout; closing the remaining connections"
+            "drain timeout; cutting off the requests still in flight"
         );
+        // Requests still reading a body or waiting for a function answer 503 shutting_down
+        // and are recorded; their connections get a moment to send that, then are closed (a
+        // request still running then finishes, and is recorded, in a task of its own).
+        state.cutoff.fire();
+        let _ = tokio::time::timeout(CLOSE_GRACE, async { while conns.join_next().await.is_some() {} }).await;
         conns.abort_all();
         while conns.join_next().await.is_some() {}
     }

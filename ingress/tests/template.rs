@@ -133,6 +133,10 @@ impl Template {
                     Some(out)
                 }
                 "If" => self.eval(&arg[1]),
+                "FindInMap" => {
+                    let (map, k1, k2) = (self.eval(&arg[0])?, self.eval(&arg[1])?, self.eval(&arg[2])?);
+                    self.eval(&self.doc["Mappings"][map.as_str()][k1.as_str()][k2.as_str()])
+                }
                 _ => None,
             },
         }
@@ -407,6 +411,20 @@ fn the_task_environment_is_exactly_the_ingress_settings_and_parses() {
         BTreeSet::from(["MIMALLOC_ARENA_EAGER_COMMIT", "RUST_LOG"])
     );
     assert_eq!(config.mode.storage.mode, Mode::Aws);
+    // The body budget is looked up by task size: every size the template allows has one, an
+    // eighth of the task's memory.
+    for memory in t.doc["Parameters"]["ContainerMemory"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+    {
+        let mib = number(memory);
+        let budget = &t.doc["Mappings"]["TaskMemory"][mib.to_string().as_str()]["BodyBudgetBytes"];
+        assert_eq!(
+            t.eval(budget),
+            Some((mib * 1024 * 1024 / 8).to_string()),
+            "TaskMemory {mib}"
+        );
+    }
     let aws = config.mode.aws.as_ref().unwrap();
     assert_eq!(aws.function_prefix, "tollgate-dev-");
     assert!(

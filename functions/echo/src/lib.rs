@@ -1,12 +1,29 @@
 //! `echo`: the sample business function. Answers with what it was given (method, path,
 //! query, headers with secrets redacted, body), as JSON.
+//!
+//! `?delay_ms=N` makes it wait N milliseconds first (at most [`MAX_DELAY_MS`]), so that slow
+//! functions, timeouts and clients that leave early can be shown on the shipped system; a value
+//! that is not a whole number is a 400. Every invocation is counted ([`invocations`]; logged by
+//! the Lambda binary), which is how the fault soak counts what was executed.
 
 use base64::Engine;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tollgate_core::redact::Redactor;
+
+/// Longest `delay_ms` honoured; larger values wait this long.
+pub const MAX_DELAY_MS: u64 = 10_000;
+
+static INVOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times this process has run the handler.
+pub fn invocations() -> u64 {
+    INVOCATIONS.load(Ordering::Relaxed)
+}
 
 /// What `echo` answers.
 #[derive(Debug, Serialize)]
@@ -25,6 +42,8 @@ pub struct Echo {
     pub is_base64_encoded: bool,
     /// Body size in bytes.
     pub body_bytes: usize,
+    /// How long it waited before answering (`delay_ms`, capped).
+    pub delayed_ms: u64,
 }
 
 /// Builds the echo of a request.
@@ -61,17 +80,55 @@ pub fn echo(req: &Request) -> Echo {
         body,
         is_base64_encoded,
         body_bytes: bytes.len(),
+        delayed_ms: 0,
     }
+}
+
+/// `delay_ms`: absent is 0; present must be a whole number of milliseconds (capped).
+pub fn delay(value: Option<&str>) -> Result<Duration, String> {
+    match value {
+        None => Ok(Duration::ZERO),
+        Some(v) => v
+            .parse::<u64>()
+            .map(|ms| Duration::from_millis(ms.min(MAX_DELAY_MS)))
+            .map_err(|_| "delay_ms must be a whole number of milliseconds".to_string()),
+    }
+}
+
+fn json(status: u16, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(body))
+        .unwrap_or_default()
 }
 
 /// The Lambda handler.
 pub async fn handle(req: Request) -> Result<Response<Body>, Infallible> {
-    let body = serde_json::to_string(&echo(&req)).unwrap_or_else(|_| "{}".into());
-    Ok(Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(Body::Text(body))
-        .unwrap_or_default())
+    let n = INVOCATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info!(target: "tollgate::echo", invocation = n, request_id, "echo invoked");
+    let wait = match delay(req.query_string_parameters().first("delay_ms")) {
+        Ok(d) => d,
+        Err(message) => {
+            let body = tollgate_core::apierror::error_json(
+                tollgate_core::apierror::ErrorCode::InvalidParameter,
+                &message,
+                request_id,
+            );
+            return Ok(json(400, String::from_utf8_lossy(&body).into_owned()));
+        }
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    let mut out = echo(&req);
+    out.delayed_ms = wait.as_millis() as u64;
+    Ok(json(200, serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())))
 }
 
 #[cfg(test)]
@@ -105,5 +162,42 @@ mod tests {
         assert_eq!(echo["body_bytes"], 2);
         assert_eq!(echo["headers"]["authorization"], serde_json::json!(["[REDACTED]"]));
         assert!(!out.windows(6).any(|w| w == b"canary"));
+        assert_eq!(echo["delayed_ms"], 0);
+    }
+
+    fn with_query(q: &str) -> String {
+        EVENT.replace(r#"{"x": ["1", "2"], "y": ["a%20b"]}"#, q)
+    }
+
+    #[test]
+    fn delay_ms_is_capped_and_must_be_a_whole_number() {
+        assert_eq!(delay(None), Ok(Duration::ZERO));
+        assert_eq!(delay(Some("250")), Ok(Duration::from_millis(250)));
+        assert_eq!(delay(Some("999999")), Ok(Duration::from_millis(MAX_DELAY_MS)));
+        for bad in ["-1", "1.5", "", "ten"] {
+            assert!(delay(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn delay_ms_waits_and_a_bad_value_is_a_400() {
+        let before = invocations();
+        let started = std::time::Instant::now();
+        let out = call_http(&handle, with_query(r#"{"delay_ms": ["250"]}"#).as_bytes())
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        let resp: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let echo: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+        assert_eq!(echo["delayed_ms"], 250);
+
+        let out = call_http(&handle, with_query(r#"{"delay_ms": ["-1"]}"#).as_bytes())
+            .await
+            .unwrap();
+        let resp: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(resp["statusCode"], 400);
+        let err: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+        assert_eq!(err["error"]["code"], "invalid_parameter");
+        assert!(invocations() >= before + 2);
     }
 }

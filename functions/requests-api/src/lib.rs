@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::convert::Infallible;
 use std::sync::Arc;
-use tollgate_core::apierror::error_json;
+use tollgate_core::apierror::{error_json, ErrorCode};
 use tollgate_core::model::{RecordQuery, RequestRecord, StoredRecord};
 use tollgate_core::ports::{ObjectStore, RequestLog};
 
@@ -41,29 +41,30 @@ pub struct RequestsApi {
     store: Arc<dyn ObjectStore>,
 }
 
-/// An error answer.
+/// An error answer: a code of the shared table, with a message of its own where it helps.
 #[derive(Debug, PartialEq)]
 pub struct ApiError {
-    status: u16,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 impl ApiError {
-    fn bad_param(name: &str, why: &str) -> Self {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status: 400,
-            code: "invalid_parameter",
-            message: format!("invalid query parameter {name}: {why}"),
+            code,
+            message: message.into(),
         }
     }
 
-    fn unavailable(what: &'static str) -> Self {
-        Self {
-            status: 503,
-            code: what,
-            message: "a backend is unavailable; retry later".into(),
-        }
+    fn of(code: ErrorCode) -> Self {
+        Self::new(code, code.message())
+    }
+
+    fn bad_param(name: &str, why: &str) -> Self {
+        Self::new(
+            ErrorCode::InvalidParameter,
+            format!("invalid query parameter {name}: {why}"),
+        )
     }
 }
 
@@ -197,7 +198,12 @@ fn json_response(status: u16, body: Vec<u8>, request_id: &str) -> Response<Body>
 }
 
 fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
-    json_response(e.status, error_json(e.code, &e.message, request_id), request_id)
+    let mut resp = json_response(e.code.status(), error_json(e.code, &e.message, request_id), request_id);
+    if e.code.is_retryable() {
+        resp.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("1"));
+    }
+    resp
 }
 
 impl RequestsApi {
@@ -224,17 +230,11 @@ impl RequestsApi {
     async fn route(&self, req: &Request) -> Result<(u16, Vec<u8>), ApiError> {
         let raw = req.raw_http_path();
         let path = if raw.is_empty() { req.uri().path() } else { raw };
-        let rest = path.strip_prefix("/v1/requests").ok_or(ApiError {
-            status: 404,
-            code: "route_not_found",
-            message: "no such resource".into(),
-        })?;
+        let rest = path
+            .strip_prefix("/v1/requests")
+            .ok_or_else(|| ApiError::of(ErrorCode::RouteNotFound))?;
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-            return Err(ApiError {
-                status: 405,
-                code: "method_not_allowed",
-                message: "only GET is allowed".into(),
-            });
+            return Err(ApiError::new(ErrorCode::MethodNotAllowed, "only GET is allowed"));
         }
         match rest {
             "" | "/" => {
@@ -251,11 +251,7 @@ impl RequestsApi {
             id => {
                 let id = id.trim_start_matches('/');
                 if !tollgate_core::ids::is_valid_request_id(id) {
-                    return Err(ApiError {
-                        status: 404,
-                        code: "request_not_found",
-                        message: "no request with this id".into(),
-                    });
+                    return Err(ApiError::of(ErrorCode::RequestNotFound));
                 }
                 self.get(id).await
             }
@@ -281,11 +277,12 @@ impl RequestsApi {
     }
 
     async fn get(&self, id: &str) -> Result<(u16, Vec<u8>), ApiError> {
-        let row: StoredRecord = self.log.get(id).await.map_err(|e| log_failure(&e))?.ok_or(ApiError {
-            status: 404,
-            code: "request_not_found",
-            message: "no request with this id".into(),
-        })?;
+        let row: StoredRecord = self
+            .log
+            .get(id)
+            .await
+            .map_err(|e| log_failure(&e))?
+            .ok_or_else(|| ApiError::of(ErrorCode::RequestNotFound))?;
         let event_text: Option<String> = match (&row.audit_key, &row.audit_payload) {
             (Some(key), _) => Some(self.event_from_object(key, id).await?),
             (None, Some(payload)) => Some(payload.clone()),
@@ -309,12 +306,13 @@ impl RequestsApi {
     async fn event_from_object(&self, key: &str, request_id: &str) -> Result<String, ApiError> {
         let object = self.store.get(key).await.map_err(|e| {
             tracing::error!(key, error = %e, "audit object read failed");
-            ApiError::unavailable("audit_store_unavailable")
+            ApiError::of(ErrorCode::AuditStoreUnavailable)
         })?;
-        let integrity = || ApiError {
-            status: 500,
-            code: "audit_integrity_error",
-            message: "the audit object does not hold this request's event".into(),
+        let integrity = || {
+            ApiError::new(
+                ErrorCode::AuditIntegrityError,
+                "the audit object does not hold this request's event",
+            )
         };
         let object = object.ok_or_else(|| {
             tracing::error!(key, request_id, "audit object missing");
@@ -333,7 +331,7 @@ impl RequestsApi {
 
 fn log_failure(e: &tollgate_core::LogError) -> ApiError {
     tracing::error!(error = %e, "request log read failed");
-    ApiError::unavailable("request_log_unavailable")
+    ApiError::of(ErrorCode::RequestLogUnavailable)
 }
 
 #[cfg(test)]
@@ -360,7 +358,7 @@ mod tests {
             ("bogus", "1"),
         ] {
             let e = parse_list_query(&p(&[(name, value)])).unwrap_err();
-            assert_eq!(e.status, 400);
+            assert_eq!(e.code.status(), 400);
             assert!(e.message.contains(name), "{e:?}");
         }
         let e = parse_list_query(&p(&[
