@@ -3,6 +3,7 @@
 use crate::dataapi::{DataApiRequestLog, DataApiSettings};
 use crate::lambda::LambdaInvoker;
 use crate::s3::{S3ObjectStore, S3Settings};
+use crate::sdk;
 use std::sync::Arc;
 use tollgate_core::backends::{Backends, Mode, StorageSettings};
 use tollgate_core::settings::SettingsReader;
@@ -98,25 +99,15 @@ impl ModeSettings {
     }
 }
 
-/// The AWS SDK configuration from the environment (region, credentials, and the
-/// `AWS_ENDPOINT_URL_*` endpoint overrides).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
-}
-
 /// Opens the request log and object store for the mode.
 pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
     match (&settings.storage.mode, &settings.aws) {
         (Mode::Aws, Some(aws)) => {
-            let sdk = sdk_config().await;
-            let rds = aws_sdk_rdsdata::Client::new(&sdk);
-            let s3_conf = aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(aws.s3_force_path_style)
-                .build();
+            let sdk = sdk::config().await;
             Ok(Backends {
-                log: Arc::new(DataApiRequestLog::new(rds, aws.data_api.clone())),
+                log: Arc::new(DataApiRequestLog::new(sdk::rds_data(&sdk), aws.data_api.clone())),
                 store: Arc::new(S3ObjectStore::new(
-                    aws_sdk_s3::Client::from_conf(s3_conf),
+                    sdk::s3(&sdk, aws.s3_force_path_style),
                     aws.s3.clone(),
                 )),
             })
@@ -128,8 +119,7 @@ pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
 
 /// The Lambda invoker from the environment's SDK configuration.
 pub async fn lambda_invoker(settings: &AwsSettings) -> LambdaInvoker {
-    LambdaInvoker::from_config(aws_sdk_lambda::config::Builder::from(&sdk_config().await))
-        .with_function_prefix(settings.function_prefix.clone())
+    LambdaInvoker::from_config(sdk::lambda(&sdk::config().await)).with_function_prefix(settings.function_prefix.clone())
 }
 
 /// Reads the mode's settings from this process's environment and arguments and opens its

@@ -1,18 +1,21 @@
 //! `RequestLog` on the RDS Data API (Aurora PostgreSQL).
 //!
-//! Group commits are one `BatchExecuteStatement` (split to stay under the 4 MiB request
-//! limit) of idempotent inserts, then one read of the event ids to tell a retried row from a
-//! clashing request id. Reads use `formatRecordsAs: JSON`, paged to stay under the 1 MiB
-//! response limit. Transient failures (throttling, 5xx, `DatabaseResumingException` while an
-//! auto-paused Aurora Serverless v2 cluster wakes up) are retried with backoff and jitter.
+//! A group commit is all or nothing: its rows go as one JSON parameter of one `INSERT ...
+//! SELECT FROM json_to_recordset(...) ON CONFLICT DO NOTHING RETURNING request_id`, which
+//! PostgreSQL runs atomically and which names the rows inserted now; only client-chosen ids
+//! that were not inserted are read back, to tell a retried row from a clashing request id. A
+//! commit over the 4 MiB request limit is split into statements inside one transaction. The
+//! commit makes one attempt per call: the recorder owns its retries (`TOLLGATE_COMMIT_RETRY_MS`).
+//! Reads use `formatRecordsAs: JSON`, paged to stay under the 1 MiB response limit. Other calls
+//! retry transient failures (throttling, 5xx, `DatabaseResumingException` while an auto-paused
+//! Aurora Serverless v2 cluster wakes up) under `tollgate_core::backoff::DATA_API`.
 
 use aws_sdk_rdsdata::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rdsdata::types::{Field, RecordsFormatType, SqlParameter, TypeHint};
 use aws_sdk_rdsdata::Client;
 use serde_json::{Map, Value};
-use std::time::{Duration, Instant};
 use time::OffsetDateTime;
-use tollgate_core::backoff::full_jitter;
+use tollgate_core::backoff::{self, retry, Policy};
 use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord};
 use tollgate_core::ports::{BoxFuture, LogError, RequestLog};
 use tollgate_core::sql::{self, SqlValue};
@@ -23,8 +26,19 @@ const MAX_BATCH_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 const PENDING_PAGE: usize = 200;
 /// Ids per `IN (...)` list.
 const IN_LIST_MAX: usize = 1000;
-/// How long transient failures are retried (Aurora Serverless v2 resumes in about 15 s).
-const RETRY_BUDGET: Duration = Duration::from_secs(45);
+/// A whole group commit in one statement (PostgreSQL runs a statement atomically): the rows
+/// are one JSON array parameter; RETURNING names the rows inserted now.
+const INSERT_ROWS: &str = "INSERT INTO api_requests (request_id, event_id, trace_id, received_at, method, path, \
+     query, route, function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
+     response_bytes, error_code, audit_batch, audit_key, audit_payload) \
+     SELECT r.request_id, r.event_id, r.trace_id, r.received_at, r.method, r.path, r.query, r.route, \
+     r.function_name, r.status, r.latency_ms, r.client_ip, r.user_agent, r.principal, r.request_bytes, \
+     r.response_bytes, r.error_code, r.audit_batch, NULL, r.audit_payload::json \
+     FROM json_to_recordset(:rows) AS r(request_id varchar, event_id uuid, trace_id varchar, \
+     received_at timestamp, method varchar, path text, query text, route text, function_name text, \
+     status smallint, latency_ms float8, client_ip varchar, user_agent text, principal text, \
+     request_bytes bigint, response_bytes bigint, error_code varchar, audit_batch uuid, audit_payload text) \
+     ON CONFLICT (request_id) DO NOTHING RETURNING request_id";
 
 /// Where the request log lives.
 #[derive(Clone, Debug)]
@@ -80,33 +94,35 @@ fn param(name: &str, v: &SqlValue) -> SqlParameter {
         .build()
 }
 
-fn insert_params(row: &NewRecord) -> Vec<SqlParameter> {
+/// A row as an element of [`INSERT_ROWS`]'s JSON array (the outbox text stays a string, cast
+/// to JSON by the statement, so it is stored exactly as serialized).
+fn row_json(row: &NewRecord) -> Value {
     let r = &row.record;
-    let opt = |v: &Option<String>| v.clone().map_or(SqlValue::Null, SqlValue::Text);
-    vec![
-        param("request_id", &SqlValue::Text(r.request_id.clone())),
-        param("event_id", &SqlValue::Uuid(r.event_id.clone())),
-        param("trace_id", &opt(&r.trace_id)),
-        param("received_at", &SqlValue::Timestamp(r.received_at)),
-        param("method", &SqlValue::Text(r.method.clone())),
-        param("path", &SqlValue::Text(r.path.clone())),
-        param("query", &opt(&r.query)),
-        param("route", &opt(&r.route)),
-        param("function_name", &opt(&r.function_name)),
-        param("status", &SqlValue::Int(r.status.into())),
-        param("latency_ms", &SqlValue::Real(r.latency_ms)),
-        param("client_ip", &opt(&r.client_ip)),
-        param("user_agent", &opt(&r.user_agent)),
-        param("principal", &opt(&r.principal)),
-        param("request_bytes", &SqlValue::Int(r.request_bytes as i64)),
-        param("response_bytes", &SqlValue::Int(r.response_bytes as i64)),
-        param("error_code", &opt(&r.error_code)),
-        param("audit_batch", &SqlValue::Uuid(row.audit_batch.clone())),
-        param("audit_payload", &SqlValue::Json(row.audit_payload.clone())),
-    ]
+    serde_json::json!({
+        "request_id": r.request_id,
+        "event_id": r.event_id,
+        "trace_id": r.trace_id,
+        "received_at": timestamp_text(r.received_at),
+        "method": r.method,
+        "path": r.path,
+        "query": r.query,
+        "route": r.route,
+        "function_name": r.function_name,
+        "status": r.status,
+        "latency_ms": r.latency_ms,
+        "client_ip": r.client_ip,
+        "user_agent": r.user_agent,
+        "principal": r.principal,
+        "request_bytes": r.request_bytes,
+        "response_bytes": r.response_bytes,
+        "error_code": r.error_code,
+        "audit_batch": row.audit_batch,
+        "audit_payload": row.audit_payload,
+    })
 }
 
-/// Rough size of a row's parameter set in the request JSON (escaping can double quotes).
+/// Rough size of a row in the request JSON (escaping can double quotes, twice: the row's JSON
+/// text is itself a string in the request).
 fn estimated_bytes(row: &NewRecord) -> usize {
     let r = &row.record;
     let text = r.request_id.len()
@@ -115,7 +131,7 @@ fn estimated_bytes(row: &NewRecord) -> usize {
         + r.user_agent.as_ref().map_or(0, String::len)
         + r.principal.as_ref().map_or(0, String::len)
         + r.route.as_ref().map_or(0, String::len);
-    2 * (text + row.audit_payload.len()) + 2048
+    4 * (text + row.audit_payload.len()) + 1024
 }
 
 fn transient_code(code: &str) -> bool {
@@ -159,23 +175,15 @@ impl DataApiRequestLog {
         Self { client, settings }
     }
 
-    async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, LogError>
+    /// A call under the Data API policy: transient errors (throttling, 5xx,
+    /// `DatabaseResumingException` while an auto-paused cluster resumes) are retried within
+    /// its budget.
+    async fn retrying<T, F, Fut>(&self, call: F) -> Result<T, LogError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, LogError>>,
     {
-        let started = Instant::now();
-        let mut attempt = 0;
-        loop {
-            match call().await {
-                Err(e) if e.is_transient() && started.elapsed() < RETRY_BUDGET => {
-                    tracing::warn!(call = what, attempt, error = %e, "Data API call failed; retrying");
-                    tokio::time::sleep(full_jitter(attempt, Duration::from_millis(100), Duration::from_secs(5))).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        retry(&backoff::DATA_API, LogError::is_transient, call).await
     }
 
     async fn execute(
@@ -185,7 +193,18 @@ impl DataApiRequestLog {
         tx: Option<&str>,
         json: bool,
     ) -> Result<(i64, Vec<Map<String, Value>>), LogError> {
-        self.retrying("ExecuteStatement", || async {
+        self.execute_under(&backoff::DATA_API, sql, params, tx, json).await
+    }
+
+    async fn execute_under(
+        &self,
+        policy: &Policy,
+        sql: &str,
+        params: Vec<SqlParameter>,
+        tx: Option<&str>,
+        json: bool,
+    ) -> Result<(i64, Vec<Map<String, Value>>), LogError> {
+        retry(policy, LogError::is_transient, || async {
             let mut req = self
                 .client
                 .execute_statement()
@@ -209,29 +228,44 @@ impl DataApiRequestLog {
         .await
     }
 
-    async fn batch(&self, sql: &str, sets: Vec<Vec<SqlParameter>>) -> Result<(), LogError> {
-        self.retrying("BatchExecuteStatement", || async {
+    /// Inserts one chunk of a group commit (one attempt); the request ids inserted now.
+    async fn insert_chunk(&self, rows: &[NewRecord], tx: Option<&str>) -> Result<Vec<String>, LogError> {
+        let array = Value::Array(rows.iter().map(row_json).collect());
+        let params = vec![param("rows", &SqlValue::Json(array.to_string()))];
+        let (_, returned) = self
+            .execute_under(&backoff::DATA_API.once(), INSERT_ROWS, params, tx, true)
+            .await?;
+        Ok(returned.iter().filter_map(|r| text(r, "request_id")).collect())
+    }
+
+    async fn begin(&self) -> Result<String, LogError> {
+        self.retrying(|| async {
             self.client
-                .batch_execute_statement()
+                .begin_transaction()
                 .resource_arn(&self.settings.cluster_arn)
                 .secret_arn(&self.settings.secret_arn)
                 .database(&self.settings.database)
-                .sql(sql)
-                .set_parameter_sets(Some(sets.clone()))
                 .send()
                 .await
                 .map_err(map_sdk_error)
-                .map(|_| ())
         })
-        .await
+        .await?
+        .transaction_id
+        .ok_or_else(|| LogError::Failed("BeginTransaction returned no id".into()))
     }
 
-    async fn event_ids(&self, ids: &[&str]) -> Result<std::collections::HashMap<String, String>, LogError> {
+    async fn event_ids(
+        &self,
+        ids: &[&str],
+        tx: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, String>, LogError> {
         let mut out = std::collections::HashMap::new();
         for chunk in ids.chunks(IN_LIST_MAX) {
             let (list, params) = in_list(chunk.iter().copied());
             let text = format!("SELECT request_id, event_id FROM api_requests WHERE request_id IN ({list})");
-            let (_, rows) = self.execute(&text, params, None, true).await?;
+            let (_, rows) = self
+                .execute_under(&backoff::DATA_API.once(), &text, params, tx, true)
+                .await?;
             for row in rows {
                 if let (Some(r), Some(e)) = (
                     row.get("request_id").and_then(Value::as_str),
@@ -267,20 +301,7 @@ impl DataApiRequestLog {
     }
 
     async fn migrate_inner(&self) -> Result<Vec<String>, LogError> {
-        let tx = self
-            .retrying("BeginTransaction", || async {
-                self.client
-                    .begin_transaction()
-                    .resource_arn(&self.settings.cluster_arn)
-                    .secret_arn(&self.settings.secret_arn)
-                    .database(&self.settings.database)
-                    .send()
-                    .await
-                    .map_err(map_sdk_error)
-            })
-            .await?
-            .transaction_id
-            .ok_or_else(|| LogError::Failed("BeginTransaction returned no id".into()))?;
+        let tx = self.begin().await?;
         let result = async {
             // Serializes concurrent migrators (two tasks starting at once); released at commit.
             self.execute("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(745001)) AS l", vec![], Some(&tx), false).await?;
@@ -381,6 +402,7 @@ impl RequestLog for DataApiRequestLog {
 
     fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>> {
         Box::pin(async move {
+            let mut chunks = Vec::new();
             let mut start = 0;
             while start < rows.len() {
                 let mut end = start;
@@ -391,38 +413,60 @@ impl RequestLog for DataApiRequestLog {
                     bytes += estimated_bytes(&rows[end]);
                     end += 1;
                 }
-                let sets = rows[start..end].iter().map(insert_params).collect();
-                self.batch(sql::INSERT, sets).await?;
+                chunks.push(&rows[start..end]);
                 start = end;
             }
-            // BatchExecuteStatement reports no row counts. Ids minted here are unique by
-            // construction, so a conflict on one can only be this very row from an earlier
-            // attempt; only client-chosen ids are read back to tell a retry from a clash.
-            let ids: Vec<&str> = rows
-                .iter()
-                .filter(|r| r.client_chosen_id)
-                .map(|r| r.record.request_id.as_str())
-                .collect();
-            let stored = if ids.is_empty() {
-                Default::default()
+            // One statement is atomic by itself; several go in one transaction.
+            let tx = if chunks.len() > 1 {
+                Some(self.begin().await?)
             } else {
-                self.event_ids(&ids).await?
+                None
             };
-            rows.iter()
-                .map(|r| {
-                    if !r.client_chosen_id {
-                        return Ok(InsertOutcome::Inserted);
-                    }
-                    match stored.get(&r.record.request_id) {
-                        Some(e) if e.eq_ignore_ascii_case(&r.record.event_id) => Ok(InsertOutcome::Inserted),
-                        Some(_) => Ok(InsertOutcome::IdConflict),
-                        None => Err(LogError::Failed(format!(
-                            "row {} missing after insert",
-                            r.record.request_id
-                        ))),
-                    }
-                })
-                .collect()
+            let result = async {
+                let mut inserted = std::collections::HashSet::new();
+                for chunk in &chunks {
+                    inserted.extend(self.insert_chunk(chunk, tx.as_deref()).await?);
+                }
+                // Ids minted here are unique by construction: one not inserted now was this
+                // very row, stored by an earlier attempt. A client-chosen one may be another
+                // request's: its event id tells.
+                let ask: Vec<&str> = rows
+                    .iter()
+                    .filter(|r| r.client_chosen_id && !inserted.contains(&r.record.request_id))
+                    .map(|r| r.record.request_id.as_str())
+                    .collect();
+                let stored = if ask.is_empty() {
+                    Default::default()
+                } else {
+                    self.event_ids(&ask, tx.as_deref()).await?
+                };
+                rows.iter()
+                    .map(|r| {
+                        if inserted.contains(&r.record.request_id) {
+                            return Ok(InsertOutcome::Inserted);
+                        }
+                        if !r.client_chosen_id {
+                            return Ok(InsertOutcome::AlreadyPresent);
+                        }
+                        match stored.get(&r.record.request_id) {
+                            Some(e) if e.eq_ignore_ascii_case(&r.record.event_id) => Ok(InsertOutcome::AlreadyPresent),
+                            Some(_) => Ok(InsertOutcome::IdConflict),
+                            None => Err(LogError::Failed(format!(
+                                "row {} missing after insert",
+                                r.record.request_id
+                            ))),
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            }
+            .await;
+            if let Some(tx) = &tx {
+                let end = self.end_transaction(tx, result.is_ok()).await;
+                let outcomes = result?;
+                end?;
+                return Ok(outcomes);
+            }
+            result
         })
     }
 

@@ -104,7 +104,8 @@ impl LambdaInvoker {
         name
     }
 
-    /// An invoker from a client configuration, with the SDK's retries turned off.
+    /// An invoker from a client configuration, with the SDK's retries turned off (whatever
+    /// the configuration said: the callers own the retries).
     pub fn from_config(config: aws_sdk_lambda::config::Builder) -> Self {
         let config = config.retry_config(aws_sdk_lambda::config::retry::RetryConfig::standard().with_max_attempts(1));
         Self::new(Client::from_conf(config.build()))

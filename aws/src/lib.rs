@@ -8,3 +8,4 @@ pub mod backends;
 pub mod dataapi;
 pub mod lambda;
 pub mod s3;
+pub mod sdk;

@@ -9,12 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
-use tollgate_core::backoff::full_jitter;
+use tollgate_core::backoff::{self, retry};
 use tollgate_core::ports::{BoxFuture, ObjectStore, PutOutcome, StoreError};
-
-/// Attempts of a put that meets a concurrent conditional write (409).
-const CONFLICT_ATTEMPTS: u32 = 5;
 
 /// Where the audit objects go.
 #[derive(Clone, Debug)]
@@ -47,6 +43,21 @@ fn map_err<E: ProvideErrorMetadata + std::fmt::Debug>(e: &SdkError<E>) -> StoreE
     }
 }
 
+/// A put that failed: a conflicting conditional write (retried), or anything else.
+enum PutError {
+    Conflict,
+    Other(StoreError),
+}
+
+impl std::fmt::Display for PutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Conflict => f.write_str("ConditionalRequestConflict (409)"),
+            Self::Other(e) => e.fmt(f),
+        }
+    }
+}
+
 impl S3ObjectStore {
     /// A store over an S3 client.
     pub fn new(client: Client, settings: S3Settings) -> Self {
@@ -58,40 +69,48 @@ impl ObjectStore for S3ObjectStore {
     fn put_if_absent<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
         Box::pin(async move {
             let checksum = STANDARD.encode(Sha256::digest(&body));
-            for attempt in 0..CONFLICT_ATTEMPTS {
-                let mut req = self
-                    .client
-                    .put_object()
-                    .bucket(&self.settings.bucket)
-                    .key(key)
-                    .body(ByteStream::from(body.clone()))
-                    .content_type("application/x-ndjson")
-                    .if_none_match("*")
-                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                    .checksum_sha256(&checksum);
-                req = match &self.settings.kms_key_id {
-                    Some(k) => req
-                        .server_side_encryption(ServerSideEncryption::AwsKms)
-                        .ssekms_key_id(k),
-                    None => req.server_side_encryption(ServerSideEncryption::Aes256),
-                };
-                match req.send().await {
-                    Ok(_) => return Ok(PutOutcome::Created),
-                    Err(SdkError::ServiceError(ctx)) if ctx.raw().status().as_u16() == 412 => {
-                        return Ok(PutOutcome::AlreadyExists);
+            // 409 ConditionalRequestConflict: another conditional write to the key is in
+            // flight; S3 asks for a retry (the one retry policy's S3_CONFLICT).
+            let put = retry(
+                &backoff::S3_CONFLICT,
+                |e: &PutError| matches!(e, PutError::Conflict),
+                || async {
+                    let mut req = self
+                        .client
+                        .put_object()
+                        .bucket(&self.settings.bucket)
+                        .key(key)
+                        .body(ByteStream::from(body.clone()))
+                        .content_type("application/x-ndjson")
+                        .if_none_match("*")
+                        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                        .checksum_sha256(&checksum);
+                    req = match &self.settings.kms_key_id {
+                        Some(k) => req
+                            .server_side_encryption(ServerSideEncryption::AwsKms)
+                            .ssekms_key_id(k),
+                        None => req.server_side_encryption(ServerSideEncryption::Aes256),
+                    };
+                    match req.send().await {
+                        Ok(_) => Ok(PutOutcome::Created),
+                        Err(SdkError::ServiceError(ctx)) if ctx.raw().status().as_u16() == 412 => {
+                            Ok(PutOutcome::AlreadyExists)
+                        }
+                        Err(SdkError::ServiceError(ctx)) if ctx.raw().status().as_u16() == 409 => {
+                            Err(PutError::Conflict)
+                        }
+                        Err(e) => Err(PutError::Other(map_err(&e))),
                     }
-                    // 409 ConditionalRequestConflict: another conditional write to the key is
-                    // in flight; S3 asks for a retry.
-                    Err(SdkError::ServiceError(ctx)) if ctx.raw().status().as_u16() == 409 => {
-                        tokio::time::sleep(full_jitter(attempt, Duration::from_millis(50), Duration::from_secs(1)))
-                            .await;
-                    }
-                    Err(e) => return Err(map_err(&e)),
-                }
+                },
+            )
+            .await;
+            match put {
+                Ok(outcome) => Ok(outcome),
+                Err(PutError::Conflict) => Err(StoreError::Unavailable(format!(
+                    "{key}: conditional write conflicts persisted"
+                ))),
+                Err(PutError::Other(e)) => Err(e),
             }
-            Err(StoreError::Unavailable(format!(
-                "{key}: conditional write conflicts persisted"
-            )))
         })
     }
 

@@ -5,6 +5,14 @@
 //! meanwhile (so a lone request commits at once and a busy server commits in large
 //! batches). Each request is answered only when its commit is durable.
 //!
+//! Fail closed before, never after: while commits fail, new requests are refused before their
+//! function runs (`is_failing`), and a record whose commit failed past its budget is not
+//! dropped: its request is answered 503 `recording_unavailable`, the record is changed to say
+//! so (its audit event keeps the answer that was not delivered), and it is kept in a bounded
+//! queue and committed when the request log is back. A group commit is all or nothing in both
+//! engines (one SQLite transaction; one atomic statement, or one transaction, on the Data API),
+//! so a failed commit leaves no row that disagrees with what its client was told.
+//!
 //! Every record is assigned, before its insert, to the audit batch open at the time; the batch
 //! id is stored in the row. Once a batch is closed (by size, count or age) and all its
 //! commits are done, its committed events are sent to the audit writer with an async
@@ -19,17 +27,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
+use tollgate_core::apierror::{error_json, ErrorCode};
 use tollgate_core::audit::{self, new_batch_id};
-use tollgate_core::backoff::full_jitter;
-use tollgate_core::model::{AuditEvent, InsertOutcome, NewRecord, RequestRecord};
+use tollgate_core::backoff::{self, full_jitter, retry};
+use tollgate_core::model::{AuditError, AuditEvent, InsertOutcome, NewRecord, RequestRecord};
 use tollgate_core::ports::{Invoker, LogError, RequestLog};
 
 /// Queue depth in front of the committer; a full queue makes requests wait (backpressure).
 const QUEUE_DEPTH: usize = 16_384;
 /// Audit batches being sent at once.
 const SHIP_CONCURRENCY: usize = 4;
-/// Attempts to hand a batch to the platform before leaving it to the reconciler.
-const SHIP_ATTEMPTS: u32 = 4;
+/// Most records kept while the request log is down; past it a record is lost (logged).
+const PARKED_MAX: usize = 100_000;
+/// First and longest wait between attempts to commit the kept records.
+const PARKED_RETRY_BASE: Duration = Duration::from_millis(200);
+const PARKED_RETRY_CAP: Duration = Duration::from_secs(5);
 /// Longest wait for one hand-off (Lambda answers an `Event` invoke at once; emulators that run
 /// the function first may take as long as the function).
 const SHIP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,6 +52,9 @@ pub enum RecordError {
     /// The request log failed past the retry budget.
     #[error("request log: {0}")]
     Log(#[from] LogError),
+    /// The request log is down: the record is kept and committed when it is back.
+    #[error("request log unavailable; the record is kept until it can be written")]
+    Deferred,
     /// The recorder is shut down.
     #[error("recorder stopped")]
     Stopped,
@@ -49,7 +64,33 @@ struct Submission {
     record: RequestRecord,
     event: AuditEvent,
     client_chosen_id: bool,
-    done: oneshot::Sender<Result<String, RecordError>>,
+    /// Taken when the request is answered (a kept record has been answered already).
+    done: Option<oneshot::Sender<Result<String, RecordError>>>,
+}
+
+impl Submission {
+    fn answer(&mut self, result: Result<String, RecordError>) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(result);
+        }
+    }
+
+    /// The record of a request answered 503 `recording_unavailable` because its commit failed:
+    /// what the client was told. The audit event keeps the answer it did not get.
+    fn degrade(&mut self) {
+        let code = ErrorCode::RecordingUnavailable;
+        if !self.event.response.delivered || self.record.error_code.as_deref() == Some(code.as_str()) {
+            return; // the client was gone (499), or was told this already
+        }
+        self.record.status = code.status();
+        self.record.error_code = Some(code.as_str().to_string());
+        self.record.response_bytes = error_json(code, code.message(), &self.record.request_id).len() as u64;
+        self.event.response.delivered = false;
+        self.event.error = Some(AuditError {
+            code: code.as_str().to_string(),
+            message: code.message().to_string(),
+        });
+    }
 }
 
 /// Where requests send their records.
@@ -80,7 +121,7 @@ impl RecorderHandle {
                 record,
                 event,
                 client_chosen_id,
-                done,
+                done: Some(done),
             })
             .await
             .map_err(|_| RecordError::Stopped)?;
@@ -113,6 +154,11 @@ struct CommitDone {
 struct Pipeline {
     settings: RecorderSettings,
     failing: Arc<AtomicBool>,
+    /// Records whose commit failed, answered already, waiting for the request log.
+    parked: VecDeque<Submission>,
+    parked_attempt: u32,
+    parked_retry_at: Option<Instant>,
+    lost: u64,
     log: Arc<dyn RequestLog>,
     invoker: Arc<dyn Invoker>,
     batches: VecDeque<OpenBatch>,
@@ -133,6 +179,10 @@ pub fn start(
     let pipeline = Pipeline {
         settings,
         failing: failing.clone(),
+        parked: VecDeque::new(),
+        parked_attempt: 0,
+        parked_retry_at: None,
+        lost: 0,
         log,
         invoker,
         batches: VecDeque::new(),
@@ -160,6 +210,7 @@ impl Pipeline {
         let mut commits: JoinSet<CommitDone> = JoinSet::new();
         let mut open = true;
         let mut oldest: Option<Instant> = None;
+        let mut closing_since: Option<Instant> = None;
         loop {
             // Start commits while slots are free: at once, or once the oldest queued record has
             // lingered long enough, or the batch is full, or we are closing.
@@ -187,8 +238,27 @@ impl Pipeline {
                 _ => None,
             };
             if !open && queue.is_empty() && commits.is_empty() {
-                break;
+                if self.parked.is_empty() {
+                    break;
+                }
+                // Closing with kept records: keep trying for one commit budget, then say what
+                // is lost.
+                let since = *closing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.settings.commit_retry {
+                    self.lost += self.parked.len() as u64;
+                    tracing::error!(
+                        records = self.parked.len(),
+                        "stopping with records the request log never took: lost"
+                    );
+                    self.parked.clear();
+                    break;
+                }
             }
+            let parked_deadline = if self.parked.is_empty() {
+                None
+            } else {
+                self.parked_retry_at
+            };
             let age_deadline = self.current().map(|b| b.opened + self.settings.audit_max_age);
             tokio::select! {
                 biased;
@@ -210,6 +280,16 @@ impl Pipeline {
                     None => open = false,
                 },
                 _ = sleep_until(age_deadline), if age_deadline.is_some() => self.close_current(),
+                _ = sleep_until(parked_deadline), if parked_deadline.is_some() => {
+                    // One more attempt at the kept records (the commit's own attempt decides
+                    // whether the log is back).
+                    self.parked_retry_at = None;
+                    let n = self.parked.len().min(self.settings.commit_max_batch);
+                    for sub in self.parked.drain(..n).collect::<Vec<_>>() {
+                        self.enqueue(sub, &mut queue);
+                    }
+                    oldest.get_or_insert_with(Instant::now);
+                }
                 _ = sleep_until(linger_deadline), if linger_deadline.is_some() => {}
             }
             self.ship_ready();
@@ -264,13 +344,11 @@ impl Pipeline {
         self.batches.get_mut(seq.checked_sub(first)?)
     }
 
-    fn enqueue(&mut self, sub: Submission, queue: &mut VecDeque<Queued>) {
+    fn enqueue(&mut self, mut sub: Submission, queue: &mut VecDeque<Queued>) {
         let payload = match serde_json::to_string(&sub.event) {
             Ok(p) => p,
             Err(e) => {
-                let _ = sub
-                    .done
-                    .send(Err(RecordError::Log(LogError::Failed(format!("audit event: {e}")))));
+                sub.answer(Err(RecordError::Log(LogError::Failed(format!("audit event: {e}")))));
                 return;
             }
         };
@@ -289,24 +367,21 @@ impl Pipeline {
             })
             .collect();
         let log = self.log.clone();
-        let budget = self.settings.commit_retry;
         let failing = self.failing.clone();
+        // While the log is known to be failing, one attempt: the request waits no longer
+        // than that for its 503 (it was refused before its function ran).
+        let policy = if self.failing.load(Ordering::Relaxed) {
+            backoff::COMMIT.once()
+        } else {
+            backoff::COMMIT.with_budget(self.settings.commit_retry)
+        };
         commits.spawn(async move {
-            let started = Instant::now();
-            let mut attempt = 0;
-            let result = loop {
+            let result = retry(&policy, LogError::is_transient, || async {
                 let result = log.insert_batch(&rows).await;
                 failing.store(result.is_err(), Ordering::Relaxed);
-                match result {
-                    Err(e) if e.is_transient() && started.elapsed() < budget => {
-                        tracing::warn!(error = %e, attempt, rows = rows.len(), "group commit failed; retrying");
-                        tokio::time::sleep(full_jitter(attempt, Duration::from_millis(20), Duration::from_secs(1)))
-                            .await;
-                        attempt += 1;
-                    }
-                    other => break other,
-                }
-            };
+                result
+            })
+            .await;
             CommitDone { items, result }
         });
     }
@@ -337,7 +412,8 @@ impl Pipeline {
                             if let Some(b) = self.batch_mut(q.batch) {
                                 b.events.push(q.payload);
                             }
-                            let _ = q.sub.done.send(Ok(id));
+                            let mut sub = q.sub;
+                            sub.answer(Ok(id));
                         }
                         InsertOutcome::IdConflict => retry.push(rekey(q.sub)),
                     }
@@ -345,11 +421,36 @@ impl Pipeline {
                 for sub in retry {
                     self.enqueue(sub, queue);
                 }
+                // The log is back: the kept records go next.
+                self.parked_attempt = 0;
+                if !self.parked.is_empty() {
+                    self.parked_retry_at = Some(Instant::now());
+                }
+            }
+            Err(e) if e.is_transient() => {
+                tracing::error!(error = %e, rows = done.items.len(), kept = self.parked.len(),
+                    "group commit failed; answering 503 and keeping the records until the request log is back");
+                for q in done.items {
+                    let mut sub = q.sub;
+                    sub.degrade();
+                    sub.answer(Err(RecordError::Deferred));
+                    if self.parked.len() < PARKED_MAX {
+                        self.parked.push_back(sub);
+                    } else {
+                        self.lost += 1;
+                        tracing::error!(request_id = %sub.record.request_id, "too many records kept: this one is lost");
+                    }
+                }
+                let wait = full_jitter(self.parked_attempt, PARKED_RETRY_BASE, PARKED_RETRY_CAP).max(PARKED_RETRY_BASE);
+                self.parked_attempt = self.parked_attempt.saturating_add(1);
+                self.parked_retry_at.get_or_insert(Instant::now() + wait);
             }
             Err(e) => {
-                tracing::error!(error = %e, rows = done.items.len(), "group commit failed; answering 503");
+                // The database refused the rows themselves: retrying cannot help.
+                tracing::error!(error = %e, rows = done.items.len(), "group commit refused; answering 503");
                 for q in done.items {
-                    let _ = q.sub.done.send(Err(RecordError::Log(e.clone())));
+                    let mut sub = q.sub;
+                    sub.answer(Err(RecordError::Log(e.clone())));
                 }
             }
         }
@@ -380,21 +481,19 @@ impl Pipeline {
 
 async fn ship(invoker: &dyn Invoker, function: &str, batch_id: &str, events: &[String]) {
     let payload: Bytes = audit::batch_payload(batch_id, events);
-    for attempt in 0..SHIP_ATTEMPTS {
-        let handed = tokio::time::timeout(SHIP_TIMEOUT, invoker.invoke_event(function, payload.clone()))
-            .await
-            .unwrap_or_else(|_| Err(tollgate_core::InvokeError::Unavailable("hand-off timed out".into())));
-        match handed {
-            Ok(()) => return,
-            Err(e) if e.is_transient() && attempt + 1 < SHIP_ATTEMPTS => {
-                tokio::time::sleep(full_jitter(attempt, Duration::from_millis(100), Duration::from_secs(2))).await;
-            }
-            Err(e) => {
-                tracing::warn!(batch_id, events = events.len(), error = %e,
-                    "audit batch not handed off; the reconciler will re-drive it");
-                return;
-            }
-        }
+    let handed = retry(
+        &backoff::AUDIT_HANDOFF,
+        tollgate_core::InvokeError::is_transient,
+        || async {
+            tokio::time::timeout(SHIP_TIMEOUT, invoker.invoke_event(function, payload.clone()))
+                .await
+                .unwrap_or_else(|_| Err(tollgate_core::InvokeError::Unavailable("hand-off timed out".into())))
+        },
+    )
+    .await;
+    if let Err(e) = handed {
+        tracing::warn!(batch_id, events = events.len(), error = %e,
+            "audit batch not handed off; the reconciler will re-drive it");
     }
 }
 

@@ -157,6 +157,15 @@ pub fn destination_prefix(prefix: &str, log_group: &str, start: OffsetDateTime) 
     )
 }
 
+/// A failed `CreateExportTask`: its error code.
+struct CreateError(Option<String>);
+
+impl std::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_deref().unwrap_or("unknown error"))
+    }
+}
+
 fn millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -203,36 +212,34 @@ async fn export_one(
         group: group.to_string(),
         message,
     };
-    let mut attempt = 0;
-    let task_id = loop {
-        let created = client
-            .create_export_task()
-            .task_name(format!("tollgate-{}", destination_prefix.replace('/', "-")))
-            .log_group_name(group)
-            .from(millis(from))
-            .to(millis(to) - 1) // `to` is inclusive in CreateExportTask
-            .destination(&settings.bucket)
-            .destination_prefix(destination_prefix)
-            .send()
-            .await;
-        match created {
-            Ok(out) => break out.task_id().unwrap_or_default().to_string(),
-            // Another export (ours or anyone's in the account) is running: wait for it.
-            Err(e) if e.code() == Some("LimitExceededException") && started.elapsed() < settings.task_timeout => {
-                attempt += 1;
-                tokio::time::sleep(tollgate_core::backoff::full_jitter(
-                    attempt,
-                    POLL_INTERVAL,
-                    Duration::from_secs(30),
-                ))
-                .await;
-            }
-            Err(e) => {
-                return Err(failed(format!(
-                    "CreateExportTask: {}",
-                    e.code().unwrap_or("unknown error")
-                )))
-            }
+    // Another export (ours or anyone's in the account) is running: wait for it, under the
+    // one retry policy with the task timeout as its budget.
+    let policy = tollgate_core::backoff::LOG_EXPORT.with_budget(settings.task_timeout);
+    let created = tollgate_core::backoff::retry(
+        &policy,
+        |e: &CreateError| e.0.as_deref() == Some("LimitExceededException"),
+        || async {
+            client
+                .create_export_task()
+                .task_name(format!("tollgate-{}", destination_prefix.replace('/', "-")))
+                .log_group_name(group)
+                .from(millis(from))
+                .to(millis(to) - 1) // `to` is inclusive in CreateExportTask
+                .destination(&settings.bucket)
+                .destination_prefix(destination_prefix)
+                .send()
+                .await
+                .map_err(|e| CreateError(e.code().map(String::from)))
+        },
+    )
+    .await;
+    let task_id = match created {
+        Ok(out) => out.task_id().unwrap_or_default().to_string(),
+        Err(e) => {
+            return Err(failed(format!(
+                "CreateExportTask: {}",
+                e.0.as_deref().unwrap_or("unknown error")
+            )))
         }
     };
     loop {

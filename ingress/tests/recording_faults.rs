@@ -1,0 +1,233 @@
+//! Fail closed before, never after: a request log that goes down refuses new requests before
+//! their functions run, keeps the records of requests that ran (answered 503), and writes them
+//! when it is back; and the commit budget is the real bound on a failing commit, against the
+//! Data API stand-in emulating a cluster that is resuming.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use tollgate_core::backends::{Backends, StorageSettings};
+use tollgate_core::local::{LocalFunction, LocalInvoker};
+use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, StoredRecord};
+use tollgate_core::ports::{BoxFuture, InvokeError, LogError, RequestLog};
+use tollgate_ingress::app;
+use tollgate_ingress::routes::RouteTable;
+
+/// The embedded request log with its inserts failing while `down` is set.
+struct FlakyLog {
+    inner: Arc<dyn RequestLog>,
+    down: AtomicBool,
+}
+
+impl RequestLog for FlakyLog {
+    fn migrate(&self) -> BoxFuture<'_, Result<Vec<String>, LogError>> {
+        self.inner.migrate()
+    }
+    fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(LogError::Unavailable("injected outage".into())) });
+        }
+        self.inner.insert_batch(rows)
+    }
+    fn mark_audited<'a>(&'a self, key: &'a str, ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+        self.inner.mark_audited(key, ids)
+    }
+    fn pending_audits(
+        &self,
+        before: OffsetDateTime,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>> {
+        self.inner.pending_audits(before, limit)
+    }
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<StoredRecord>, LogError>> {
+        self.inner.get(id)
+    }
+    fn query<'a>(&'a self, q: &'a RecordQuery) -> BoxFuture<'a, Result<Vec<StoredRecord>, LogError>> {
+        self.inner.query(q)
+    }
+}
+
+fn counting(functions: &mut HashMap<String, Arc<dyn LocalFunction>>, calls: Arc<AtomicUsize>) {
+    let inner = functions["echo"].clone();
+    let f = move |payload: Bytes| -> BoxFuture<'static, Result<Bytes, InvokeError>> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        inner.call(payload)
+    };
+    functions.insert("echo".into(), Arc::new(f));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_refuses_before_the_function_and_keeps_what_already_ran() {
+    let dir = TempDir::new("outage");
+    let config = config_for(&dir.0, &[("TOLLGATE_COMMIT_RETRY_MS", "500")]);
+    let backends = Backends::open(&StorageSettings {
+        mode: tollgate_core::backends::Mode::Embedded,
+        data_dir: dir.0.clone(),
+    })
+    .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut functions = app::embedded_functions(&backends);
+    counting(&mut functions, calls.clone());
+    let flaky = Arc::new(FlakyLog {
+        inner: backends.log.clone(),
+        down: AtomicBool::new(false),
+    });
+    let running = app::start(
+        config,
+        RouteTable::parse(&test_routes()).unwrap(),
+        flaky.clone(),
+        Arc::new(LocalInvoker::new(functions)),
+    )
+    .await
+    .unwrap();
+    let addr = running.local_addr;
+    let ok = request(addr, "GET", "/v1/echo/before", &[("x-request-id", "before")], "").await;
+    assert_eq!(ok.status, 200);
+
+    flaky.down.store(true, Ordering::SeqCst);
+    // The log fails while this request's function runs: its answer is a 503, its record kept.
+    let started = Instant::now();
+    let r = request(addr, "GET", "/v1/echo/ran?delay_ms=50", &[("x-request-id", "ran")], "").await;
+    r.assert_error(503, "recording_unavailable");
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_millis(500 + 50 + 1000),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Now the log is known to be failing: refused before the function, quickly; unhealthy.
+    for id in ["refused-1", "refused-2"] {
+        let started = Instant::now();
+        let r = request(addr, "GET", "/v1/echo/refused", &[("x-request-id", id)], "").await;
+        r.assert_error(503, "recording_unavailable");
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "no function ran while the log was down"
+    );
+    assert_eq!(request(addr, "GET", "/healthz", &[], "").await.status, 503);
+
+    flaky.down.store(false, Ordering::SeqCst);
+    let all = ["before", "ran", "refused-1", "refused-2"];
+    let back = eventually(Duration::from_secs(15), || async {
+        let rows = rows_by_id(&dir.0);
+        all.iter().all(|id| rows.get(*id).is_some_and(|r| r.1.is_some()))
+    })
+    .await;
+    assert!(back, "kept records written and audited: {:?}", rows_by_id(&dir.0));
+    assert_eq!(request(addr, "GET", "/healthz", &[], "").await.status, 200);
+
+    let v = request(addr, "GET", "/v1/requests/ran", &[], "").await.json();
+    assert_eq!(
+        v["request"]["status"], 503,
+        "the record says what the client was told: {v}"
+    );
+    assert_eq!(v["request"]["error_code"], "recording_unavailable");
+    let event = &v["audit"]["event"];
+    assert_eq!(event["invoked"], true);
+    assert_eq!(
+        event["response"]["status"], 200,
+        "the function's answer that was not delivered"
+    );
+    assert_eq!(event["response"]["delivered"], false);
+    for id in ["refused-1", "refused-2"] {
+        let v = request(addr, "GET", &format!("/v1/requests/{id}"), &[], "")
+            .await
+            .json();
+        assert_eq!(v["request"]["status"], 503);
+        assert_eq!(v["audit"]["event"]["invoked"], false);
+    }
+    running.shutdown();
+    running.wait().await;
+    let audits = audit_counts(&dir_store(&dir.0)).await;
+    for id in all {
+        assert_eq!(audits.get(id), Some(&1), "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resuming_cluster_gets_its_503_within_the_commit_budget() {
+    let pg = tollgate_testkit::Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE tollgate");
+    let settings = tollgate_aws::dataapi::DataApiSettings {
+        cluster_arn: "arn:aws:rds:us-east-1:123456789012:cluster:tollgate".into(),
+        secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate".into(),
+        database: "tollgate".into(),
+    };
+    let client = |endpoint: String| {
+        tollgate_aws::sdk::rds_data_from(
+            aws_sdk_rdsdata::Config::builder()
+                .behavior_version(aws_sdk_rdsdata::config::BehaviorVersion::latest())
+                .region(aws_sdk_rdsdata::config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_rdsdata::config::Credentials::new("t", "t", None, None, "t"))
+                .endpoint_url(endpoint),
+        )
+    };
+    // The schema through a normal stand-in; the ingress talks to one whose cluster resumes
+    // for a minute (every call answered DatabaseResumingException).
+    let normal = dataapi_local::server::spawn_local(pg.port, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let log = tollgate_aws::dataapi::DataApiRequestLog::new(client(normal), settings.clone());
+    log.migrate().await.unwrap();
+    let api = dataapi_local::service::DataApi::new(dataapi_local::service::Config {
+        host: "127.0.0.1".into(),
+        port: pg.port,
+        user: "postgres".into(),
+        default_database: "postgres".into(),
+        tx_idle_timeout: Duration::from_secs(180),
+        resume_delay: Duration::from_secs(60),
+    });
+    let addr = dataapi_local::server::spawn(([127, 0, 0, 1], 0).into(), api)
+        .await
+        .unwrap();
+    let resuming = Arc::new(tollgate_aws::dataapi::DataApiRequestLog::new(
+        client(format!("http://{addr}")),
+        settings,
+    ));
+
+    let dir = TempDir::new("resuming");
+    let budget = Duration::from_millis(1500);
+    let config = config_for(&dir.0, &[("TOLLGATE_COMMIT_RETRY_MS", "1500")]);
+    let backends = Backends::open(&StorageSettings {
+        mode: tollgate_core::backends::Mode::Embedded,
+        data_dir: dir.0.clone(),
+    })
+    .unwrap();
+    let running = app::start(
+        config,
+        RouteTable::parse(&test_routes()).unwrap(),
+        resuming,
+        Arc::new(LocalInvoker::new(app::embedded_functions(&backends))),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let r = request(running.local_addr, "GET", "/v1/echo/x", &[], "").await;
+    let took = started.elapsed();
+    r.assert_error(503, "recording_unavailable");
+    let bound = budget + tollgate_aws::sdk::RDS_DATA_ATTEMPT_TIMEOUT;
+    println!("503 after {took:?} (budget {budget:?}, bound {bound:?})");
+    assert!(
+        took >= budget.mul_f64(0.5),
+        "the commit was retried within its budget ({took:?})"
+    );
+    assert!(took <= bound, "{took:?} > budget + one attempt timeout ({bound:?})");
+    assert!(
+        took < budget + Duration::from_millis(700),
+        "resuming answers come at once: {took:?}"
+    );
+}
