@@ -615,6 +615,87 @@ fn health(state: &AppState, request_id: &str) -> Response<Full<Bytes>> {
     resp
 }
 
+/// Records a request that never reached the handler: a head hyper refused (bad framing,
+/// invalid bytes, an oversized head, a smuggling attempt: hyper answers those itself) or one
+/// that did not arrive within the header timeout. No request id was ever assigned: it gets
+/// one, and the record carries the peer, the kind of error and the bytes seen.
+pub async fn record_connection_event(
+    state: &AppState,
+    peer: SocketAddr,
+    code: ErrorCode,
+    detail: &str,
+    bytes_seen: u64,
+) {
+    let now = clock::now();
+    let request_id = ids::new_request_id();
+    let record = RequestRecord {
+        request_id: request_id.clone(),
+        event_id: ids::new_request_id(),
+        trace_id: None,
+        received_at: now,
+        method: "-".into(),
+        path: "-".into(),
+        query: None,
+        route: None,
+        function_name: None,
+        status: code.status(),
+        latency_ms: 0.0,
+        client_ip: Some(peer.ip().to_string()),
+        user_agent: None,
+        principal: None,
+        request_bytes: bytes_seen,
+        response_bytes: 0,
+        error_code: Some(code.as_str().to_string()),
+    };
+    let event = AuditEvent {
+        event_version: tollgate_core::model::AUDIT_EVENT_VERSION.to_string(),
+        event_id: record.event_id.clone(),
+        event_time: now,
+        request_id: request_id.clone(),
+        trace_id: None,
+        source: AuditSource {
+            ip: Some(peer.ip().to_string()),
+            user_agent: None,
+        },
+        principal: None,
+        request: AuditRequest {
+            method: "-".into(),
+            path: "-".into(),
+            query: None,
+            headers: Default::default(),
+            body_sha256: None,
+            body_bytes: bytes_seen,
+        },
+        route: None,
+        function_name: None,
+        invoked: false,
+        response: AuditResponse {
+            status: code.status(),
+            headers: Default::default(),
+            body_sha256: hex_sha256(b""),
+            body_bytes: 0,
+            delivered: code != ErrorCode::HeaderTimeout,
+        },
+        latency_ms: 0.0,
+        error: Some(AuditError {
+            code: code.as_str().to_string(),
+            // hyper's own description of what it refused (no request bytes in it).
+            message: truncate(detail, 200),
+        }),
+    };
+    let recorded = state.recorder.record(record, event, false).await;
+    tracing::info!(
+        target: "tollgate::access",
+        request_id = %request_id,
+        peer = %peer,
+        status = code.status(),
+        error_code = code.as_str(),
+        bytes_seen,
+        recorded = recorded.is_ok(),
+        "connection-level request"
+    );
+}
+
 /// Handles one request through its phases. `client_gone` is fired by the server when hyper
 /// drops this future (see the module docs).
 pub async fn handle(

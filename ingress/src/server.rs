@@ -38,6 +38,8 @@ struct Activity {
     state: AtomicU8,
     since_ms: AtomicU64,
     changed: Notify,
+    /// Bytes read since the current request's first byte (for a head hyper refuses).
+    head_bytes: AtomicU64,
 }
 
 impl Activity {
@@ -47,6 +49,7 @@ impl Activity {
             state: AtomicU8::new(IDLE),
             since_ms: AtomicU64::new(0),
             changed: Notify::new(),
+            head_bytes: AtomicU64::new(0),
         }
     }
 
@@ -61,15 +64,17 @@ impl Activity {
         self.changed.notify_one();
     }
 
-    fn bytes_arrived(&self) {
+    fn bytes_arrived(&self, n: usize) {
         if self
             .state
             .compare_exchange(IDLE, HEAD, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            self.head_bytes.store(0, Ordering::Relaxed);
             self.since_ms.store(self.now_ms(), Ordering::Release);
             self.changed.notify_one();
         }
+        self.head_bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// When the current state runs out, if it can.
@@ -94,7 +99,7 @@ impl AsyncRead for WatchedIo {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.bytes_arrived();
+            self.activity.bytes_arrived(buf.filled().len() - before);
         }
         res
     }
@@ -231,6 +236,14 @@ async fn serve_connection(
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    // A head hyper refused (and answered itself) never reached the handler:
+                    // it is recorded here, so an attack on the front door is in its trail.
+                    if activity.state.load(Ordering::Acquire) == HEAD {
+                        if let Some(code) = protocol_error(&e) {
+                            let bytes = activity.head_bytes.load(Ordering::Relaxed);
+                            handler::record_connection_event(&state, peer, code, &e.to_string(), bytes).await;
+                        }
+                    }
                 }
                 return;
             }
@@ -251,6 +264,15 @@ async fn serve_connection(
                     Some(d) if d <= now => {
                         if activity.state.load(Ordering::Acquire) == HEAD {
                             tracing::info!(%peer, "request headers too slow; closing connection");
+                            let bytes = activity.head_bytes.load(Ordering::Relaxed);
+                            handler::record_connection_event(
+                                &state,
+                                peer,
+                                tollgate_core::apierror::ErrorCode::HeaderTimeout,
+                                "request head not complete within the header timeout; connection closed",
+                                bytes,
+                            )
+                            .await;
                             return;
                         }
                         conn.as_mut().graceful_shutdown();
@@ -261,6 +283,24 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// What hyper refused a request head for, as the code it is recorded under; `None` for
+/// errors that are not about a request (the connection just closed).
+fn protocol_error(e: &hyper::Error) -> Option<tollgate_core::apierror::ErrorCode> {
+    use tollgate_core::apierror::ErrorCode;
+    if e.is_parse_too_large() {
+        // hyper answers 414 to an over-long target and 431 to an over-large head.
+        return Some(if e.to_string().contains("uri") {
+            ErrorCode::UriTooLong
+        } else {
+            ErrorCode::HeadersTooLarge
+        });
+    }
+    if e.is_parse() || e.is_incomplete_message() {
+        return Some(ErrorCode::MalformedRequest);
+    }
+    None
 }
 
 /// Whether an accept error is about this one connection (retry at once) rather than the

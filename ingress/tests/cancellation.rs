@@ -335,3 +335,100 @@ async fn past_the_in_flight_and_body_budgets_requests_get_a_recorded_503() {
     );
     assert_eq!(rows.get("too-big-for-budget").map(|r| r.0), Some(503));
 }
+
+/// Sends raw bytes on a fresh connection and reads what the server answers until it closes.
+async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_that_hyper_refuses_are_recorded_as_connection_events() {
+    let mut ing = InProcess::start(
+        &[
+            ("TOLLGATE_MAX_HEADER_BYTES", "1024"),
+            ("TOLLGATE_HEADER_TIMEOUT_MS", "300"),
+        ],
+        |_| {},
+    )
+    .await;
+    let addr = ing.addr;
+    let host = format!("host: {addr}\r\n");
+    let cases: Vec<(Vec<u8>, &str, u16)> = vec![
+        (
+            format!("GET /v1/echo HTTP/1.1\r\n{host}bad header line\r\n\r\n").into_bytes(),
+            "malformed_request",
+            400,
+        ),
+        (
+            format!("G\x01T /v1/echo HTTP/1.1\r\n{host}\r\n").into_bytes(),
+            "malformed_request",
+            400,
+        ),
+        // Request smuggling: two lengths, and a transfer coding that does not end in chunked.
+        // (Both Content-Length and chunked is answered by the RFC 9112 6.3 rule instead: hyper
+        // drops the length, reads the chunks and closes the connection after the answer.)
+        (
+            format!("POST /v1/echo HTTP/1.1\r\n{host}content-length: 4\r\ncontent-length: 5\r\n\r\nabcd").into_bytes(),
+            "malformed_request",
+            400,
+        ),
+        (
+            format!("POST /v1/echo HTTP/1.1\r\n{host}transfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n")
+                .into_bytes(),
+            "malformed_request",
+            400,
+        ),
+        // Past hyper's own limit (twice ours, at least 8 KiB): hyper answers 431 itself.
+        (
+            format!("GET /v1/echo HTTP/1.1\r\n{host}x-big: {}\r\n\r\n", "a".repeat(10_000)).into_bytes(),
+            "headers_too_large",
+            431,
+        ),
+        // Half a head, then the header timeout.
+        (
+            format!("GET /v1/echo HTTP/1.1\r\n{host}x-slow: 1\r\n").into_bytes(),
+            "header_timeout",
+            408,
+        ),
+    ];
+    for (bytes, _, status) in &cases {
+        let answer = raw(addr, bytes).await;
+        if *status != 408 {
+            assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer:?}");
+        }
+    }
+    // A connection that opens and closes without a byte is not a request.
+    drop(TcpStream::connect(addr).await.unwrap());
+    let dir = ing.dir.0.clone();
+    let all_there = eventually(Duration::from_secs(10), || {
+        let dir = dir.clone();
+        async move { rows_by_id(&dir).len() == 6 && rows_by_id(&dir).values().all(|r| r.1.is_some()) }
+    })
+    .await;
+    ing.stop().await;
+    let rows = rows_by_id(&ing.dir.0);
+    assert!(all_there, "{rows:?}");
+    let conn = rusqlite::Connection::open(ing.dir.0.join(tollgate_core::backends::DB_FILE)).unwrap();
+    let mut got: Vec<(String, u16, i64)> = conn
+        .prepare("SELECT error_code, status, request_bytes FROM api_requests ORDER BY received_at")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u16)> = cases.iter().map(|(_, c, s)| (c.to_string(), *s)).collect();
+    want.sort();
+    assert_eq!(got.iter().map(|(c, s, _)| (c.clone(), *s)).collect::<Vec<_>>(), want);
+    assert!(
+        got.iter().all(|(_, _, bytes)| *bytes > 0),
+        "bytes seen are kept: {got:?}"
+    );
+    let audits = audit_counts(&dir_store(&ing.dir.0)).await;
+    assert_eq!(audits.len(), 6);
+    assert!(audits.values().all(|n| *n == 1));
+}
