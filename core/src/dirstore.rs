@@ -1,6 +1,11 @@
 //! Embedded `ObjectStore`: a directory. Create-only puts are atomic: the body is written and
 //! fsynced under a temporary name, then hard-linked to its key (`link` fails if the key
 //! exists, so an object is never overwritten and never seen half-written).
+//!
+//! A put reports success only once the object is durable: every directory it created is
+//! fsynced into its parent, the key's directory entry is fsynced, and a failed fsync fails
+//! the put (the audit writer then leaves the outbox as it is, and a retry finds the object
+//! and makes it durable before counting it). An object found already there is fsynced too.
 
 use crate::ports::{BoxFuture, ObjectStore, PutOutcome, StoreError};
 use bytes::Bytes;
@@ -44,14 +49,37 @@ impl DirObjectStore {
     }
 }
 
-fn put_blocking(path: &Path, body: &[u8]) -> Result<PutOutcome, StoreError> {
-    if path.exists() {
-        return Ok(PutOutcome::AlreadyExists);
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// `create_dir_all` that fsyncs each directory it creates into its parent.
+fn create_dirs_durably(dir: &Path) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
     }
+    let parent = dir
+        .parent()
+        .ok_or_else(|| StoreError::Failed(format!("no parent for {}", dir.display())))?;
+    create_dirs_durably(parent)?;
+    match std::fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn put_blocking(path: &Path, body: &[u8]) -> Result<PutOutcome, StoreError> {
     let dir = path
         .parent()
         .ok_or_else(|| StoreError::Failed("key has no parent".into()))?;
-    std::fs::create_dir_all(dir).map_err(io)?;
+    if path.exists() {
+        // There from an earlier attempt, whose fsyncs may have failed: make it durable now.
+        std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io)?;
+        sync_dir(dir)?;
+        return Ok(PutOutcome::AlreadyExists);
+    }
+    create_dirs_durably(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
     let tmp = dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
@@ -59,19 +87,17 @@ fn put_blocking(path: &Path, body: &[u8]) -> Result<PutOutcome, StoreError> {
         f.write_all(body).map_err(io)?;
         f.sync_all().map_err(io)?;
         match std::fs::hard_link(&tmp, path) {
-            Ok(()) => {
-                // Make the new directory entry durable too.
-                if let Ok(d) = std::fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
-                Ok(PutOutcome::Created)
+            Ok(()) => Ok(PutOutcome::Created),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io)?;
+                Ok(PutOutcome::AlreadyExists)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
             Err(e) => Err(io(e)),
         }
     })();
     let _ = std::fs::remove_file(&tmp);
-    result
+    // The new directory entry (and the temporary name's removal) durable, or the put failed.
+    result.and_then(|outcome| sync_dir(dir).map(|()| outcome))
 }
 
 fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {

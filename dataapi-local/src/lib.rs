@@ -8,6 +8,7 @@
 //! `includeResultMetadata`, `formatRecordsAs: JSON`, transactions that end after 3 idle
 //! minutes, and the errors today's Aurora Data API returns, as bodies the SDKs parse.
 
+pub mod metadata;
 pub mod pgvalue;
 pub mod server;
 pub mod service;

@@ -297,26 +297,32 @@ pub fn decode(ty: &Type, raw: &Raw, o: Options) -> Result<(Value, Value), Unsupp
     Ok((scalar_field(s.clone()), scalar_json(s)))
 }
 
-/// The JDBC type code the Data API reports for a column type.
+/// The JDBC type code (`java.sql.Types`) the Data API reports for a column type: pgJDBC's
+/// (`TypeInfoCache`: its core types, then arrays, composites, domains and enums by kind).
 pub fn jdbc_type(ty: &Type) -> i32 {
-    if matches!(ty.kind(), Kind::Array(_)) {
-        return 2003;
+    match ty.kind() {
+        Kind::Array(_) => return 2003,
+        Kind::Composite(_) => return 2002,
+        Kind::Domain(_) => return 2001,
+        Kind::Enum(_) => return 12,
+        _ => {}
     }
     match *ty {
-        Type::BOOL => -7,
+        Type::BOOL | Type::BIT => -7,
         Type::INT2 => 5,
-        Type::INT4 | Type::OID => 4,
-        Type::INT8 => -5,
+        Type::INT4 => 4,
+        // pgJDBC maps oid (unsigned 32-bit) to BIGINT.
+        Type::INT8 | Type::OID => -5,
         Type::FLOAT4 => 7,
-        Type::FLOAT8 => 8,
+        Type::FLOAT8 | Type::MONEY => 8,
         Type::NUMERIC => 2,
         Type::BPCHAR | Type::CHAR => 1,
         Type::TEXT | Type::VARCHAR | Type::NAME => 12,
         Type::DATE => 91,
-        Type::TIME => 92,
-        Type::TIMESTAMP => 93,
-        Type::TIMESTAMPTZ => 93,
+        Type::TIME | Type::TIMETZ => 92,
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => 93,
         Type::BYTEA => -2,
+        Type::REFCURSOR => 2012,
         _ => 1111,
     }
 }

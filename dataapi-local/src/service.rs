@@ -1,5 +1,6 @@
 //! The RDS Data API's REST-JSON operations over PostgreSQL.
 
+use crate::metadata;
 use crate::pgvalue::{self, Options, Raw};
 use crate::sqltext::{self, SqlTextError};
 use base64::engine::general_purpose::STANDARD;
@@ -19,6 +20,13 @@ pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Largest `formattedRecords` string: 10 MB.
 pub const MAX_FORMATTED_BYTES: usize = 10 * 1000 * 1000;
+/// Longest `sql` accepted, in characters. The API reference gives the `sql` member of
+/// ExecuteStatement and of BatchExecuteStatement "Length Constraints: Minimum length of 0.
+/// Maximum length of 65536."
+/// (<https://docs.aws.amazon.com/rdsdataservice/latest/APIReference/API_ExecuteStatement.html>,
+/// `API_BatchExecuteStatement.html`; the SDK models' `SqlStatement` shape, `"max": 65536`).
+/// Smithy counts a string's length in Unicode scalar values: characters, not bytes.
+pub const MAX_SQL_CHARS: usize = 65_536;
 /// Transactions end (rolled back) after this long without a call.
 pub const DEFAULT_TX_IDLE_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -64,6 +72,9 @@ impl ApiError {
     }
     fn database(m: impl Into<String>) -> Self {
         Self::new(400, "DatabaseErrorException", m)
+    }
+    fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(400, "BadRequestException", m)
     }
     fn unavailable(m: impl Into<String>) -> Self {
         Self::new(504, "DatabaseUnavailableException", m)
@@ -209,7 +220,18 @@ struct Prepared {
 
 fn prepare_text(sql: &str, params: &HashMap<String, Parsed>) -> Result<Prepared, ApiError> {
     let t = sqltext::translate(sql, |n| params.get(n).and_then(|p| p.hint)).map_err(|e| match e {
-        SqlTextError::MultipleStatements => ApiError::database(e.to_string()),
+        // "Multi-statements are not supported in the Data API for Aurora Serverless v2 and
+        // provisioned clusters. Attempting to execute multiple statements in a single API call
+        // results in this error." (Troubleshooting Amazon RDS Data API,
+        // https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/data-api.troubleshooting.html)
+        // and "Attempting to execute multiple statements in a single API call returns “An error
+        // occurred (ValidationException) when calling the ExecuteStatement operation:
+        // Multistatements aren't supported.”" (Comparing Amazon RDS Data API behaviors,
+        // https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/data-api.differences.html).
+        // "A single API call": BatchExecuteStatement's one statement too. The same page's
+        // separate calls end in `;` (`--sql "SELECT * FROM your_table;"`): a trailing `;` is
+        // one statement.
+        SqlTextError::MultipleStatements => ApiError::validation(e.to_string()),
         SqlTextError::Unterminated(_) => ApiError::database(format!("ERROR: syntax error: {e}; SQLState: 42601")),
     })?;
     for n in &t.names {
@@ -276,6 +298,27 @@ fn required<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::validation(format!("{field} is required")))
+}
+
+/// The call's `sql`, within the model's length constraint. Constraint violations are the
+/// common `ValidationException` ("The input fails to satisfy the constraints specified by an
+/// AWS service.", HTTP 400, the API reference's Common Errors), worded as AWS services word
+/// a `@length` violation.
+fn statement_sql(body: &Value) -> Result<String, ApiError> {
+    let sql = required(body, "sql")?;
+    if sql.chars().count() > MAX_SQL_CHARS {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value at 'sql' failed to satisfy constraint: \
+             Member must have length less than or equal to {MAX_SQL_CHARS}"
+        )));
+    }
+    Ok(sql.to_string())
+}
+
+/// The first column label that occurs twice, if any.
+fn duplicate_label(columns: &[tokio_postgres::Column]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    columns.iter().map(|c| c.name()).find(|&n| !seen.insert(n))
 }
 
 impl DataApi {
@@ -432,8 +475,8 @@ impl DataApi {
     /// `POST /Execute`.
     pub async fn execute(&self, body: Value) -> Result<Value, ApiError> {
         self.counters.execute.fetch_add(1, Ordering::Relaxed);
+        let sql = statement_sql(&body)?;
         self.common(&body)?;
-        let sql = required(&body, "sql")?.to_string();
         let params = param_map(body.get("parameters"))?;
         let prepared = prepare_text(&sql, &params)?;
         let values: Vec<Param> = prepared.names.iter().map(|n| params[n].value.clone()).collect();
@@ -448,7 +491,7 @@ impl DataApi {
             Some("JSON") => true,
             Some(other) => return Err(ApiError::validation(format!("invalid formatRecordsAs {other}"))),
         };
-        let metadata = body
+        let include_metadata = body
             .get("includeResultMetadata")
             .and_then(Value::as_bool)
             .unwrap_or(false);
@@ -466,6 +509,23 @@ impl DataApi {
                 }
                 let rows = client.query(&stmt, &refs).await.map_err(|e| pg_error(&e))?;
                 let columns = stmt.columns();
+                if as_json {
+                    // "Although with SQL you can use column aliases to produce a result set
+                    // having more than one column with the same name, duplicate key names
+                    // aren't allowed in JSON. The RDS Data API returns an error if you request
+                    // the result set in JSON format and more than one column has the same
+                    // name." (Processing Amazon RDS Data API query results in JSON format,
+                    // Troubleshooting,
+                    // https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/data-api-json.html).
+                    // The page names no type for this error; the one it names for JSON
+                    // results (over 10 MB) is BadRequestException. The message is ours.
+                    if let Some(label) = duplicate_label(columns) {
+                        return Err(ApiError::bad_request(format!(
+                            "The result set has more than one column named {label}; \
+                             column labels must be unique when formatRecordsAs is JSON"
+                        )));
+                    }
+                }
                 let mut records = Vec::with_capacity(rows.len());
                 let mut formatted = Vec::with_capacity(rows.len());
                 for row in &rows {
@@ -498,9 +558,11 @@ impl DataApi {
                     out["formattedRecords"] = Value::String(text);
                 } else {
                     out["records"] = Value::Array(records);
-                    if metadata {
-                        out["columnMetadata"] =
-                            Value::Array(columns.iter().map(|c| column_metadata(c.name(), c.type_())).collect());
+                    if include_metadata {
+                        let described = metadata::describe_all(client, columns)
+                            .await
+                            .map_err(|e| pg_error(&e))?;
+                        out["columnMetadata"] = Value::Array(described);
                     }
                     if serde_json::to_vec(&out).map(|v| v.len()).unwrap_or(0) > MAX_RESPONSE_BYTES {
                         return Err(ApiError::database(
@@ -517,8 +579,8 @@ impl DataApi {
     /// `POST /BatchExecute`.
     pub async fn batch_execute(&self, body: Value) -> Result<Value, ApiError> {
         self.counters.batch_execute.fetch_add(1, Ordering::Relaxed);
+        let sql = statement_sql(&body)?;
         self.common(&body)?;
-        let sql = required(&body, "sql")?.to_string();
         let sets: Vec<HashMap<String, Parsed>> = match body.get("parameterSets") {
             None => Vec::new(),
             Some(v) => v
@@ -691,31 +753,4 @@ impl DataApi {
             Err(e) => (e.status, Some(e.kind), json!({ "message": e.message })),
         }
     }
-}
-
-fn column_metadata(name: &str, ty: &Type) -> Value {
-    let signed = matches!(
-        *ty,
-        Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC
-    );
-    let (type_name, base) = match ty.kind() {
-        Kind::Array(e) => (format!("_{}", e.name()), pgvalue::jdbc_type(e)),
-        _ => (ty.name().to_string(), 0),
-    };
-    json!({
-        "name": name,
-        "label": name,
-        "type": pgvalue::jdbc_type(ty),
-        "typeName": type_name,
-        "arrayBaseColumnType": base,
-        "isAutoIncrement": false,
-        "isSigned": signed,
-        "isCurrency": false,
-        "isCaseSensitive": matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::CHAR),
-        "nullable": 2,
-        "precision": 0,
-        "scale": 0,
-        "schemaName": "",
-        "tableName": "",
-    })
 }

@@ -210,6 +210,23 @@ mod tests {
         assert_eq!(t("SELECT 1;  -- done\n").sql.trim_end(), "SELECT 1  -- done");
         assert!(t("SELECT ';'").names.is_empty());
         assert!(translate("SELECT 'open", |_| None).is_err());
+        // A `;` inside what is not code ends nothing.
+        for one in [
+            "SELECT 'a;b', \"c;d\", E'\\';' -- ; SELECT 2\n",
+            "SELECT 1 /* ; SELECT 2 /* ; */ */;",
+            "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; SELECT 2 $$ LANGUAGE sql;",
+            "DO $body$ BEGIN PERFORM 1; END $body$",
+        ] {
+            assert!(translate(one, |_| None).is_ok(), "{one}");
+        }
+        for two in [
+            "SELECT 1;SELECT 2",
+            "INSERT INTO t VALUES (';'); DELETE FROM t",
+            "SELECT 1; /* then */ SELECT 2;",
+            "SELECT $$;$$; SELECT 2",
+        ] {
+            assert_eq!(translate(two, |_| None), Err(SqlTextError::MultipleStatements), "{two}");
+        }
     }
 
     #[test]

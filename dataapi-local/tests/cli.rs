@@ -231,3 +231,69 @@ async fn the_aws_cli_gets_the_services_answers() {
     let count = pg.psql("app", "SELECT count(*) FROM items");
     assert_eq!(count.trim(), "3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_sees_the_services_refusals_and_column_metadata() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t (id SERIAL PRIMARY KEY, name VARCHAR(40) NOT NULL, amount NUMERIC(10,2))",
+    );
+    let ep = dataapi_local::server::spawn_local(pg.port, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let call = |sql: String, extra: &[&str]| {
+        let ep = ep.clone();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            exec(&ep, &sql, &extra)
+        })
+    };
+
+    // Duplicate labels under formatRecordsAs JSON.
+    let err = call("SELECT 1 AS n, 2 AS n".into(), &["--format-records-as", "JSON"])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.contains("BadRequestException"), "{err}");
+
+    // Two statements in one call; one with a trailing `;` is fine.
+    let err = call("SELECT 1; SELECT 2".into(), &[]).await.unwrap().unwrap_err();
+    assert!(
+        err.contains("ValidationException") && err.contains("Multistatements aren't supported."),
+        "{err}"
+    );
+    let one = call("SELECT ';' AS s;".into(), &[]).await.unwrap().unwrap();
+    assert_eq!(one["records"], json!([[{"stringValue": ";"}]]));
+
+    // SQL over 65,536 characters.
+    let long = format!("SELECT 1 {}", " ".repeat(dataapi_local::service::MAX_SQL_CHARS));
+    let err = call(long, &[]).await.unwrap().unwrap_err();
+    assert!(err.contains("ValidationException") && err.contains("65536"), "{err}");
+
+    // Column metadata.
+    let out = call(
+        "SELECT id, name, amount, 1 AS one FROM t".into(),
+        &["--include-result-metadata"],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let m = &out["columnMetadata"];
+    let pick = |c: &Value| {
+        json!([
+            c["typeName"],
+            c["nullable"],
+            c["precision"],
+            c["scale"],
+            c["isAutoIncrement"],
+            c["tableName"]
+        ])
+    };
+    assert_eq!(pick(&m[0]), json!(["serial", 0, 10, 0, true, "t"]));
+    assert_eq!(pick(&m[1]), json!(["varchar", 0, 40, 0, false, "t"]));
+    assert_eq!(pick(&m[2]), json!(["numeric", 1, 10, 2, false, "t"]));
+    assert_eq!(pick(&m[3]), json!(["int4", 1, 10, 0, false, ""]));
+}

@@ -203,12 +203,6 @@ async fn strictness_and_rejections_match_the_service() {
         e.to_string().contains("relation \"missing\" does not exist") || format!("{e:?}").contains("does not exist"),
         "{e:?}"
     );
-    // Multi-statement SQL.
-    let e = send("SELECT 1; SELECT 2", vec![])
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(e.is_database_error_exception(), "{e:?}");
     // Array parameters.
     let arr = Field::ArrayValue(aws_sdk_rdsdata::types::ArrayValue::LongValues(vec![Some(1)]));
     let e = send("SELECT :a", vec![p("a", arr)])
@@ -353,4 +347,242 @@ async fn batch_execute_is_all_or_nothing() {
     assert!(e.is_database_error_exception(), "{e:?}");
     let n = exec(&s, "SELECT count(*) FROM b", vec![]).await;
     assert_eq!(n.records()[0][0], Field::LongValue(3));
+}
+
+fn error_message<E: aws_sdk_rdsdata::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.message().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_records_refuse_duplicate_column_labels() {
+    let s = stack(Duration::from_secs(180)).await;
+    exec(&s, "CREATE TABLE a (id BIGINT, v TEXT)", vec![]).await;
+    exec(&s, "CREATE TABLE b (id BIGINT, v TEXT)", vec![]).await;
+    exec(&s, "INSERT INTO a VALUES (1, 'x')", vec![]).await;
+    exec(&s, "INSERT INTO b VALUES (1, 'y')", vec![]).await;
+    let json = |sql: &str| {
+        s.client
+            .execute_statement()
+            .resource_arn(ARN)
+            .secret_arn(SECRET)
+            .database("app")
+            .sql(sql)
+            .format_records_as(RecordsFormatType::Json)
+            .send()
+    };
+    // Two columns labelled alike, by alias or by a join: an error, not one key silently won.
+    for sql in [
+        "SELECT 1 AS n, 2 AS n",
+        "SELECT a.id, b.id FROM a JOIN b USING (id)",
+        "SELECT a.v, b.v FROM a JOIN b USING (id) WHERE false",
+    ] {
+        let e = json(sql).await.unwrap_err().into_service_error();
+        assert!(e.is_bad_request_exception(), "{sql}: {e:?}");
+        assert!(error_message(&e).contains("more than one column"), "{sql}: {e:?}");
+    }
+    // Labels differing in case are distinct JSON keys.
+    let out = json("SELECT 1 AS \"N\", 2 AS n").await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.formatted_records().unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!([{"N": 1, "n": 2}]));
+    // Without JSON the same result set is fine: records are positional.
+    let out = exec(&s, "SELECT a.id, b.id FROM a JOIN b USING (id)", vec![]).await;
+    assert_eq!(out.records()[0], vec![Field::LongValue(1), Field::LongValue(1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_sql_is_a_validation_error() {
+    let s = stack(Duration::from_secs(180)).await;
+    exec(&s, "CREATE TABLE m (v TEXT)", vec![]).await;
+    let send = |sql: &str| {
+        s.client
+            .execute_statement()
+            .resource_arn(ARN)
+            .secret_arn(SECRET)
+            .database("app")
+            .sql(sql)
+            .send()
+    };
+    for sql in [
+        "SELECT 1; SELECT 2",
+        "INSERT INTO m VALUES ('a');INSERT INTO m VALUES ('b')",
+        "INSERT INTO m VALUES (';'); -- the second one:\n DELETE FROM m",
+    ] {
+        let e = send(sql).await.unwrap_err().into_service_error();
+        assert_eq!(error_code(&e), "ValidationException", "{sql}: {e:?}");
+        assert_eq!(error_message(&e), "Multistatements aren't supported.", "{sql}");
+    }
+    let n = exec(&s, "SELECT count(*) FROM m", vec![]).await;
+    assert_eq!(n.records()[0][0], Field::LongValue(0), "nothing of a refused call ran");
+
+    // One statement, with a trailing `;` or `;` inside literals, comments and bodies.
+    exec(&s, "INSERT INTO m VALUES ('a;b');", vec![]).await;
+    exec(&s, "INSERT INTO m VALUES ($$c;d$$) /* ; */ ; -- ;\n", vec![]).await;
+    exec(
+        &s,
+        "CREATE FUNCTION two() RETURNS bigint AS $body$ SELECT 1; SELECT 2::bigint $body$ LANGUAGE sql;",
+        vec![],
+    )
+    .await;
+    let out = exec(&s, "SELECT two(), \";\" FROM (SELECT 1 AS \";\") q;", vec![]).await;
+    assert_eq!(out.records()[0], vec![Field::LongValue(2), Field::LongValue(1)]);
+    let n = exec(&s, "SELECT count(*) FROM m", vec![]).await;
+    assert_eq!(n.records()[0][0], Field::LongValue(2));
+
+    // BatchExecuteStatement: one API call, one statement.
+    let e = s
+        .client
+        .batch_execute_statement()
+        .resource_arn(ARN)
+        .secret_arn(SECRET)
+        .database("app")
+        .sql("INSERT INTO m VALUES (:v); DELETE FROM m")
+        .set_parameter_sets(Some(vec![vec![p("v", Field::StringValue("e".into()))]]))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(error_code(&e), "ValidationException", "{e:?}");
+    assert_eq!(error_message(&e), "Multistatements aren't supported.");
+    let n = exec(&s, "SELECT count(*) FROM m", vec![]).await;
+    assert_eq!(n.records()[0][0], Field::LongValue(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_longer_than_65536_characters_is_refused() {
+    let s = stack(Duration::from_secs(180)).await;
+    // `SELECT '<é x n>'` is 9 + n characters, twice as many bytes past the first 9.
+    let select = |chars: usize| format!("SELECT '{}'", "é".repeat(chars - 9));
+    let at_limit = select(dataapi_local::service::MAX_SQL_CHARS);
+    assert!(at_limit.len() > 65_536, "the limit counts characters, not bytes");
+    let out = exec(&s, &at_limit, vec![]).await;
+    assert_eq!(out.records().len(), 1);
+
+    let over = select(dataapi_local::service::MAX_SQL_CHARS + 1);
+    let e = s
+        .client
+        .execute_statement()
+        .resource_arn(ARN)
+        .secret_arn(SECRET)
+        .database("app")
+        .sql(&over)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(error_code(&e), "ValidationException", "{e:?}");
+    assert!(
+        error_message(&e).contains("Member must have length less than or equal to 65536"),
+        "{e:?}"
+    );
+    let e = s
+        .client
+        .batch_execute_statement()
+        .resource_arn(ARN)
+        .secret_arn(SECRET)
+        .database("app")
+        .sql(&over)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(error_code(&e), "ValidationException", "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_metadata_reports_nullability_precision_and_source() {
+    let s = stack(Duration::from_secs(180)).await;
+    exec(
+        &s,
+        "CREATE TABLE item (id SERIAL PRIMARY KEY, seq BIGINT GENERATED ALWAYS AS IDENTITY, \
+         name VARCHAR(40) NOT NULL, code CHAR(3), amount NUMERIC(10,2), note TEXT, \
+         at TIMESTAMPTZ, ok BOOLEAN NOT NULL DEFAULT true, tags TEXT[], ref UUID)",
+        vec![],
+    )
+    .await;
+    let out = s
+        .client
+        .execute_statement()
+        .resource_arn(ARN)
+        .secret_arn(SECRET)
+        .database("app")
+        .sql("SELECT id, seq, name AS label, code, amount, note, at, ok, tags, ref, amount * 2 AS twice FROM item")
+        .include_result_metadata(true)
+        .send()
+        .await
+        .unwrap();
+    let m = out.column_metadata();
+    assert_eq!(m.len(), 11);
+    let by = |i: usize| &m[i];
+    // (typeName, type, nullable, precision, scale, isAutoIncrement, isSigned, isCaseSensitive)
+    let expected = [
+        ("serial", 4, 0, 10, 0, true, true, false),
+        // pgJDBC names an identity bigint as it names a bigserial.
+        ("bigserial", -5, 0, 19, 0, true, true, false),
+        ("varchar", 12, 0, 40, 0, false, false, true),
+        ("bpchar", 1, 1, 3, 0, false, false, true),
+        ("numeric", 2, 1, 10, 2, false, true, false),
+        ("text", 12, 1, i32::MAX, 0, false, false, true),
+        ("timestamptz", 93, 1, 35, 6, false, false, false),
+        ("bool", -7, 0, 1, 0, false, false, false),
+        ("_text", 2003, 1, i32::MAX, 0, false, false, true),
+        ("uuid", 1111, 1, i32::MAX, 0, false, false, true),
+        ("numeric", 2, 1, 0, 0, false, true, false),
+    ];
+    for (i, e) in expected.iter().enumerate() {
+        let c = by(i);
+        let got = (
+            c.type_name().unwrap_or_default(),
+            c.r#type(),
+            c.nullable(),
+            c.precision(),
+            c.scale(),
+            c.is_auto_increment(),
+            c.is_signed(),
+            c.is_case_sensitive(),
+        );
+        assert_eq!(got, *e, "column {i}: {c:?}");
+        assert!(!c.is_currency());
+        assert_eq!(
+            c.schema_name(),
+            Some(""),
+            "pgJDBC and the service leave schemaName empty"
+        );
+    }
+    assert_eq!((by(2).name(), by(2).label()), (Some("label"), Some("label")));
+    assert_eq!(by(2).table_name(), Some("item"));
+    assert_eq!(by(10).table_name(), Some(""), "an expression has no table");
+    assert_eq!(by(8).array_base_column_type(), 12);
+    assert_eq!(by(0).array_base_column_type(), 0);
+
+    // Same answers inside a transaction, and for a view's columns.
+    exec(&s, "CREATE VIEW item_v AS SELECT name, amount FROM item", vec![]).await;
+    let tx = s
+        .client
+        .begin_transaction()
+        .resource_arn(ARN)
+        .secret_arn(SECRET)
+        .database("app")
+        .send()
+        .await
+        .unwrap()
+        .transaction_id
+        .unwrap();
+    let out = s
+        .client
+        .execute_statement()
+        .resource_arn(ARN)
+        .secret_arn(SECRET)
+        .database("app")
+        .transaction_id(&tx)
+        .sql("SELECT name, amount FROM item_v")
+        .include_result_metadata(true)
+        .send()
+        .await
+        .unwrap();
+    let m = out.column_metadata();
+    assert_eq!(
+        (m[0].table_name(), m[0].nullable(), m[0].precision()),
+        (Some("item_v"), 1, 40)
+    );
+    assert_eq!((m[1].precision(), m[1].scale()), (10, 2));
 }

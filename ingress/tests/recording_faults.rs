@@ -231,3 +231,110 @@ async fn a_resuming_cluster_gets_its_503_within_the_commit_budget() {
         "resuming answers come at once: {took:?}"
     );
 }
+
+/// A size-limited tmpfs (a disk that fills up), unmounted when dropped. Mounting needs root,
+/// which CI has; elsewhere the test fails saying so.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tollgate-tmpfs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs for the full-disk test needs root (mount -t tmpfs)");
+        Self(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_nothing_that_ran_and_recovers_when_space_returns() {
+    let disk = Tmpfs::mount("6m");
+    let data = disk.0.join("data");
+    let config = config_for(
+        &data,
+        &[
+            ("TOLLGATE_COMMIT_RETRY_MS", "300"),
+            ("TOLLGATE_RECONCILE_INTERVAL_MS", "500"),
+            ("TOLLGATE_RECONCILE_GRACE_MS", "1000"),
+        ],
+    );
+    let backends = Backends::open(&StorageSettings {
+        mode: tollgate_core::backends::Mode::Embedded,
+        data_dir: data.clone(),
+    })
+    .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut functions = app::embedded_functions(&backends);
+    counting(&mut functions, calls.clone());
+    let running = app::start(
+        config,
+        RouteTable::parse(&test_routes()).unwrap(),
+        backends.log.clone(),
+        Arc::new(LocalInvoker::new(functions)),
+    )
+    .await
+    .unwrap();
+    let addr = running.local_addr;
+    assert_eq!(request(addr, "GET", "/v1/echo/warm", &[("x-request-id", "warm")], "").await.status, 200);
+    // Fill the disk but for a few hundred KiB.
+    let filler = disk.0.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 0usize;
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {
+        written += chunk.len();
+    }
+    drop(f);
+    std::fs::OpenOptions::new().write(true).open(&filler).unwrap().set_len((written - 384 * 1024) as u64).unwrap();
+
+    let body = "b".repeat(2048);
+    let mut ids = vec!["warm".to_string()];
+    let (mut ok, mut unavailable) = (0, 0);
+    for i in 0..300 {
+        let id = format!("full-{i}");
+        let r = request(addr, "POST", "/v1/echo/full", &[("x-request-id", &id)], &body).await;
+        match r.status.as_u16() {
+            200 => ok += 1,
+            503 => {
+                r.assert_error(503, "recording_unavailable");
+                unavailable += 1;
+            }
+            other => panic!("{id}: {other} {:?}", r.body),
+        }
+        ids.push(id);
+    }
+    println!("disk full: {ok} answered 200, {unavailable} answered 503, {} invocations", calls.load(Ordering::SeqCst));
+    assert!(unavailable > 0, "the disk never filled ({ok} fit)");
+
+    std::fs::remove_file(&filler).unwrap();
+    let dir = data.clone();
+    let settled = eventually(Duration::from_secs(40), || {
+        let (dir, ids) = (dir.clone(), ids.clone());
+        async move {
+            let rows = rows_by_id(&dir);
+            ids.iter().all(|id| rows.get(id).is_some_and(|r| r.1.is_some()))
+        }
+    })
+    .await;
+    let rows = rows_by_id(&data);
+    let missing: Vec<&String> = ids.iter().filter(|id| !rows.get(*id).is_some_and(|r| r.1.is_some())).collect();
+    assert!(settled, "{} of {} requests not recorded and audited: {missing:?}", missing.len(), ids.len());
+    running.shutdown();
+    running.wait().await;
+    let audits = audit_counts(&dir_store(&data)).await;
+    for id in &ids {
+        assert_eq!(audits.get(id), Some(&1), "{id}");
+    }
+    assert_eq!(rows.len(), ids.len());
+}
