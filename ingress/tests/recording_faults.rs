@@ -245,7 +245,10 @@ impl Tmpfs {
             .arg(&dir)
             .status()
             .expect("run mount");
-        assert!(status.success(), "mounting a tmpfs for the full-disk test needs root (mount -t tmpfs)");
+        assert!(
+            status.success(),
+            "mounting a tmpfs for the full-disk test needs root (mount -t tmpfs)"
+        );
         Self(dir)
     }
 }
@@ -286,7 +289,12 @@ async fn a_full_disk_loses_nothing_that_ran_and_recovers_when_space_returns() {
     .await
     .unwrap();
     let addr = running.local_addr;
-    assert_eq!(request(addr, "GET", "/v1/echo/warm", &[("x-request-id", "warm")], "").await.status, 200);
+    assert_eq!(
+        request(addr, "GET", "/v1/echo/warm", &[("x-request-id", "warm")], "")
+            .await
+            .status,
+        200
+    );
     // Fill the disk but for a few hundred KiB.
     let filler = disk.0.join("filler");
     let mut f = std::fs::File::create(&filler).unwrap();
@@ -296,7 +304,12 @@ async fn a_full_disk_loses_nothing_that_ran_and_recovers_when_space_returns() {
         written += chunk.len();
     }
     drop(f);
-    std::fs::OpenOptions::new().write(true).open(&filler).unwrap().set_len((written - 384 * 1024) as u64).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len((written - 384 * 1024) as u64)
+        .unwrap();
 
     let body = "b".repeat(2048);
     let mut ids = vec!["warm".to_string()];
@@ -314,7 +327,10 @@ async fn a_full_disk_loses_nothing_that_ran_and_recovers_when_space_returns() {
         }
         ids.push(id);
     }
-    println!("disk full: {ok} answered 200, {unavailable} answered 503, {} invocations", calls.load(Ordering::SeqCst));
+    println!(
+        "disk full: {ok} answered 200, {unavailable} answered 503, {} invocations",
+        calls.load(Ordering::SeqCst)
+    );
     assert!(unavailable > 0, "the disk never filled ({ok} fit)");
 
     std::fs::remove_file(&filler).unwrap();
@@ -328,8 +344,16 @@ async fn a_full_disk_loses_nothing_that_ran_and_recovers_when_space_returns() {
     })
     .await;
     let rows = rows_by_id(&data);
-    let missing: Vec<&String> = ids.iter().filter(|id| !rows.get(*id).is_some_and(|r| r.1.is_some())).collect();
-    assert!(settled, "{} of {} requests not recorded and audited: {missing:?}", missing.len(), ids.len());
+    let missing: Vec<&String> = ids
+        .iter()
+        .filter(|id| !rows.get(*id).is_some_and(|r| r.1.is_some()))
+        .collect();
+    assert!(
+        settled,
+        "{} of {} requests not recorded and audited: {missing:?}",
+        missing.len(),
+        ids.len()
+    );
     running.shutdown();
     running.wait().await;
     let audits = audit_counts(&dir_store(&data)).await;
