@@ -346,7 +346,7 @@ async fn a_full_disk_loses_nothing_that_ran_and_recovers_when_space_returns() {
     let rows = rows_by_id(&data);
     let missing: Vec<&String> = ids
         .iter()
-        .filter(|id| !rows.get(*id).is_some_and(|r| r.1.is_some()))
+        .filter(|id| rows.get(*id).is_none_or(|r| r.1.is_none()))
         .collect();
     assert!(
         settled,
