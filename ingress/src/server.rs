@@ -29,8 +29,9 @@ use tokio::task::JoinSet;
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
 const BUSY: u8 = 2;
-/// Time a connection gets to finish after it was asked to close.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Time a connection gets to finish after it was asked to close (and cut-off requests to send
+/// their answers at the drain timeout).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Where a connection is in its request cycle, shared by its reader, service and watchdog.
 struct Activity {

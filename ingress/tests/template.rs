@@ -453,7 +453,13 @@ fn the_task_environment_is_exactly_the_ingress_settings_and_parses() {
         deregistration < stop,
         "deregistration delay must be under the stop timeout"
     );
-    assert!(config.drain_timeout < stop, "the drain must end before SIGKILL");
+    // The true worst case after SIGTERM: the drain, the cut-off answers, the last group commit
+    // (its budget plus one attempt timeout: the one retry policy makes that the bound), and
+    // one more such window for records kept through an outage; all before SIGKILL.
+    let commit = config.recorder.commit_retry + tollgate_aws::sdk::RDS_DATA_ATTEMPT_TIMEOUT;
+    let worst = config.drain_timeout + tollgate_ingress::server::CLOSE_GRACE + 2 * commit;
+    assert!(worst < stop, "worst-case shutdown {worst:?} must end before SIGKILL at {stop:?}");
+    assert!(stop <= Duration::from_secs(120), "Fargate's largest stop timeout");
     assert_eq!(s(&tg["HealthCheckPath"]), "/healthz");
     // One port everywhere: listener setting, container, target group, Dockerfile.
     assert_eq!(config.listen.port(), 8080);
