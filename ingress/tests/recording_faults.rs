@@ -5,62 +5,15 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 use tollgate_core::backends::{Backends, StorageSettings};
-use tollgate_core::local::{LocalFunction, LocalInvoker};
-use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, StoredRecord};
-use tollgate_core::ports::{BoxFuture, InvokeError, LogError, RequestLog};
+use tollgate_core::local::LocalInvoker;
+use tollgate_core::ports::RequestLog;
 use tollgate_ingress::app;
 use tollgate_ingress::routes::RouteTable;
-
-/// The embedded request log with its inserts failing while `down` is set.
-struct FlakyLog {
-    inner: Arc<dyn RequestLog>,
-    down: AtomicBool,
-}
-
-impl RequestLog for FlakyLog {
-    fn migrate(&self) -> BoxFuture<'_, Result<Vec<String>, LogError>> {
-        self.inner.migrate()
-    }
-    fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>> {
-        if self.down.load(Ordering::SeqCst) {
-            return Box::pin(async { Err(LogError::Unavailable("injected outage".into())) });
-        }
-        self.inner.insert_batch(rows)
-    }
-    fn mark_audited<'a>(&'a self, key: &'a str, ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
-        self.inner.mark_audited(key, ids)
-    }
-    fn pending_audits(
-        &self,
-        before: OffsetDateTime,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>> {
-        self.inner.pending_audits(before, limit)
-    }
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<StoredRecord>, LogError>> {
-        self.inner.get(id)
-    }
-    fn query<'a>(&'a self, q: &'a RecordQuery) -> BoxFuture<'a, Result<Vec<StoredRecord>, LogError>> {
-        self.inner.query(q)
-    }
-}
-
-fn counting(functions: &mut HashMap<String, Arc<dyn LocalFunction>>, calls: Arc<AtomicUsize>) {
-    let inner = functions["echo"].clone();
-    let f = move |payload: Bytes| -> BoxFuture<'static, Result<Bytes, InvokeError>> {
-        calls.fetch_add(1, Ordering::SeqCst);
-        inner.call(payload)
-    };
-    functions.insert("echo".into(), Arc::new(f));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_refuses_before_the_function_and_keeps_what_already_ran() {

@@ -458,7 +458,10 @@ fn the_task_environment_is_exactly_the_ingress_settings_and_parses() {
     // one more such window for records kept through an outage; all before SIGKILL.
     let commit = config.recorder.commit_retry + tollgate_aws::sdk::RDS_DATA_ATTEMPT_TIMEOUT;
     let worst = config.drain_timeout + tollgate_ingress::server::CLOSE_GRACE + 2 * commit;
-    assert!(worst < stop, "worst-case shutdown {worst:?} must end before SIGKILL at {stop:?}");
+    assert!(
+        worst < stop,
+        "worst-case shutdown {worst:?} must end before SIGKILL at {stop:?}"
+    );
     assert!(stop <= Duration::from_secs(120), "Fargate's largest stop timeout");
     assert_eq!(s(&tg["HealthCheckPath"]), "/healthz");
     // One port everywhere: listener setting, container, target group, Dockerfile.

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tollgate_core::backends::{Backends, StorageSettings, DB_FILE, OBJECTS_DIR};
 use tollgate_core::local::{LocalFunction, LocalInvoker};
-use tollgate_core::ports::{BoxFuture, InvokeError, ObjectStore};
+use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, StoredRecord};
+use tollgate_core::ports::{BoxFuture, InvokeError, LogError, ObjectStore, RequestLog};
 use tollgate_ingress::app::{self, Running};
 use tollgate_ingress::config::IngressConfig;
 use tollgate_ingress::routes::RouteTable;
@@ -449,4 +450,48 @@ pub fn parse_raw(text: &str) -> (u16, String, serde_json::Value) {
         id,
         serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text:?}")),
     )
+}
+
+/// The embedded request log with its inserts failing while `down` is set.
+pub struct FlakyLog {
+    pub inner: Arc<dyn RequestLog>,
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl RequestLog for FlakyLog {
+    fn migrate(&self) -> BoxFuture<'_, Result<Vec<String>, LogError>> {
+        self.inner.migrate()
+    }
+    fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(LogError::Unavailable("injected outage".into())) });
+        }
+        self.inner.insert_batch(rows)
+    }
+    fn mark_audited<'a>(&'a self, key: &'a str, ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+        self.inner.mark_audited(key, ids)
+    }
+    fn pending_audits(
+        &self,
+        before: time::OffsetDateTime,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>> {
+        self.inner.pending_audits(before, limit)
+    }
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<StoredRecord>, LogError>> {
+        self.inner.get(id)
+    }
+    fn query<'a>(&'a self, q: &'a RecordQuery) -> BoxFuture<'a, Result<Vec<StoredRecord>, LogError>> {
+        self.inner.query(q)
+    }
+}
+
+/// Wraps `echo` to count its invocations.
+pub fn counting(functions: &mut HashMap<String, Arc<dyn LocalFunction>>, calls: Arc<std::sync::atomic::AtomicUsize>) {
+    let inner = functions["echo"].clone();
+    let f = move |payload: Bytes| -> BoxFuture<'static, Result<Bytes, InvokeError>> {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        inner.call(payload)
+    };
+    functions.insert("echo".into(), Arc::new(f));
 }
