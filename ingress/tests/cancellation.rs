@@ -4,32 +4,12 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tollgate_core::local::LocalFunction;
-use tollgate_core::ports::{BoxFuture, InvokeError};
-
-/// Wraps `echo` so that every invocation is counted by the request id it carries.
-fn counting_echo(seen: Arc<Mutex<Vec<String>>>) -> impl FnOnce(&mut HashMap<String, Arc<dyn LocalFunction>>) {
-    move |functions| {
-        let inner = functions["echo"].clone();
-        let f = move |payload: Bytes| -> BoxFuture<'static, Result<Bytes, InvokeError>> {
-            let event: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-            let id = event["multiValueHeaders"]["x-request-id"][0]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            seen.lock().unwrap().push(id);
-            inner.call(payload)
-        };
-        functions.insert("echo".into(), Arc::new(f));
-    }
-}
 
 /// Sends `head` and `body_part` on a raw connection, waits `linger`, then closes it.
 async fn send_and_leave(addr: std::net::SocketAddr, head: String, body_part: &[u8], linger: Duration) {
@@ -68,7 +48,7 @@ async fn written(addr: std::net::SocketAddr, id: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_while_its_function_runs_is_recorded_as_499() {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut ing = InProcess::start(&[], counting_echo(seen.clone())).await;
+    let mut ing = InProcess::start(&[], |f| echo_counted_by_id(f, seen.clone())).await;
 
     // Gone while echo?delay_ms=500 runs: the function finishes, the request is a 499.
     send_and_leave(
@@ -111,7 +91,7 @@ async fn a_client_that_leaves_while_its_function_runs_is_recorded_as_499() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_leaving_at_every_point_under_load_leave_one_row_and_one_event_each() {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut ing = InProcess::start(&[], counting_echo(seen.clone())).await;
+    let mut ing = InProcess::start(&[], |f| echo_counted_by_id(f, seen.clone())).await;
     let addr = ing.addr;
     const EACH: usize = 100;
     let mut tasks = Vec::new();

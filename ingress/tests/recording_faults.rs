@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_core::backends::{Backends, StorageSettings};
@@ -18,27 +18,8 @@ use tollgate_ingress::routes::RouteTable;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_refuses_before_the_function_and_keeps_what_already_ran() {
     let dir = TempDir::new("outage");
-    let config = config_for(&dir.0, &[("TOLLGATE_COMMIT_RETRY_MS", "500")]);
-    let backends = Backends::open(&StorageSettings {
-        mode: tollgate_core::backends::Mode::Embedded,
-        data_dir: dir.0.clone(),
-    })
-    .unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let mut functions = app::embedded_functions(&backends);
-    counting(&mut functions, calls.clone());
-    let flaky = Arc::new(FlakyLog {
-        inner: backends.log.clone(),
-        down: AtomicBool::new(false),
-    });
-    let running = app::start(
-        config,
-        RouteTable::parse(&test_routes()).unwrap(),
-        flaky.clone(),
-        Arc::new(LocalInvoker::new(functions)),
-    )
-    .await
-    .unwrap();
+    let ing = Faulty::start(&dir.0, &[("TOLLGATE_COMMIT_RETRY_MS", "500")]).await;
+    let (running, flaky) = (ing.running, ing.flaky.clone());
     let addr = running.local_addr;
     let ok = request(addr, "GET", "/v1/echo/before", &[("x-request-id", "before")], "").await;
     assert_eq!(ok.status, 200);
@@ -54,7 +35,7 @@ async fn an_outage_refuses_before_the_function_and_keeps_what_already_ran() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(ing.executed.lock().unwrap().len(), 2);
     // Now the log is known to be failing: refused before the function, quickly; unhealthy.
     for id in ["refused-1", "refused-2"] {
         let started = Instant::now();
@@ -67,7 +48,7 @@ async fn an_outage_refuses_before_the_function_and_keeps_what_already_ran() {
         );
     }
     assert_eq!(
-        calls.load(Ordering::SeqCst),
+        ing.executed.lock().unwrap().len(),
         2,
         "no function ran while the log was down"
     );
@@ -217,30 +198,13 @@ impl Drop for Tmpfs {
 async fn a_full_disk_loses_nothing_that_ran_and_recovers_when_space_returns() {
     let disk = Tmpfs::mount("6m");
     let data = disk.0.join("data");
-    let config = config_for(
-        &data,
-        &[
-            ("TOLLGATE_COMMIT_RETRY_MS", "300"),
-            ("TOLLGATE_RECONCILE_INTERVAL_MS", "500"),
-            ("TOLLGATE_RECONCILE_GRACE_MS", "1000"),
-        ],
-    );
-    let backends = Backends::open(&StorageSettings {
-        mode: tollgate_core::backends::Mode::Embedded,
-        data_dir: data.clone(),
-    })
-    .unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let mut functions = app::embedded_functions(&backends);
-    counting(&mut functions, calls.clone());
-    let running = app::start(
-        config,
-        RouteTable::parse(&test_routes()).unwrap(),
-        backends.log.clone(),
-        Arc::new(LocalInvoker::new(functions)),
-    )
-    .await
-    .unwrap();
+    let extra = [
+        ("TOLLGATE_COMMIT_RETRY_MS", "300"),
+        ("TOLLGATE_RECONCILE_INTERVAL_MS", "500"),
+        ("TOLLGATE_RECONCILE_GRACE_MS", "1000"),
+    ];
+    let ing = Faulty::start(&data, &extra).await;
+    let running = ing.running;
     let addr = running.local_addr;
     assert_eq!(
         request(addr, "GET", "/v1/echo/warm", &[("x-request-id", "warm")], "")
@@ -282,7 +246,7 @@ async fn a_full_disk_loses_nothing_that_ran_and_recovers_when_space_returns() {
     }
     println!(
         "disk full: {ok} answered 200, {unavailable} answered 503, {} invocations",
-        calls.load(Ordering::SeqCst)
+        ing.executed.lock().unwrap().len()
     );
     assert!(unavailable > 0, "the disk never filled ({ok} fit)");
 

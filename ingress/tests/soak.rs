@@ -14,19 +14,14 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tollgate_core::backends::{Backends, StorageSettings};
-use tollgate_core::local::{LocalFunction, LocalInvoker};
-use tollgate_core::ports::{BoxFuture, InvokeError, ObjectStore};
-use tollgate_ingress::app;
-use tollgate_ingress::routes::RouteTable;
+use tollgate_core::ports::ObjectStore;
 
 const WORKERS: usize = 32;
 
@@ -141,7 +136,7 @@ async fn a_fault_soak_balances_its_books() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let dir = TempDir::new("soak");
-    let config = config_for(
+    let ing = Faulty::start(
         &dir.0,
         &[
             ("TOLLGATE_COMMIT_RETRY_MS", "200"),
@@ -150,39 +145,9 @@ async fn a_fault_soak_balances_its_books() {
             ("TOLLGATE_RECONCILE_GRACE_MS", "3000"),
             ("TOLLGATE_MAX_IN_FLIGHT", "4096"),
         ],
-    );
-    let backends = Backends::open(&StorageSettings {
-        mode: tollgate_core::backends::Mode::Embedded,
-        data_dir: dir.0.clone(),
-    })
-    .unwrap();
-    let executed: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut functions = app::embedded_functions(&backends);
-    functions.insert("fault".into(), fault_function());
-    let echo = functions["echo"].clone();
-    let seen_by_echo = executed.clone();
-    let counted = move |payload: Bytes| -> BoxFuture<'static, Result<Bytes, InvokeError>> {
-        let event: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-        let id = event["multiValueHeaders"]["x-request-id"][0]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        seen_by_echo.lock().unwrap().push(id);
-        echo.call(payload)
-    };
-    functions.insert("echo".into(), Arc::new(counted) as Arc<dyn LocalFunction>);
-    let flaky = Arc::new(FlakyLog {
-        inner: backends.log.clone(),
-        down: AtomicBool::new(false),
-    });
-    let running = app::start(
-        config,
-        RouteTable::parse(&test_routes()).unwrap(),
-        flaky.clone(),
-        Arc::new(LocalInvoker::new(functions)),
     )
-    .await
-    .unwrap();
+    .await;
+    let (running, flaky, executed) = (ing.running, ing.flaky, ing.executed);
     let addr = running.local_addr;
 
     // The fault: the request log down for 300 ms every 2 s while the load runs.

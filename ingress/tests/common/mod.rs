@@ -486,12 +486,56 @@ impl RequestLog for FlakyLog {
     }
 }
 
-/// Wraps `echo` to count its invocations.
-pub fn counting(functions: &mut HashMap<String, Arc<dyn LocalFunction>>, calls: Arc<std::sync::atomic::AtomicUsize>) {
+/// Wraps `echo` so that every invocation is recorded by the request id it carries.
+pub fn echo_counted_by_id(functions: &mut HashMap<String, Arc<dyn LocalFunction>>, seen: Arc<Mutex<Vec<String>>>) {
     let inner = functions["echo"].clone();
     let f = move |payload: Bytes| -> BoxFuture<'static, Result<Bytes, InvokeError>> {
-        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let event: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+        let id = event["multiValueHeaders"]["x-request-id"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        seen.lock().unwrap().push(id);
         inner.call(payload)
     };
     functions.insert("echo".into(), Arc::new(f));
+}
+
+/// An in-process ingress whose request log can be switched down ([`FlakyLog`]) and whose
+/// `echo` invocations are recorded by request id (plus the `fault` function).
+pub struct Faulty {
+    pub running: Running,
+    pub flaky: Arc<FlakyLog>,
+    pub executed: Arc<Mutex<Vec<String>>>,
+}
+
+impl Faulty {
+    pub async fn start(data_dir: &Path, extra: &[(&str, &str)]) -> Self {
+        let backends = Backends::open(&StorageSettings {
+            mode: tollgate_core::backends::Mode::Embedded,
+            data_dir: data_dir.to_path_buf(),
+        })
+        .unwrap();
+        let executed: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut functions = app::embedded_functions(&backends);
+        functions.insert("fault".into(), fault_function());
+        echo_counted_by_id(&mut functions, executed.clone());
+        let flaky = Arc::new(FlakyLog {
+            inner: backends.log.clone(),
+            down: std::sync::atomic::AtomicBool::new(false),
+        });
+        let running = app::start(
+            config_for(data_dir, extra),
+            RouteTable::parse(&test_routes()).unwrap(),
+            flaky.clone(),
+            Arc::new(LocalInvoker::new(functions)),
+        )
+        .await
+        .unwrap();
+        Self {
+            running,
+            flaky,
+            executed,
+        }
+    }
 }
