@@ -43,17 +43,25 @@ fn hinted(name: &str, value: &str, hint: TypeHint) -> SqlParameter {
         .build()
 }
 
-async fn exec(
+/// An ExecuteStatement call on the stack's cluster and database, ready for more options.
+fn statement(
     s: &Stack,
     sql: &str,
-    params: Vec<SqlParameter>,
-) -> aws_sdk_rdsdata::operation::execute_statement::ExecuteStatementOutput {
+) -> aws_sdk_rdsdata::operation::execute_statement::builders::ExecuteStatementFluentBuilder {
     s.client
         .execute_statement()
         .resource_arn(ARN)
         .secret_arn(SECRET)
         .database("app")
         .sql(sql)
+}
+
+async fn exec(
+    s: &Stack,
+    sql: &str,
+    params: Vec<SqlParameter>,
+) -> aws_sdk_rdsdata::operation::execute_statement::ExecuteStatementOutput {
+    statement(&s, sql)
         .set_parameters(Some(params))
         .send()
         .await
@@ -170,16 +178,7 @@ async fn every_field_kind_round_trips_with_hints_and_metadata() {
 async fn strictness_and_rejections_match_the_service() {
     let s = stack(Duration::from_secs(180)).await;
     exec(&s, "CREATE TABLE u (id UUID PRIMARY KEY)", vec![]).await;
-    let send = |sql: &str, params: Vec<SqlParameter>| {
-        s.client
-            .execute_statement()
-            .resource_arn(ARN)
-            .secret_arn(SECRET)
-            .database("app")
-            .sql(sql)
-            .set_parameters(Some(params))
-            .send()
-    };
+    let send = |sql: &str, params: Vec<SqlParameter>| statement(&s, sql).set_parameters(Some(params)).send();
     // A string is not silently a uuid.
     let e = send(
         "INSERT INTO u VALUES (:id)",
@@ -242,12 +241,7 @@ async fn transactions_commit_roll_back_and_expire() {
             .unwrap()
     };
     let insert = |tx: String| {
-        s.client
-            .execute_statement()
-            .resource_arn(ARN)
-            .secret_arn(SECRET)
-            .database("app")
-            .sql("INSERT INTO k VALUES (:v)")
+        statement(&s, "INSERT INTO k VALUES (:v)")
             .parameters(p("v", Field::LongValue(1)))
             .transaction_id(tx)
             .send()
@@ -360,16 +354,7 @@ async fn json_records_refuse_duplicate_column_labels() {
     exec(&s, "CREATE TABLE b (id BIGINT, v TEXT)", vec![]).await;
     exec(&s, "INSERT INTO a VALUES (1, 'x')", vec![]).await;
     exec(&s, "INSERT INTO b VALUES (1, 'y')", vec![]).await;
-    let json = |sql: &str| {
-        s.client
-            .execute_statement()
-            .resource_arn(ARN)
-            .secret_arn(SECRET)
-            .database("app")
-            .sql(sql)
-            .format_records_as(RecordsFormatType::Json)
-            .send()
-    };
+    let json = |sql: &str| statement(&s, sql).format_records_as(RecordsFormatType::Json).send();
     // Two columns labelled alike, by alias or by a join: an error, not one key silently won.
     for sql in [
         "SELECT 1 AS n, 2 AS n",
@@ -393,15 +378,7 @@ async fn json_records_refuse_duplicate_column_labels() {
 async fn multi_statement_sql_is_a_validation_error() {
     let s = stack(Duration::from_secs(180)).await;
     exec(&s, "CREATE TABLE m (v TEXT)", vec![]).await;
-    let send = |sql: &str| {
-        s.client
-            .execute_statement()
-            .resource_arn(ARN)
-            .secret_arn(SECRET)
-            .database("app")
-            .sql(sql)
-            .send()
-    };
+    let send = |sql: &str| statement(&s, sql).send();
     for sql in [
         "SELECT 1; SELECT 2",
         "INSERT INTO m VALUES ('a');INSERT INTO m VALUES ('b')",
