@@ -61,7 +61,7 @@ async fn exec(
     sql: &str,
     params: Vec<SqlParameter>,
 ) -> aws_sdk_rdsdata::operation::execute_statement::ExecuteStatementOutput {
-    statement(&s, sql)
+    statement(s, sql)
         .set_parameters(Some(params))
         .send()
         .await
