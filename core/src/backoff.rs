@@ -118,12 +118,13 @@ where
         if attempt >= policy.max_attempts || elapsed >= policy.budget {
             return Err(e);
         }
+        // The wait never runs past the budget: a last attempt may start at its edge, none after.
         let delay = full_jitter(attempt - 1, policy.base, policy.cap).min(policy.budget - elapsed);
-        if delay >= policy.budget - elapsed {
-            return Err(e); // the next attempt would start at or past the budget
-        }
         tracing::warn!(policy = policy.name, attempt, error = %e, delay_ms = delay.as_millis() as u64, "retrying");
         tokio::time::sleep(delay).await;
+        if started.elapsed() > policy.budget {
+            return Err(e);
+        }
     }
 }
 
