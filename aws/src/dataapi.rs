@@ -27,18 +27,25 @@ const PENDING_PAGE: usize = 200;
 /// Ids per `IN (...)` list.
 const IN_LIST_MAX: usize = 1000;
 /// A whole group commit in one statement (PostgreSQL runs a statement atomically): the rows
-/// are one JSON array parameter; RETURNING names the rows inserted now.
-const INSERT_ROWS: &str = "INSERT INTO api_requests (request_id, event_id, trace_id, received_at, method, path, \
-     query, route, function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
-     response_bytes, error_code, audit_batch, audit_key, audit_payload) \
-     SELECT r.request_id, r.event_id, r.trace_id, r.received_at, r.method, r.path, r.query, r.route, \
-     r.function_name, r.status, r.latency_ms, r.client_ip, r.user_agent, r.principal, r.request_bytes, \
-     r.response_bytes, r.error_code, r.audit_batch, NULL, r.audit_payload::json \
-     FROM json_to_recordset(:rows) AS r(request_id varchar, event_id uuid, trace_id varchar, \
-     received_at timestamp, method varchar, path text, query text, route text, function_name text, \
-     status smallint, latency_ms float8, client_ip varchar, user_agent text, principal text, \
-     request_bytes bigint, response_bytes bigint, error_code varchar, audit_batch uuid, audit_payload text) \
-     ON CONFLICT (request_id) DO NOTHING RETURNING request_id";
+/// are one JSON array parameter; RETURNING names the rows inserted (or intents replaced) now.
+/// The conflict rule is the shared one ([`sql::ON_CONFLICT`]); a request id appears at most
+/// once per statement (PostgreSQL refuses an `ON CONFLICT DO UPDATE` that meets a row twice).
+static INSERT_ROWS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO api_requests (request_id, event_id, trace_id, received_at, method, path, \
+         query, route, function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
+         response_bytes, error_code, audit_batch, audit_key, audit_payload, intent) \
+         SELECT r.request_id, r.event_id, r.trace_id, r.received_at, r.method, r.path, r.query, r.route, \
+         r.function_name, r.status, r.latency_ms, r.client_ip, r.user_agent, r.principal, r.request_bytes, \
+         r.response_bytes, r.error_code, r.audit_batch, NULL, r.audit_payload::json, r.intent \
+         FROM json_to_recordset(:rows) AS r(request_id varchar, event_id uuid, trace_id varchar, \
+         received_at timestamp, method varchar, path text, query text, route text, function_name text, \
+         status smallint, latency_ms float8, client_ip varchar, user_agent text, principal text, \
+         request_bytes bigint, response_bytes bigint, error_code varchar, audit_batch uuid, audit_payload text, \
+         intent boolean) {} RETURNING request_id",
+        sql::ON_CONFLICT
+    )
+});
 
 /// Where the request log lives.
 #[derive(Clone, Debug)]
@@ -118,6 +125,7 @@ fn row_json(row: &NewRecord) -> Value {
         "error_code": r.error_code,
         "audit_batch": row.audit_batch,
         "audit_payload": row.audit_payload,
+        "intent": row.intent,
     })
 }
 
@@ -233,7 +241,7 @@ impl DataApiRequestLog {
         let array = Value::Array(rows.iter().map(row_json).collect());
         let params = vec![param("rows", &SqlValue::Json(array.to_string()))];
         let (_, returned) = self
-            .execute_under(&backoff::DATA_API.once(), INSERT_ROWS, params, tx, true)
+            .execute_under(&backoff::DATA_API.once(), &INSERT_ROWS, params, tx, true)
             .await?;
         Ok(returned.iter().filter_map(|r| text(r, "request_id")).collect())
     }
@@ -278,8 +286,22 @@ impl DataApiRequestLog {
         Ok(out)
     }
 
-    /// Commits (or rolls back) a transaction.
+    /// Commits the transaction if `commit`, else rolls it back. A commit that fails is followed
+    /// by a best-effort rollback: otherwise the transaction would stay open, holding its rows'
+    /// locks, until the Data API expires it (3 minutes without a call), and every retry of
+    /// those rows would block behind it. (If the commit did happen, the rollback finds no
+    /// transaction and its error is ignored.)
     async fn end_transaction(&self, tx: &str, commit: bool) -> Result<(), LogError> {
+        let ended = self.end_transaction_once(tx, commit).await;
+        if commit && ended.is_err() {
+            if let Err(e) = self.end_transaction_once(tx, false).await {
+                tracing::debug!(error = %e, "rollback after a failed commit");
+            }
+        }
+        ended
+    }
+
+    async fn end_transaction_once(&self, tx: &str, commit: bool) -> Result<(), LogError> {
         let (arn, secret) = (&self.settings.cluster_arn, &self.settings.secret_arn);
         if commit {
             let call = self
@@ -392,6 +414,7 @@ fn row_to_record(row: &Map<String, Value>) -> Result<StoredRecord, LogError> {
             Some(Value::Null) | None => None,
             Some(other) => Some(other.to_string()),
         },
+        intent: row.get("intent").and_then(Value::as_bool).unwrap_or(false),
     })
 }
 
@@ -402,18 +425,34 @@ impl RequestLog for DataApiRequestLog {
 
     fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>> {
         Box::pin(async move {
+            // A second row under a request id already in this commit is another request's
+            // (one id, two events): it is not sent, and is found a conflict below.
+            let mut first = std::collections::HashSet::new();
+            let mut repeated = std::collections::HashSet::new();
+            let sent: Vec<NewRecord> = rows
+                .iter()
+                .filter(|r| {
+                    let id = r.record.request_id.as_str();
+                    let is_first = first.insert(id);
+                    if !is_first {
+                        repeated.insert(id);
+                    }
+                    is_first
+                })
+                .cloned()
+                .collect();
             let mut chunks = Vec::new();
             let mut start = 0;
-            while start < rows.len() {
+            while start < sent.len() {
                 let mut end = start;
                 let mut bytes = 4096;
-                while end < rows.len()
-                    && (end == start || bytes + estimated_bytes(&rows[end]) <= MAX_BATCH_REQUEST_BYTES)
+                while end < sent.len()
+                    && (end == start || bytes + estimated_bytes(&sent[end]) <= MAX_BATCH_REQUEST_BYTES)
                 {
-                    bytes += estimated_bytes(&rows[end]);
+                    bytes += estimated_bytes(&sent[end]);
                     end += 1;
                 }
-                chunks.push(&rows[start..end]);
+                chunks.push(&sent[start..end]);
                 start = end;
             }
             // One statement is atomic by itself; several go in one transaction.
@@ -427,12 +466,17 @@ impl RequestLog for DataApiRequestLog {
                 for chunk in &chunks {
                     inserted.extend(self.insert_chunk(chunk, tx.as_deref()).await?);
                 }
+                // Each id is inserted by at most one row: the first that carries it.
+                let mut claimed = std::collections::HashSet::new();
                 // Ids minted here are unique by construction: one not inserted now was this
                 // very row, stored by an earlier attempt. A client-chosen one may be another
                 // request's: its event id tells.
                 let ask: Vec<&str> = rows
                     .iter()
-                    .filter(|r| r.client_chosen_id && !inserted.contains(&r.record.request_id))
+                    .filter(|r| {
+                        let id = r.record.request_id.as_str();
+                        r.client_chosen_id && (!inserted.contains(id) || repeated.contains(id))
+                    })
                     .map(|r| r.record.request_id.as_str())
                     .collect();
                 let stored = if ask.is_empty() {
@@ -442,7 +486,8 @@ impl RequestLog for DataApiRequestLog {
                 };
                 rows.iter()
                     .map(|r| {
-                        if inserted.contains(&r.record.request_id) {
+                        let id = r.record.request_id.as_str();
+                        if inserted.contains(id) && claimed.insert(id) {
                             return Ok(InsertOutcome::Inserted);
                         }
                         if !r.client_chosen_id {
@@ -490,31 +535,17 @@ impl RequestLog for DataApiRequestLog {
     fn pending_audits(
         &self,
         received_before: OffsetDateTime,
+        max_attempts: u32,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>> {
         Box::pin(async move {
             let mut out: Vec<PendingAudit> = Vec::new();
-            let mut after: Option<(String, String)> = None;
+            let mut after: Option<(u32, OffsetDateTime, String)> = None;
             let mut page = PENDING_PAGE;
             while out.len() < limit {
                 let n = page.min(limit - out.len());
-                let mut statement = String::from(
-                    "SELECT request_id, audit_batch, audit_payload, received_at FROM api_requests \
-                     WHERE audit_key IS NULL AND received_at < :before",
-                );
-                let mut params = vec![
-                    param("before", &SqlValue::Timestamp(received_before)),
-                    param("limit", &SqlValue::Int(n as i64)),
-                ];
-                if let Some((at, id)) = &after {
-                    statement.push_str(
-                        " AND (received_at > :after_at OR (received_at = :after_at AND request_id > :after_id))",
-                    );
-                    let at = parse_timestamp(at).ok_or_else(|| LogError::Failed(format!("bad received_at {at}")))?;
-                    params.push(param("after_at", &SqlValue::Timestamp(at)));
-                    params.push(param("after_id", &SqlValue::Text(id.clone())));
-                }
-                statement.push_str(" ORDER BY received_at, request_id LIMIT :limit");
+                let (statement, params) = sql::pending_audits(received_before, max_attempts, after.clone(), n);
+                let params = params.iter().map(|(k, v)| param(k, v)).collect();
                 let rows = match self.execute(&statement, params, None, true).await {
                     Ok((_, rows)) => rows,
                     Err(e) if is_too_large(&e) && page > 1 => {
@@ -526,7 +557,10 @@ impl RequestLog for DataApiRequestLog {
                 let got = rows.len();
                 for row in rows {
                     let id = text_of(&row, "request_id")?;
-                    after = Some((text_of(&row, "received_at")?, id.clone()));
+                    let at = text_of(&row, "received_at")?;
+                    let at = parse_timestamp(&at).ok_or_else(|| LogError::Failed(format!("bad received_at {at}")))?;
+                    let attempts = number(&row, "redrive_attempts")? as u32;
+                    after = Some((attempts, at, id.clone()));
                     out.push(PendingAudit {
                         request_id: id,
                         audit_batch: text(&row, "audit_batch").unwrap_or_default(),
@@ -535,6 +569,7 @@ impl RequestLog for DataApiRequestLog {
                             Some(Value::Null) | None => String::new(),
                             Some(other) => other.to_string(),
                         },
+                        redrive_attempts: attempts,
                     });
                 }
                 if got < n {
@@ -542,6 +577,44 @@ impl RequestLog for DataApiRequestLog {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn note_redrive_failure<'a>(&'a self, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+        Box::pin(async move {
+            let mut changed = 0u64;
+            for chunk in request_ids.chunks(IN_LIST_MAX) {
+                let (list, params) = in_list(chunk.iter().map(String::as_str));
+                let text = format!(
+                    "UPDATE api_requests SET redrive_attempts = redrive_attempts + 1 WHERE audit_key IS NULL AND request_id IN ({list})"
+                );
+                let (n, _) = self.execute(&text, params, None, false).await?;
+                changed += n.max(0) as u64;
+            }
+            Ok(changed)
+        })
+    }
+
+    fn count_set_aside(&self, max_attempts: u32) -> BoxFuture<'_, Result<u64, LogError>> {
+        Box::pin(async move {
+            let params = vec![param("max_attempts", &SqlValue::Int(max_attempts.into()))];
+            let (_, rows) = self.execute(sql::COUNT_SET_ASIDE, params, None, true).await?;
+            Ok(rows.first().map(|r| number(r, "n")).transpose()?.unwrap_or(0.0) as u64)
+        })
+    }
+
+    fn finalize_intents(
+        &self,
+        received_before: OffsetDateTime,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, LogError>> {
+        Box::pin(async move {
+            let params = vec![
+                param("before", &SqlValue::Timestamp(received_before)),
+                param("limit", &SqlValue::Int(limit as i64)),
+            ];
+            let (_, rows) = self.execute(sql::FINALIZE_INTENTS, params, None, true).await?;
+            rows.iter().map(|r| text_of(r, "request_id")).collect()
         })
     }
 

@@ -32,12 +32,18 @@ async fn log_over_dataapi(pg: &Postgres) -> DataApiRequestLog {
 async fn data_api_request_log_meets_the_contract() {
     let pg = Postgres::start();
     let log = log_over_dataapi(&pg).await;
-    assert_eq!(log.migrate().await.unwrap(), vec!["0001_api_requests".to_string()]);
+    assert_eq!(
+        log.migrate().await.unwrap(),
+        vec![
+            "0001_api_requests".to_string(),
+            "0002_write_ahead_and_redrive".to_string()
+        ]
+    );
     assert!(log.migrate().await.unwrap().is_empty(), "migrations apply once");
     tollgate_core::contract::request_log(&log).await;
     assert_eq!(
         pg.psql("tollgate", "SELECT count(*) FROM schema_migrations").trim(),
-        "1"
+        "2"
     );
 }
 
@@ -56,7 +62,7 @@ async fn large_group_commits_are_split_and_pending_scans_paged() {
         .collect();
     let out = log.insert_batch(&rows).await.unwrap();
     assert_eq!(out.len(), 1200);
-    let pending = log.pending_audits(tollgate_core::clock::now(), 5000).await.unwrap();
+    let pending = log.pending_audits(tollgate_core::clock::now(), 5, 5000).await.unwrap();
     assert_eq!(pending.len(), 1200, "paged past the 1 MiB response limit");
     assert!(pending.iter().all(|p| p.audit_payload.len() > 4096));
 }
@@ -93,7 +99,13 @@ async fn calls_ride_out_an_auto_paused_cluster_resuming() {
         },
     );
     let started = std::time::Instant::now();
-    assert_eq!(log.migrate().await.unwrap(), vec!["0001_api_requests".to_string()]);
+    assert_eq!(
+        log.migrate().await.unwrap(),
+        vec![
+            "0001_api_requests".to_string(),
+            "0002_write_ahead_and_redrive".to_string()
+        ]
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
         "it cannot have succeeded before the resume"

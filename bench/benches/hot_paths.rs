@@ -111,6 +111,7 @@ fn group_commit(c: &mut Criterion) {
                     audit_batch: "0192b3a4-5c6d-7e8f-9a0b-000000000000".into(),
                     audit_payload: sample_event(n as usize),
                     client_chosen_id: false,
+                    intent: false,
                 }
             })
             .collect()

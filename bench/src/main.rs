@@ -312,6 +312,9 @@ struct Report {
     load_generator: String,
     runs: Vec<Run>,
     ratios: Vec<Ratio>,
+    /// What a write-ahead route (`record = "before"`: one more durable commit per request)
+    /// costs against the default (`record = "after"`), same binary, same load, same run.
+    write_ahead_vs_after: Vec<Ratio>,
     idle: Vec<Idle>,
 }
 
@@ -433,18 +436,40 @@ fn start_baseline(o: &Options, logs: &Path) -> Result<Server, String> {
 }
 
 fn start_tollgate(o: &Options, logs: &Path, data: &Path) -> Result<Server, String> {
+    start_tollgate_with(o, logs, data, &o.routes, "tollgate-embedded")
+}
+
+/// The same measured route (`/v1/echo`) as a write-ahead route: an intent is committed before
+/// echo runs, the record after.
+fn start_tollgate_write_ahead(o: &Options, logs: &Path, data: &Path) -> Result<Server, String> {
+    let routes = logs.join("routes-write-ahead.toml");
+    std::fs::write(
+        &routes,
+        "[[routes]]\npath = \"/v1/echo\"\nmethods = [\"ANY\"]\nfunction = \"echo\"\ntimeout_ms = 10000\nrecord = \"before\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    start_tollgate_with(o, logs, data, &routes, "tollgate-write-ahead")
+}
+
+fn start_tollgate_with(
+    o: &Options,
+    logs: &Path,
+    data: &Path,
+    routes: &Path,
+    name: &'static str,
+) -> Result<Server, String> {
     let mut cmd = Command::new(o.bin_dir.join("tollgate"));
     // Its real defaults, but a fresh data dir and a free port.
     cmd.env_remove("RUST_LOG")
         .env("TOLLGATE_LISTEN", "127.0.0.1:0")
         .env("TOLLGATE_DATA_DIR", data)
-        .env("TOLLGATE_ROUTES", &o.routes);
-    let (child, addr) = spawn(cmd, &logs.join("tollgate.log"), "tollgate ready", |l| {
+        .env("TOLLGATE_ROUTES", routes);
+    let (child, addr) = spawn(cmd, &logs.join(format!("{name}.log")), "tollgate ready", |l| {
         let v: serde_json::Value = serde_json::from_str(l).ok()?;
         v["listen"].as_str()?.parse().ok()
     })?;
     Ok(Server {
-        name: "tollgate-embedded",
+        name,
         child,
         addr,
         path: "/v1/echo",
@@ -572,6 +597,11 @@ fn run() -> Result<(), String> {
     runs.extend(measure(&o, &start_baseline(&o, &work)?)?);
     eprintln!("tollgate embedded (echo route, durable recording, default settings):");
     runs.extend(measure(&o, &start_tollgate(&o, &work, &work.join("data"))?)?);
+    eprintln!("tollgate embedded, the echo route write-ahead (record = \"before\"):");
+    runs.extend(measure(
+        &o,
+        &start_tollgate_write_ahead(&o, &work, &work.join("data-wa"))?,
+    )?);
     if o.aws {
         eprintln!("tollgate aws mode against the local stand-ins (Data API, S3, Lambda emulator):");
         // The Lambda emulator runs one runtime process per function, one invocation at a time:
@@ -591,22 +621,23 @@ fn run() -> Result<(), String> {
         o.idle_connections,
     )?);
 
-    let ratios: Vec<Ratio> = o
-        .concurrency
-        .iter()
-        .filter_map(|&c| {
-            let b = runs.iter().find(|r| r.target == "baseline" && r.concurrency == c)?;
-            let t = runs
-                .iter()
-                .find(|r| r.target == "tollgate-embedded" && r.concurrency == c)?;
-            Some(Ratio {
-                concurrency: c,
-                throughput_ratio: t.requests_per_s / b.requests_per_s,
-                p99_ratio: t.p99_ms / b.p99_ms,
-                cpu_per_request_ratio: t.cpu_s_per_1k / b.cpu_s_per_1k,
+    let ratios_of = |candidate: &str, base: &str| -> Vec<Ratio> {
+        o.concurrency
+            .iter()
+            .filter_map(|&c| {
+                let b = runs.iter().find(|r| r.target == base && r.concurrency == c)?;
+                let t = runs.iter().find(|r| r.target == candidate && r.concurrency == c)?;
+                Some(Ratio {
+                    concurrency: c,
+                    throughput_ratio: t.requests_per_s / b.requests_per_s,
+                    p99_ratio: t.p99_ms / b.p99_ms,
+                    cpu_per_request_ratio: t.cpu_s_per_1k / b.cpu_s_per_1k,
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
+    let ratios = ratios_of("tollgate-embedded", "baseline");
+    let write_ahead_vs_after = ratios_of("tollgate-write-ahead", "tollgate-embedded");
     let report = Report {
         started_unix: started,
         machine: Machine {
@@ -621,6 +652,7 @@ fn run() -> Result<(), String> {
         load_generator: "wrk (keep-alive), POST 14-byte body".into(),
         runs,
         ratios,
+        write_ahead_vs_after,
         idle: idles,
     };
     print_table(&report);
@@ -669,6 +701,16 @@ fn print_table(r: &Report) {
     }
     println!("\n| conc | tollgate / baseline throughput | p99 ratio | CPU per request ratio |\n| ---: | ---: | ---: | ---: |");
     for x in &r.ratios {
+        println!(
+            "| {} | {:.1}% | {:.2}x | {:.2}x |",
+            x.concurrency,
+            x.throughput_ratio * 100.0,
+            x.p99_ratio,
+            x.cpu_per_request_ratio
+        );
+    }
+    println!("\n| conc | write-ahead / after throughput | p99 ratio | CPU per request ratio |\n| ---: | ---: | ---: | ---: |");
+    for x in &r.write_ahead_vs_after {
         println!(
             "| {} | {:.1}% | {:.2}x | {:.2}x |",
             x.concurrency,

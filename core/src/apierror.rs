@@ -66,6 +66,15 @@ error_codes! {
     FunctionTimeout = ("function_timeout", 504, "the function did not answer in time"),
 }
 
+/// The code of a record whose request the ingress never answered: it stopped (crashed, was
+/// killed, lost its task) after the write-ahead intent of a `record = "before"` route, so the
+/// function may have run. Never sent to a client; the record's status is 0.
+pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+
+/// The message of an `outcome_unknown` audit event.
+pub const OUTCOME_UNKNOWN_MESSAGE: &str =
+    "the ingress stopped after the write-ahead intent and before the answer; the function may have run";
+
 impl ErrorCode {
     /// Whether a client should retry later (503: these carry `Retry-After`).
     pub const fn is_retryable(self) -> bool {

@@ -33,6 +33,7 @@ fn record(id: &str, at: OffsetDateTime, status: u16, method: &str, path: &str) -
         audit_batch: BATCH.into(),
         audit_payload: format!("{{\"request_id\":\"{id}\"}}"),
         client_chosen_id: true,
+        intent: false,
     }
 }
 
@@ -62,6 +63,7 @@ pub fn sample_record(request_id: &str, audit_batch: &str) -> NewRecord {
         audit_batch: audit_batch.into(),
         audit_payload: format!("{{\"event_version\":\"1\",\"request_id\":\"{request_id}\"}}"),
         client_chosen_id: false,
+        intent: false,
     }
 }
 
@@ -196,7 +198,7 @@ pub async fn request_log(log: &dyn RequestLog) {
     assert_eq!(page2.first().map(|r| r.record.request_id.as_str()), Some("r05"));
 
     // The outbox: pending until marked, marking is once only.
-    let pending = log.pending_audits(ms(3), 100).await.expect("pending");
+    let pending = log.pending_audits(ms(3), 5, 100).await.expect("pending");
     let ids: Vec<&str> = pending.iter().map(|p| p.request_id.as_str()).collect();
     assert_eq!(ids, vec!["r00", "r01", "r02"], "oldest first, before the cutoff");
     assert_eq!(pending[0].audit_batch, BATCH);
@@ -210,14 +212,146 @@ pub async fn request_log(log: &dyn RequestLog) {
     assert_eq!(got.audit_key.as_deref(), Some("k1"));
     assert_eq!(got.audit_payload, None, "outbox cleared once audited");
     let ids: Vec<String> = log
-        .pending_audits(ms(3), 100)
+        .pending_audits(ms(3), 5, 100)
         .await
         .expect("p")
         .into_iter()
         .map(|p| p.request_id)
         .collect();
     assert_eq!(ids, vec!["r02"]);
-    assert_eq!(log.pending_audits(ms(100), 2).await.expect("p").len(), 2, "limit holds");
+    assert_eq!(
+        log.pending_audits(ms(100), 5, 2).await.expect("p").len(),
+        2,
+        "limit holds"
+    );
+
+    // Re-drives that fail: the row goes behind every row with fewer failures, and is set
+    // aside at the limit.
+    assert_eq!(
+        log.note_redrive_failure(&["r02".into(), "r00".into()])
+            .await
+            .expect("note"),
+        1,
+        "audited rows are not counted"
+    );
+    let order: Vec<(String, u32)> = log
+        .pending_audits(ms(100), 5, 100)
+        .await
+        .expect("p")
+        .into_iter()
+        .map(|p| (p.request_id, p.redrive_attempts))
+        .collect();
+    assert_eq!(order.first(), Some(&("r03".to_string(), 0)), "{order:?}");
+    assert_eq!(order.last(), Some(&("r02".to_string(), 1)), "{order:?}");
+    let ids: Vec<String> = log
+        .pending_audits(ms(100), 1, 100)
+        .await
+        .expect("p")
+        .into_iter()
+        .map(|p| p.request_id)
+        .collect();
+    assert!(!ids.contains(&"r02".to_string()), "set aside at the limit: {ids:?}");
+    assert_eq!(log.count_set_aside(1).await.expect("count"), 1);
+    assert_eq!(log.count_set_aside(2).await.expect("count"), 0);
+
+    // Two requests under one client-chosen id in one commit: the second is a conflict.
+    let first = record("dup", ms(150), 200, "GET", "/v1/echo");
+    let second = record("dup", ms(151), 200, "GET", "/v1/echo");
+    assert_eq!(
+        log.insert_batch(&[first.clone(), second]).await.expect("dup"),
+        vec![InsertOutcome::Inserted, InsertOutcome::IdConflict]
+    );
+    assert_eq!(
+        log.get("dup").await.expect("get").expect("present").record,
+        first.record
+    );
+
+    // Write-ahead: an intent is a row, not pending, until its record replaces it.
+    let intent = |id: &str, at: OffsetDateTime| {
+        let mut r = record(id, at, 0, "POST", "/v1/echo");
+        r.record.error_code = Some(crate::apierror::OUTCOME_UNKNOWN.into());
+        r.audit_payload = format!("{{\"request_id\":\"{id}\",\"outcome\":\"unknown\"}}");
+        r.intent = true;
+        r
+    };
+    let w1 = intent("w1", ms(200));
+    assert_eq!(
+        log.insert_batch(std::slice::from_ref(&w1)).await.expect("intent"),
+        vec![InsertOutcome::Inserted]
+    );
+    assert!(matches!(
+        log.insert_batch(std::slice::from_ref(&w1)).await.expect("intent again")[..],
+        [InsertOutcome::Inserted | InsertOutcome::AlreadyPresent]
+    ));
+    let got = log.get("w1").await.expect("get").expect("intent row");
+    assert!(got.intent);
+    assert_eq!(got.record.status, 0);
+    let pending: Vec<String> = log
+        .pending_audits(ms(1000), 5, 100)
+        .await
+        .expect("p")
+        .into_iter()
+        .map(|p| p.request_id)
+        .collect();
+    assert!(!pending.contains(&"w1".to_string()), "an intent is not re-driven");
+    let mut clash = record("w1", ms(201), 200, "GET", "/other");
+    clash.record.event_id = uuid::Uuid::new_v4().to_string();
+    assert_eq!(
+        log.insert_batch(&[clash]).await.expect("clash"),
+        vec![InsertOutcome::IdConflict]
+    );
+    assert!(
+        log.get("w1").await.expect("get").expect("row").intent,
+        "a clash leaves the intent"
+    );
+    let mut done = w1.clone();
+    done.intent = false;
+    done.record.status = 201;
+    done.record.error_code = None;
+    done.record.latency_ms = 9.5;
+    done.audit_payload = "{\"request_id\":\"w1\",\"outcome\":\"201\"}".into();
+    assert_eq!(
+        log.insert_batch(std::slice::from_ref(&done)).await.expect("complete"),
+        vec![InsertOutcome::Inserted]
+    );
+    let got = log.get("w1").await.expect("get").expect("row");
+    assert!(!got.intent);
+    assert_eq!(got.record, done.record, "the record replaced the intent");
+    assert_eq!(got.audit_payload.as_deref(), Some(done.audit_payload.as_str()));
+    assert!(matches!(
+        log.insert_batch(std::slice::from_ref(&done))
+            .await
+            .expect("complete again")[..],
+        [InsertOutcome::AlreadyPresent | InsertOutcome::Inserted]
+    ));
+    assert_eq!(log.get("w1").await.expect("get").expect("row").record, done.record);
+
+    // An intent whose ingress died is finalized once it is old enough, and then goes out.
+    let w2 = intent("w2", ms(300));
+    log.insert_batch(std::slice::from_ref(&w2)).await.expect("intent");
+    assert!(log.finalize_intents(ms(300), 100).await.expect("too young").is_empty());
+    assert_eq!(
+        log.finalize_intents(ms(301), 100).await.expect("finalize"),
+        vec!["w2".to_string()]
+    );
+    assert!(log.finalize_intents(ms(301), 100).await.expect("once").is_empty());
+    let got = log.get("w2").await.expect("get").expect("row");
+    assert!(!got.intent);
+    assert_eq!(got.record.error_code.as_deref(), Some(crate::apierror::OUTCOME_UNKNOWN));
+    let pending: Vec<String> = log
+        .pending_audits(ms(1000), 5, 100)
+        .await
+        .expect("p")
+        .into_iter()
+        .map(|p| p.request_id)
+        .collect();
+    assert!(pending.contains(&"w2".to_string()), "{pending:?}");
+    // A late answer does not rewrite what was finalized.
+    let mut late = w2.clone();
+    late.intent = false;
+    late.record.status = 200;
+    log.insert_batch(&[late]).await.expect("late");
+    assert_eq!(log.get("w2").await.expect("get").expect("row").record.status, 0);
 }
 
 /// The `ObjectStore` contract. `store` must be empty.

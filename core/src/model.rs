@@ -30,7 +30,8 @@ pub struct RequestRecord {
     pub route: Option<String>,
     /// Function the route hands off to, if any.
     pub function_name: Option<String>,
-    /// Status sent to the client.
+    /// Status sent to the client; 0 when the ingress never answered (`outcome_unknown`: it
+    /// stopped between a write-ahead intent and the answer).
     pub status: u16,
     /// Time from receipt to response ready, in milliseconds.
     pub latency_ms: f64,
@@ -61,6 +62,11 @@ pub struct StoredRecord {
     /// The audit event (outbox), until it is written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_payload: Option<String>,
+    /// A write-ahead intent: the function of a `record = "before"` route was (or is about to
+    /// be) invoked and the request is not answered yet. Its status is 0 and its error code
+    /// `outcome_unknown` until the answer replaces it, or for good if the ingress died first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intent: bool,
 }
 
 /// A record to insert together with its outbox entry.
@@ -75,6 +81,9 @@ pub struct NewRecord {
     /// Whether the request id came from the client (`x-request-id`) rather than being minted
     /// here: only such ids can clash with another request's, so only they need checking.
     pub client_chosen_id: bool,
+    /// A write-ahead intent (see [`StoredRecord::intent`]). The request's record later replaces
+    /// it: an insert of the same event over an intent updates the row.
+    pub intent: bool,
 }
 
 /// What happened to one row of an insert batch.
@@ -97,6 +106,8 @@ pub struct PendingAudit {
     pub audit_batch: String,
     /// The serialized audit event.
     pub audit_payload: String,
+    /// Re-drives of this event that failed so far.
+    pub redrive_attempts: u32,
 }
 
 /// Filters of a request-log query (newest first).
@@ -206,7 +217,8 @@ pub struct AuditEvent {
     /// Function the route hands off to.
     pub function_name: Option<String>,
     /// Whether the function was invoked for this request (a request refused before its hand-off
-    /// names its route's function but did not run it).
+    /// names its route's function but did not run it). For `outcome_unknown` it may have been:
+    /// the ingress stopped after the write-ahead intent, so this says true.
     #[serde(default)]
     pub invoked: bool,
     /// What was answered.
@@ -257,6 +269,13 @@ pub struct ReconcileReport {
     pub batches: usize,
     /// Batches whose re-drive failed (left for the next pass).
     pub failed_batches: usize,
+    /// Write-ahead intents left by an ingress that died, finalized as `outcome_unknown`.
+    #[serde(default)]
+    pub intents_finalized: usize,
+    /// Unaudited rows set aside: their re-drive failed too often, so they are no longer tried
+    /// (alarmed on; an operator clears their `redrive_attempts` once the cause is fixed).
+    #[serde(default)]
+    pub set_aside: u64,
 }
 
 /// The EventBridge scheduled event (`detail-type: "Scheduled Event"`, `source: "aws.events"`)

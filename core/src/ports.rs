@@ -95,12 +95,31 @@ pub trait RequestLog: Send + Sync + 'static {
     /// already marked; returns the rows changed.
     fn mark_audited<'a>(&'a self, key: &'a str, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>>;
 
-    /// Unaudited rows received before `received_before`, oldest first.
+    /// Unaudited rows received before `received_before` and re-driven fewer than
+    /// `max_attempts` times without success, fewest attempts first, then oldest; write-ahead
+    /// intents are not among them.
     fn pending_audits(
         &self,
         received_before: OffsetDateTime,
+        max_attempts: u32,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>>;
+
+    /// Counts one more failed re-drive of each of these rows (still unaudited); returns the
+    /// rows changed.
+    fn note_redrive_failure<'a>(&'a self, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>>;
+
+    /// Unaudited rows re-driven `max_attempts` times or more without success (set aside).
+    fn count_set_aside(&self, max_attempts: u32) -> BoxFuture<'_, Result<u64, LogError>>;
+
+    /// Finalizes at most `limit` write-ahead intents received before `received_before`, oldest
+    /// first: each keeps the `outcome_unknown` record and audit event it was written with and
+    /// becomes an ordinary unaudited row. Returns their request ids.
+    fn finalize_intents(
+        &self,
+        received_before: OffsetDateTime,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, LogError>>;
 
     /// One row by request id.
     fn get<'a>(&'a self, request_id: &'a str) -> BoxFuture<'a, Result<Option<StoredRecord>, LogError>>;

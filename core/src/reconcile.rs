@@ -26,6 +26,14 @@ pub const DEFAULT_AUDIT_BATCH_MAX_EVENTS: u64 = 1000;
 pub const DEFAULT_RECONCILE_GRACE_MS: u64 = 120_000;
 /// Default of `TOLLGATE_RECONCILE_SCAN_LIMIT`: rows a reconciler pass looks at.
 pub const DEFAULT_RECONCILE_SCAN_LIMIT: u64 = 10_000;
+/// Default of `TOLLGATE_RECONCILE_SET_ASIDE_AFTER`: failed re-drives after which a row is set
+/// aside (counted and alarmed on, no longer tried).
+pub const DEFAULT_SET_ASIDE_AFTER: u64 = 5;
+/// Default of `TOLLGATE_INTENT_GRACE_MS`: a write-ahead intent older than this lost its ingress
+/// and is finalized as `outcome_unknown`. It must exceed the longest a live ingress can take
+/// from an intent to its record: the longest route timeout (at most 15 minutes) plus the
+/// commit budget; the ingress refuses to start with a write-ahead route that does not fit.
+pub const DEFAULT_INTENT_GRACE_MS: u64 = 1_200_000;
 
 /// What a reconciler pass needs to know.
 #[derive(Clone, Debug)]
@@ -40,6 +48,10 @@ pub struct ReconcileSettings {
     pub max_batch_bytes: usize,
     /// Most events per batch sent.
     pub max_batch_events: usize,
+    /// Failed re-drives after which a row is set aside.
+    pub set_aside_after: u32,
+    /// Age past which a write-ahead intent is finalized as `outcome_unknown`.
+    pub intent_grace: Duration,
 }
 
 impl ReconcileSettings {
@@ -79,59 +91,110 @@ impl ReconcileSettings {
             1_000_000,
             "rows a reconciler pass looks at",
         ) as usize;
+        let set_aside_after = r.range(
+            "TOLLGATE_RECONCILE_SET_ASIDE_AFTER",
+            DEFAULT_SET_ASIDE_AFTER,
+            1,
+            1000,
+            "failed re-drives after which a row is set aside (and alarmed on)",
+        ) as u32;
+        let intent_grace = Duration::from_millis(r.range(
+            "TOLLGATE_INTENT_GRACE_MS",
+            DEFAULT_INTENT_GRACE_MS,
+            1000,
+            86_400_000,
+            "write-ahead intents older than this are finalized as outcome_unknown",
+        ));
         Self {
             audit_function,
             grace,
             scan_limit,
             max_batch_bytes,
             max_batch_events,
+            set_aside_after,
+            intent_grace,
         }
     }
 }
 
-/// One pass: finds unaudited rows past the grace period and sends each batch's events to the
-/// writer synchronously, so failures are seen and retried on the next pass.
+/// One pass. First, write-ahead intents past their grace are finalized as `outcome_unknown`
+/// (their ingress died). Then unaudited rows past the grace period are sent to the writer
+/// synchronously, so failures are seen: each failed row counts one more attempt, rows that
+/// failed before go one event per batch (a bad event cannot hold back the rest of its
+/// batch), rows with fewer failures go first, and rows past `set_aside_after` are set aside
+/// and counted (the report's `set_aside`, alarmed on) rather than tried for ever.
 pub async fn reconcile_once(
     log: &dyn RequestLog,
     invoker: &dyn Invoker,
     settings: &ReconcileSettings,
 ) -> Result<ReconcileReport, LogError> {
-    let before = crate::clock::now() - settings.grace;
-    let pending = log.pending_audits(before, settings.scan_limit).await?;
+    let now = crate::clock::now();
+    let finalized = log
+        .finalize_intents(now - settings.intent_grace, settings.scan_limit)
+        .await?;
+    for id in &finalized {
+        tracing::warn!(request_id = %id, "write-ahead intent without an answer: finalized as outcome_unknown");
+    }
+    let pending = log
+        .pending_audits(now - settings.grace, settings.set_aside_after, settings.scan_limit)
+        .await?;
     let mut report = ReconcileReport {
         pending: pending.len(),
+        intents_finalized: finalized.len(),
         ..Default::default()
     };
-    let mut batches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // (batch id, events, their request ids), each sent as one or more parts.
+    let mut groups: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    let mut singles: Vec<(String, String, String)> = Vec::new();
     for row in pending {
         if row.audit_payload.is_empty() {
             tracing::error!(request_id = %row.request_id, "unaudited row without an outbox payload");
             continue;
         }
-        batches.entry(row.audit_batch).or_default().push(row.audit_payload);
+        if row.redrive_attempts > 0 {
+            singles.push((row.audit_batch, row.audit_payload, row.request_id));
+        } else {
+            let g = groups.entry(row.audit_batch).or_default();
+            g.0.push(row.audit_payload);
+            g.1.push(row.request_id);
+        }
     }
-    for (batch_id, events) in batches {
+    let mut parts: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for (batch_id, (events, ids)) in groups {
+        let mut ids = ids.into_iter();
         for part in split_by_size(events, settings.max_batch_bytes, settings.max_batch_events) {
-            report.batches += 1;
-            let payload = batch_payload(&batch_id, &part);
-            let answer = tokio::time::timeout(REDRIVE_TIMEOUT, invoker.invoke(&settings.audit_function, payload))
-                .await
-                .unwrap_or_else(|_| Err(crate::InvokeError::Unavailable("re-drive timed out".into())));
-            match answer {
-                Ok(answer) => match serde_json::from_slice::<AuditWriteReport>(&answer) {
-                    Ok(r) => tracing::info!(batch_id = %batch_id, events = part.len(), rows_marked = r.rows_marked,
-                        "re-drove audit batch"),
-                    Err(e) => {
-                        report.failed_batches += 1;
-                        tracing::warn!(batch_id = %batch_id, error = %e, "audit writer answered garbage");
-                    }
-                },
-                Err(e) => {
-                    report.failed_batches += 1;
-                    tracing::warn!(batch_id = %batch_id, error = %e, "re-drive failed; will retry next pass");
-                }
+            let part_ids: Vec<String> = ids.by_ref().take(part.len()).collect();
+            parts.push((batch_id.clone(), part, part_ids));
+        }
+    }
+    parts.extend(singles.into_iter().map(|(b, e, id)| (b, vec![e], vec![id])));
+    for (batch_id, events, ids) in parts {
+        report.batches += 1;
+        if let Err(why) = redrive(invoker, &settings.audit_function, &batch_id, &events).await {
+            report.failed_batches += 1;
+            tracing::warn!(batch_id = %batch_id, events = events.len(), error = %why, "re-drive failed; will retry next pass");
+            if let Err(e) = log.note_redrive_failure(&ids).await {
+                tracing::warn!(batch_id = %batch_id, error = %e, "could not count the failed re-drive");
             }
         }
     }
+    report.set_aside = log.count_set_aside(settings.set_aside_after).await?;
+    if report.set_aside > 0 {
+        tracing::error!(rows = report.set_aside, after = settings.set_aside_after,
+            "unaudited rows set aside after repeated re-drive failures; fix the cause, then reset their redrive_attempts");
+    }
     Ok(report)
+}
+
+/// Sends one part of a batch to the writer and reads its report.
+async fn redrive(invoker: &dyn Invoker, function: &str, batch_id: &str, events: &[String]) -> Result<(), String> {
+    let payload = batch_payload(batch_id, events);
+    let answer = tokio::time::timeout(REDRIVE_TIMEOUT, invoker.invoke(function, payload))
+        .await
+        .unwrap_or_else(|_| Err(crate::InvokeError::Unavailable("re-drive timed out".into())))
+        .map_err(|e| e.to_string())?;
+    let r = serde_json::from_slice::<AuditWriteReport>(&answer)
+        .map_err(|e| format!("audit writer answered garbage: {e}"))?;
+    tracing::info!(batch_id = %batch_id, events = events.len(), rows_marked = r.rows_marked, "re-drove audit batch");
+    Ok(())
 }

@@ -12,10 +12,16 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// Versioned migrations, applied in order and recorded in `schema_migrations`.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_api_requests",
-    include_str!("../migrations/sqlite/0001_api_requests.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_api_requests",
+        include_str!("../migrations/sqlite/0001_api_requests.sql"),
+    ),
+    (
+        "0002_write_ahead_and_redrive",
+        include_str!("../migrations/sqlite/0002_write_ahead_and_redrive.sql"),
+    ),
+];
 
 /// How long a statement waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -181,7 +187,7 @@ impl SqliteRequestLog {
 }
 
 /// The INSERT's parameters, in the order [`bind_insert`] binds them.
-const INSERT_PARAMS: [&str; 19] = [
+const INSERT_PARAMS: [&str; 20] = [
     ":request_id",
     ":event_id",
     ":trace_id",
@@ -201,6 +207,7 @@ const INSERT_PARAMS: [&str; 19] = [
     ":error_code",
     ":audit_batch",
     ":audit_payload",
+    ":intent",
 ];
 
 fn bind_insert(stmt: &mut rusqlite::CachedStatement<'_>, idx: &[usize], row: &NewRecord) -> rusqlite::Result<()> {
@@ -224,6 +231,7 @@ fn bind_insert(stmt: &mut rusqlite::CachedStatement<'_>, idx: &[usize], row: &Ne
     stmt.raw_bind_parameter(idx[16], &r.error_code)?;
     stmt.raw_bind_parameter(idx[17], &row.audit_batch)?;
     stmt.raw_bind_parameter(idx[18], &row.audit_payload)?;
+    stmt.raw_bind_parameter(idx[19], row.intent)?;
     Ok(())
 }
 
@@ -263,6 +271,7 @@ fn row_to_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
         audit_batch: row.get(17)?,
         audit_key: row.get(18)?,
         audit_payload: row.get(19)?,
+        intent: row.get(20)?,
     })
 }
 
@@ -284,7 +293,7 @@ impl RequestLog for SqliteRequestLog {
                 .map_err(map_err)?;
             let mut outcomes = Vec::with_capacity(rows.len());
             {
-                let mut insert = tx.prepare_cached(sql::INSERT).map_err(map_err)?;
+                let mut insert = tx.prepare_cached(&sql::INSERT).map_err(map_err)?;
                 let mut event_of = tx.prepare_cached(sql::EVENT_ID_OF).map_err(map_err)?;
                 // Parameter positions are looked up once per batch, then bound from the rows
                 // by reference (binding by name allocated a string per parameter per row).
@@ -344,25 +353,81 @@ impl RequestLog for SqliteRequestLog {
     fn pending_audits(
         &self,
         received_before: OffsetDateTime,
+        max_attempts: u32,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>> {
+        let (text, params) = sql::pending_audits(received_before, max_attempts, None, limit);
         Box::pin(self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(sql::PENDING_AUDITS).map_err(map_err)?;
-            let before = SqlValue::Timestamp(received_before);
-            let limit = limit as i64;
+            let mut stmt = conn.prepare_cached(&text).map_err(map_err)?;
+            let n = named(&params);
             let rows = stmt
-                .query_map(
-                    &[(":before", &before as &dyn ToSql), (":limit", &limit as &dyn ToSql)][..],
-                    |r| {
-                        Ok(PendingAudit {
-                            request_id: r.get(0)?,
-                            audit_batch: r.get(1)?,
-                            audit_payload: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                        })
-                    },
-                )
+                .query_map(bind(&n).as_slice(), |r| {
+                    Ok(PendingAudit {
+                        request_id: r.get(0)?,
+                        audit_batch: r.get(1)?,
+                        audit_payload: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        redrive_attempts: r.get(3)?,
+                    })
+                })
                 .map_err(map_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        }))
+    }
+
+    fn note_redrive_failure<'a>(&'a self, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+        let ids = request_ids.to_vec();
+        Box::pin(self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let mut changed = 0u64;
+            {
+                let mut stmt = tx.prepare_cached(sql::NOTE_REDRIVE_FAILURE).map_err(map_err)?;
+                for id in &ids {
+                    changed += stmt
+                        .execute(&[(":request_id", id as &dyn ToSql)][..])
+                        .map_err(map_err)? as u64;
+                }
+            }
+            tx.commit().map_err(map_err)?;
+            Ok(changed)
+        }))
+    }
+
+    fn count_set_aside(&self, max_attempts: u32) -> BoxFuture<'_, Result<u64, LogError>> {
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql::COUNT_SET_ASIDE).map_err(map_err)?;
+            stmt.query_row(&[(":max_attempts", &max_attempts as &dyn ToSql)][..], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n.max(0) as u64)
+            .map_err(map_err)
+        }))
+    }
+
+    fn finalize_intents(
+        &self,
+        received_before: OffsetDateTime,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, LogError>> {
+        Box::pin(self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let ids = {
+                let mut stmt = tx.prepare_cached(sql::FINALIZE_INTENTS).map_err(map_err)?;
+                let before = SqlValue::Timestamp(received_before);
+                let limit = limit as i64;
+                let rows = stmt
+                    .query_map(
+                        &[(":before", &before as &dyn ToSql), (":limit", &limit as &dyn ToSql)][..],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .map_err(map_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(map_err)?
+            };
+            tx.commit().map_err(map_err)?;
+            Ok(ids)
         }))
     }
 

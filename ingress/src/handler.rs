@@ -1,6 +1,6 @@
 //! One request, in phases: **admit** (head checks, load and health) -> **route** -> **read
-//! body** -> **hand off** (invoke the function) -> **record** (durable row and audit event) ->
-//! **answer**. Each phase reads and fills the request's [`Ctx`]; any phase may end the request
+//! body** -> (**write ahead**: on a `record = "before"` route, a durable intent) -> **hand
+//! off** (invoke the function) -> **record** (durable row and audit event) -> **answer**. Each phase reads and fills the request's [`Ctx`]; any phase may end the request
 //! with a [`Rejection`] (an [`ErrorCode`] of the shared table), which is recorded like any
 //! answer.
 //!
@@ -15,7 +15,7 @@
 use crate::alb::{self, FunctionReply};
 use crate::config::IngressConfig;
 use crate::recorder::RecorderHandle;
-use crate::routes::{Route, RouteMatch, RouteTable};
+use crate::routes::{Recording, Route, RouteMatch, RouteTable};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -190,6 +190,8 @@ struct Ctx {
     started: Instant,
     peer: SocketAddr,
     request_id: String,
+    /// The id of the request's audit event (its write-ahead intent's too).
+    event_id: String,
     client_chosen_id: bool,
     trace_id: String,
     parts: http::request::Parts,
@@ -495,97 +497,167 @@ fn function_error_code(reply: &FunctionReply) -> Option<String> {
         .filter(|c| !c.is_empty())
 }
 
+/// What a record and its audit event say about a request, whatever its answer: one builder
+/// for answered requests, write-ahead intents and connection-level events.
+struct Facts {
+    request_id: String,
+    event_id: String,
+    trace_id: Option<String>,
+    received_at: OffsetDateTime,
+    method: String,
+    path: String,
+    query: Option<String>,
+    headers: tollgate_core::model::AuditHeaders,
+    route: Option<String>,
+    function: Option<String>,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    principal: Option<String>,
+    body_sha256: Option<String>,
+    request_bytes: u64,
+    latency_ms: f64,
+    invoked: bool,
+}
+
+/// The answer half: what the record says was answered, and what the audit event says.
+struct Answer {
+    /// The status recorded (what the client got; 499 if it left, 0 if never answered).
+    status: u16,
+    error_code: Option<String>,
+    /// Body bytes the client got.
+    response_bytes: u64,
+    response: AuditResponse,
+    error: Option<AuditError>,
+}
+
+impl Facts {
+    /// The facts of a request that reached the handler.
+    fn of(state: &AppState, ctx: &Ctx) -> Self {
+        let config = &*state.config;
+        let parts = &ctx.parts;
+        let request_bytes = ctx
+            .body
+            .as_ref()
+            .map_or(ctx.declared_len.unwrap_or(ctx.body_seen).max(ctx.body_seen), |b| {
+                b.len() as u64
+            });
+        Self {
+            request_id: ctx.request_id.clone(),
+            event_id: ctx.event_id.clone(),
+            trace_id: Some(ctx.trace_id.clone()),
+            received_at: ctx.received_at,
+            method: truncate(parts.method.as_str(), 32),
+            path: truncate(parts.uri.path(), 2048),
+            query: parts.uri.query().map(|q| config.redactor.query(q)),
+            headers: config.redactor.headers(&parts.headers),
+            route: ctx.route.clone(),
+            function: ctx.function.clone(),
+            client_ip: Some(client_ip(&parts.headers, ctx.peer.ip(), config.trusted_proxies).to_string()),
+            user_agent: header_str(&parts.headers, &header::USER_AGENT).map(|s| truncate(s, MAX_META_CHARS)),
+            principal: config
+                .principal_header
+                .as_ref()
+                .and_then(|h| header_str(&parts.headers, h))
+                .filter(|p| !p.is_empty())
+                .map(|s| truncate(s, MAX_META_CHARS)),
+            body_sha256: ctx.body.as_deref().map(hex_sha256),
+            request_bytes,
+            latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+            invoked: ctx.invoked,
+        }
+    }
+
+    /// The record and audit event of these facts with this answer.
+    fn entry(self, answer: Answer) -> (RequestRecord, AuditEvent) {
+        let event = AuditEvent {
+            event_version: tollgate_core::model::AUDIT_EVENT_VERSION.to_string(),
+            event_id: self.event_id.clone(),
+            event_time: self.received_at,
+            request_id: self.request_id.clone(),
+            trace_id: self.trace_id.clone(),
+            source: AuditSource {
+                ip: self.client_ip.clone(),
+                user_agent: self.user_agent.clone(),
+            },
+            principal: self.principal.clone(),
+            request: AuditRequest {
+                method: self.method.clone(),
+                path: self.path.clone(),
+                query: self.query.clone(),
+                headers: self.headers,
+                body_sha256: self.body_sha256,
+                body_bytes: self.request_bytes,
+            },
+            route: self.route.clone(),
+            function_name: self.function.clone(),
+            invoked: self.invoked,
+            response: answer.response,
+            latency_ms: self.latency_ms,
+            error: answer.error,
+        };
+        let record = RequestRecord {
+            request_id: self.request_id,
+            event_id: self.event_id,
+            trace_id: self.trace_id,
+            received_at: self.received_at,
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            route: self.route,
+            function_name: self.function,
+            status: answer.status,
+            latency_ms: self.latency_ms,
+            client_ip: self.client_ip,
+            user_agent: self.user_agent,
+            principal: self.principal,
+            request_bytes: self.request_bytes,
+            response_bytes: answer.response_bytes,
+            error_code: answer.error_code,
+        };
+        (record, event)
+    }
+}
+
+fn audit_error(code: ErrorCode, message: &str) -> AuditError {
+    AuditError {
+        code: code.as_str().to_string(),
+        message: message.to_string(),
+    }
+}
+
 /// Phase 5: the record and audit event of the answer, durable before the answer is released.
 /// Returns the id the request is recorded under and whether recording failed.
 async fn record(state: &AppState, ctx: &Ctx, reply: &FunctionReply, error: Option<AuditError>) -> Result<String, ()> {
-    let config = &*state.config;
-    let redactor = &config.redactor;
-    let parts = &ctx.parts;
     let delivered = !ctx.client_gone.is_set();
-    let latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-    let ip = client_ip(&parts.headers, ctx.peer.ip(), config.trusted_proxies).to_string();
-    let user_agent = header_str(&parts.headers, &header::USER_AGENT).map(|s| truncate(s, MAX_META_CHARS));
-    let principal = config
-        .principal_header
-        .as_ref()
-        .and_then(|h| header_str(&parts.headers, h))
-        .filter(|p| !p.is_empty())
-        .map(|s| truncate(s, MAX_META_CHARS));
-    let query = parts.uri.query().map(|q| redactor.query(q));
-    let request_bytes = ctx
-        .body
-        .as_ref()
-        .map_or(ctx.declared_len.unwrap_or(ctx.body_seen).max(ctx.body_seen), |b| {
-            b.len() as u64
-        });
-    let (status, error_code) = if delivered {
-        let code = error
-            .as_ref()
-            .map(|e| e.code.clone())
-            .or_else(|| function_error_code(reply));
-        (reply.status.as_u16(), code)
-    } else {
-        let gone = ErrorCode::ClientClosedRequest;
-        (gone.status(), Some(gone.as_str().to_string()))
-    };
-    let record = RequestRecord {
-        request_id: ctx.request_id.clone(),
-        event_id: ids::new_request_id(),
-        trace_id: Some(ctx.trace_id.clone()),
-        received_at: ctx.received_at,
-        method: truncate(parts.method.as_str(), 32),
-        path: truncate(parts.uri.path(), 2048),
-        query: query.clone(),
-        route: ctx.route.clone(),
-        function_name: ctx.function.clone(),
-        status,
-        latency_ms,
-        client_ip: Some(ip.clone()),
-        user_agent: user_agent.clone(),
-        principal: principal.clone(),
-        request_bytes,
+    let gone = ErrorCode::ClientClosedRequest;
+    let answer = Answer {
+        status: if delivered {
+            reply.status.as_u16()
+        } else {
+            gone.status()
+        },
+        error_code: if delivered {
+            error
+                .as_ref()
+                .map(|e| e.code.clone())
+                .or_else(|| function_error_code(reply))
+        } else {
+            Some(gone.as_str().to_string())
+        },
         response_bytes: if delivered { reply.body.len() as u64 } else { 0 },
-        error_code,
-    };
-    let error = match (&error, delivered) {
-        (None, false) => Some(AuditError {
-            code: ErrorCode::ClientClosedRequest.as_str().to_string(),
-            message: ErrorCode::ClientClosedRequest.message().to_string(),
-        }),
-        _ => error,
-    };
-    let event = AuditEvent {
-        event_version: tollgate_core::model::AUDIT_EVENT_VERSION.to_string(),
-        event_id: record.event_id.clone(),
-        event_time: ctx.received_at,
-        request_id: ctx.request_id.clone(),
-        trace_id: Some(ctx.trace_id.clone()),
-        source: AuditSource {
-            ip: Some(ip),
-            user_agent,
-        },
-        principal,
-        request: AuditRequest {
-            method: record.method.clone(),
-            path: record.path.clone(),
-            query,
-            headers: redactor.headers(&parts.headers),
-            body_sha256: ctx.body.as_deref().map(hex_sha256),
-            body_bytes: request_bytes,
-        },
-        route: ctx.route.clone(),
-        function_name: ctx.function.clone(),
-        invoked: ctx.invoked,
         response: AuditResponse {
             status: reply.status.as_u16(),
-            headers: redactor.headers(&reply.headers),
+            headers: state.config.redactor.headers(&reply.headers),
             body_sha256: hex_sha256(&reply.body),
             body_bytes: reply.body.len() as u64,
             delivered,
         },
-        latency_ms,
-        error,
+        error: match error {
+            None if !delivered => Some(audit_error(gone, gone.message())),
+            e => e,
+        },
     };
+    let (record, event) = Facts::of(state, ctx).entry(answer);
     state
         .recorder
         .record(record, event, ctx.client_chosen_id)
@@ -593,6 +665,48 @@ async fn record(state: &AppState, ctx: &Ctx, reply: &FunctionReply, error: Optio
         .map_err(|e| {
             tracing::error!(request_id = %ctx.request_id, error = %e, "request could not be recorded; answering 503");
         })
+}
+
+/// Phase 3b, on a `record = "before"` route: the write-ahead intent, durable before the
+/// function is invoked. It already is the record an ingress that dies before the answer leaves
+/// behind (status 0, `outcome_unknown`, the function possibly run); the answer's record replaces
+/// it. If it cannot be written the request is refused and its function not invoked.
+async fn write_ahead(state: &AppState, ctx: &mut Ctx) -> Result<(), Rejection> {
+    if ctx.client_gone.is_set() {
+        return Err(Rejection::of(ErrorCode::ClientClosedRequest));
+    }
+    let mut facts = Facts::of(state, ctx);
+    facts.invoked = true;
+    let (record, event) = facts.entry(Answer {
+        status: 0,
+        error_code: Some(tollgate_core::apierror::OUTCOME_UNKNOWN.to_string()),
+        response_bytes: 0,
+        response: AuditResponse {
+            status: 0,
+            headers: Default::default(),
+            body_sha256: hex_sha256(b""),
+            body_bytes: 0,
+            delivered: false,
+        },
+        error: Some(AuditError {
+            code: tollgate_core::apierror::OUTCOME_UNKNOWN.to_string(),
+            message: tollgate_core::apierror::OUTCOME_UNKNOWN_MESSAGE.to_string(),
+        }),
+    });
+    match state.recorder.record_intent(record, event, ctx.client_chosen_id).await {
+        Ok(id) => {
+            if id != ctx.request_id {
+                // The client's id was another request's: the intent, and so the record, has a new one.
+                ctx.request_id = id;
+                ctx.client_chosen_id = false;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "write-ahead intent not durable; refusing the request");
+            Err(Rejection::of(ErrorCode::RecordingUnavailable))
+        }
+    }
 }
 
 fn health(state: &AppState, request_id: &str) -> Response<Full<Bytes>> {
@@ -628,7 +742,7 @@ pub async fn record_connection_event(
 ) {
     let now = clock::now();
     let request_id = ids::new_request_id();
-    let record = RequestRecord {
+    let facts = Facts {
         request_id: request_id.clone(),
         event_id: ids::new_request_id(),
         trace_id: None,
@@ -636,39 +750,21 @@ pub async fn record_connection_event(
         method: "-".into(),
         path: "-".into(),
         query: None,
+        headers: Default::default(),
         route: None,
-        function_name: None,
-        status: code.status(),
-        latency_ms: 0.0,
+        function: None,
         client_ip: Some(peer.ip().to_string()),
         user_agent: None,
         principal: None,
+        body_sha256: None,
         request_bytes: bytes_seen,
-        response_bytes: 0,
-        error_code: Some(code.as_str().to_string()),
-    };
-    let event = AuditEvent {
-        event_version: tollgate_core::model::AUDIT_EVENT_VERSION.to_string(),
-        event_id: record.event_id.clone(),
-        event_time: now,
-        request_id: request_id.clone(),
-        trace_id: None,
-        source: AuditSource {
-            ip: Some(peer.ip().to_string()),
-            user_agent: None,
-        },
-        principal: None,
-        request: AuditRequest {
-            method: "-".into(),
-            path: "-".into(),
-            query: None,
-            headers: Default::default(),
-            body_sha256: None,
-            body_bytes: bytes_seen,
-        },
-        route: None,
-        function_name: None,
+        latency_ms: 0.0,
         invoked: false,
+    };
+    let (record, event) = facts.entry(Answer {
+        status: code.status(),
+        error_code: Some(code.as_str().to_string()),
+        response_bytes: 0,
         response: AuditResponse {
             status: code.status(),
             headers: Default::default(),
@@ -676,13 +772,9 @@ pub async fn record_connection_event(
             body_bytes: 0,
             delivered: code != ErrorCode::HeaderTimeout,
         },
-        latency_ms: 0.0,
-        error: Some(AuditError {
-            code: code.as_str().to_string(),
-            // hyper's own description of what it refused (no request bytes in it).
-            message: truncate(detail, 200),
-        }),
-    };
+        // hyper's own description of what it refused (no request bytes in it).
+        error: Some(audit_error(code, &truncate(detail, 200))),
+    });
     let recorded = state.recorder.record(record, event, false).await;
     tracing::info!(
         target: "tollgate::access",
@@ -725,6 +817,7 @@ pub async fn handle(
         started,
         peer,
         request_id,
+        event_id: ids::new_request_id(),
         client_chosen_id,
         trace_id,
         parts,
@@ -742,6 +835,9 @@ pub async fn handle(
         admit(&state, &mut ctx)?;
         let route = route(&state, &mut ctx)?;
         let body = read_body(&state, &mut ctx, body).await?;
+        if route.record == Recording::Before {
+            write_ahead(&state, &mut ctx).await?;
+        }
         hand_off(&state, &mut ctx, route, &body).await
     }
     .await;

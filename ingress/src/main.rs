@@ -49,7 +49,15 @@ fn main() -> ExitCode {
     let result = if migrate_only {
         runtime.block_on(migrate(config))
     } else {
-        match RouteTable::load(&config.routes_file) {
+        let routes = RouteTable::load(&config.routes_file).and_then(|routes| {
+            let problems = routes.write_ahead_problems(config.reconcile.intent_grace, config.recorder.commit_retry);
+            if problems.is_empty() {
+                Ok(routes)
+            } else {
+                Err(problems)
+            }
+        });
+        match routes {
             Ok(routes) => runtime.block_on(run(config, routes)),
             Err(errors) => {
                 eprintln!("tollgate: invalid route table:");

@@ -64,6 +64,10 @@ struct Submission {
     record: RequestRecord,
     event: AuditEvent,
     client_chosen_id: bool,
+    /// A write-ahead intent: durable before the function runs, never sent to the audit writer
+    /// (the record that replaces it is), never kept when its commit fails (the request is then
+    /// refused, its function not invoked, and that answer is recorded instead).
+    intent: bool,
     /// Taken when the request is answered (a kept record has been answered already).
     done: Option<oneshot::Sender<Result<String, RecordError>>>,
 }
@@ -115,12 +119,35 @@ impl RecorderHandle {
         event: AuditEvent,
         client_chosen_id: bool,
     ) -> Result<String, RecordError> {
+        self.submit(record, event, client_chosen_id, false).await
+    }
+
+    /// Makes a write-ahead intent durable (a `record = "before"` route, before its function is
+    /// invoked); returns the request id it holds, which its record must use. A failed intent
+    /// is not kept: the request must be refused.
+    pub async fn record_intent(
+        &self,
+        record: RequestRecord,
+        event: AuditEvent,
+        client_chosen_id: bool,
+    ) -> Result<String, RecordError> {
+        self.submit(record, event, client_chosen_id, true).await
+    }
+
+    async fn submit(
+        &self,
+        record: RequestRecord,
+        event: AuditEvent,
+        client_chosen_id: bool,
+        intent: bool,
+    ) -> Result<String, RecordError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Submission {
                 record,
                 event,
                 client_chosen_id,
+                intent,
                 done: Some(done),
             })
             .await
@@ -364,6 +391,7 @@ impl Pipeline {
                 audit_batch: self.batches_id(q.batch),
                 audit_payload: q.payload.clone(),
                 client_chosen_id: q.sub.client_chosen_id,
+                intent: q.sub.intent,
             })
             .collect();
         let log = self.log.clone();
@@ -409,8 +437,10 @@ impl Pipeline {
                     match outcome {
                         InsertOutcome::Inserted | InsertOutcome::AlreadyPresent => {
                             let id = q.sub.record.request_id.clone();
-                            if let Some(b) = self.batch_mut(q.batch) {
-                                b.events.push(q.payload);
+                            if !q.sub.intent {
+                                if let Some(b) = self.batch_mut(q.batch) {
+                                    b.events.push(q.payload);
+                                }
                             }
                             let mut sub = q.sub;
                             sub.answer(Ok(id));
@@ -432,6 +462,10 @@ impl Pipeline {
                     "group commit failed; answering 503 and keeping the records until the request log is back");
                 for q in done.items {
                     let mut sub = q.sub;
+                    if sub.intent {
+                        sub.answer(Err(RecordError::Log(e.clone())));
+                        continue;
+                    }
                     sub.degrade();
                     sub.answer(Err(RecordError::Deferred));
                     if self.parked.len() < PARKED_MAX {

@@ -30,6 +30,21 @@ struct RouteSpec {
     methods: Vec<String>,
     function: String,
     timeout_ms: u64,
+    #[serde(default)]
+    record: Recording,
+}
+
+/// When a route's request is first made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recording {
+    /// Once answered, before the answer is released (one commit per request).
+    #[default]
+    After,
+    /// Also before the function is invoked: a write-ahead intent, replaced by the record once
+    /// answered, so that even an ingress killed while the function runs leaves a row (the
+    /// reconciler finalizes it as `outcome_unknown`). One more commit per request.
+    Before,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +66,8 @@ pub struct Route {
     pub function: String,
     /// How long to wait for the function.
     pub timeout: Duration,
+    /// When the request is first made durable.
+    pub record: Recording,
 }
 
 /// The result of matching a request.
@@ -152,6 +169,7 @@ impl RouteTable {
                     methods,
                     function: spec.function,
                     timeout: Duration::from_millis(spec.timeout_ms),
+                    record: spec.record,
                 });
             }
         }
@@ -169,6 +187,31 @@ impl RouteTable {
     pub fn load(path: &std::path::Path) -> Result<Self, Vec<String>> {
         let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
         Self::parse(&text).map_err(|errs| errs.into_iter().map(|e| format!("{}: {e}", path.display())).collect())
+    }
+
+    /// Write-ahead routes whose requests could still be running when the reconciler finalizes
+    /// their intents as `outcome_unknown`: the route timeout plus the commit budget plus a
+    /// minute of margin must stay under the intent grace (`TOLLGATE_INTENT_GRACE_MS`).
+    pub fn write_ahead_problems(&self, intent_grace: Duration, commit_budget: Duration) -> Vec<String> {
+        let margin = Duration::from_secs(60);
+        self.routes
+            .iter()
+            .filter(|r| r.record == Recording::Before && r.timeout + commit_budget + margin >= intent_grace)
+            .map(|r| {
+                format!(
+                    "route {}: record = \"before\" needs timeout_ms ({}) + TOLLGATE_COMMIT_RETRY_MS ({}) + 60000 < TOLLGATE_INTENT_GRACE_MS ({})",
+                    r.pattern,
+                    r.timeout.as_millis(),
+                    commit_budget.as_millis(),
+                    intent_grace.as_millis()
+                )
+            })
+            .collect()
+    }
+
+    /// The routes, in file order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 
     /// Functions the table routes to.
@@ -255,5 +298,36 @@ mod tests {
         .unwrap_err();
         assert_eq!(errs.len(), 6, "{errs:?}");
         assert!(RouteTable::parse("routes = 3").is_err());
+        let bad = RouteTable::parse(
+            "[[routes]]\npath = \"/a\"\nmethods = [\"GET\"]\nfunction = \"f\"\ntimeout_ms = 5\nrecord = \"sometimes\"\n",
+        );
+        assert!(bad.is_err(), "record is after or before");
+    }
+
+    #[test]
+    fn write_ahead_routes_must_finish_inside_the_intent_grace() {
+        let t = RouteTable::parse(
+            r#"
+            [[routes]]
+            path = "/a"
+            methods = ["POST"]
+            function = "f"
+            timeout_ms = 600000
+            record = "before"
+            [[routes]]
+            path = "/b"
+            methods = ["POST"]
+            function = "f"
+            timeout_ms = 900000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(t.routes()[0].record, Recording::Before);
+        assert_eq!(t.routes()[1].record, Recording::After, "after is the default");
+        let grace = Duration::from_millis(tollgate_core::reconcile::DEFAULT_INTENT_GRACE_MS);
+        assert!(t.write_ahead_problems(grace, Duration::from_secs(2)).is_empty());
+        let problems = t.write_ahead_problems(Duration::from_secs(600), Duration::from_secs(2));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("/a"), "only the write-ahead route: {problems:?}");
     }
 }

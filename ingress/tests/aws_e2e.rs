@@ -93,7 +93,7 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
 
     // It comes back: the schedule fires the reconciler, which re-drives everything left behind.
     stack.lambda.up();
-    let reconciler = lambda_invoker(&stack);
+    let reconciler = stack.lambda_invoker();
     let schedule = std::fs::read(root.join("events/audit-reconciler-schedule.json")).unwrap();
     let mut passes = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -158,35 +158,16 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
     );
 }
 
-/// A Lambda client on the stack's emulator (one attempt per call).
-fn lambda_invoker(stack: &AwsStack) -> tollgate_aws::lambda::LambdaInvoker {
-    let endpoint = stack
-        .env
-        .iter()
-        .find(|(k, _)| k == "AWS_ENDPOINT_URL_LAMBDA")
-        .unwrap()
-        .1
-        .clone();
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(endpoint);
-    tollgate_aws::lambda::LambdaInvoker::from_config(config)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_invoker_meets_the_invoker_contract() {
     let stack = AwsStack::start().await;
     stack.migrate(&workspace_root());
-    let invoker = lambda_invoker(&stack);
+    let invoker = stack.lambda_invoker();
     tollgate_core::contract::invoker(&invoker).await;
 
     // A stack deploys `echo` as `<stack>-echo`: the prefix is what goes on the wire.
     use tollgate_core::ports::{InvokeError, Invoker};
-    let prefixed = lambda_invoker(&stack).with_function_prefix("tollgate-dev-");
+    let prefixed = stack.lambda_invoker().with_function_prefix("tollgate-dev-");
     match prefixed.invoke("echo", bytes::Bytes::from_static(b"{}")).await {
         Err(InvokeError::UnknownFunction(_)) => {}
         other => panic!("tollgate-dev-echo is not served here: {other:?}"),

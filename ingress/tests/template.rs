@@ -515,6 +515,41 @@ fn every_function_environment_parses_with_its_binary_settings() {
         if f == "AuditReconcilerFunction" {
             let settings = ReconcileSettings::read(&mut reader);
             assert_eq!(settings.audit_function, "audit-writer");
+            // The tasks and the scheduled function agree on what they share; the shipped routes
+            // fit inside the intent grace with the tasks' commit budget.
+            let task_env: Vec<(String, String)> = t.container()["Environment"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|e| (s(&e["Name"]).to_string(), t.eval(&e["Value"]).unwrap()))
+                .collect();
+            let (task, _) = IngressConfig::from_sources(task_env, Vec::new()).unwrap();
+            assert_eq!(
+                format!("{:?}", task.reconcile),
+                format!("{settings:?}"),
+                "tasks vs reconciler"
+            );
+            let routes = tollgate_ingress::routes::RouteTable::load(&root().join("routes.toml")).unwrap();
+            assert_eq!(
+                routes.write_ahead_problems(task.reconcile.intent_grace, task.recorder.commit_retry),
+                Vec::<String>::new()
+            );
+            // The alarms read the metrics the function publishes.
+            for metric in ["AuditRowsSetAside", "IntentsFinalized"] {
+                let alarm = t
+                    .of_type("AWS::CloudWatch::Alarm")
+                    .into_iter()
+                    .find(|a| s(&t.props(a)["MetricName"]) == metric)
+                    .unwrap_or_else(|| panic!("no alarm on {metric}"));
+                let props = t.props(&alarm);
+                assert_eq!(s(&props["Namespace"]), tollgate_audit_reconciler::METRIC_NAMESPACE);
+                assert_eq!(
+                    t.eval(&props["Dimensions"][0]["Value"]),
+                    Some(t.ref_value(&f)),
+                    "{alarm}"
+                );
+                assert_eq!(s(&props["Dimensions"][0]["Name"]), "FunctionName");
+            }
             assert_eq!(mode.aws.as_ref().unwrap().function_prefix, "tollgate-dev-");
         }
         let docs = reader.finish().unwrap_or_else(|e| panic!("{f}: {e}"));

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod faults;
+
 /// Where Debian's PostgreSQL binaries live (`apt-get install -y postgresql`).
 pub fn pg_bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("TOLLGATE_PG_BIN") {

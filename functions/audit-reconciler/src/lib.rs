@@ -11,6 +11,9 @@ pub use tollgate_core::model::ScheduledEvent;
 use tollgate_core::ports::{Invoker, LogError, RequestLog};
 use tollgate_core::reconcile::{reconcile_once, ReconcileSettings};
 
+/// The CloudWatch namespace of the reconciler's metrics (the template's alarms read it).
+pub const METRIC_NAMESPACE: &str = "Tollgate";
+
 /// Why a pass did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
@@ -50,6 +53,20 @@ pub async fn run_pass(
     event: ScheduledEvent,
 ) -> Result<ReconcileReport, PassError> {
     let report = reconcile_once(log, invoker, settings).await?;
+    // As metrics (embedded metric format): rows set aside and intents finalized are alarmed on.
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "audit-reconciler".into());
+    println!(
+        "{}",
+        tollgate_core::logging::emf_line(
+            METRIC_NAMESPACE,
+            &[("FunctionName", &function)],
+            &[
+                ("AuditRowsSetAside", "Count", report.set_aside as f64),
+                ("IntentsFinalized", "Count", report.intents_finalized as f64),
+                ("RedriveFailures", "Count", report.failed_batches as f64),
+            ],
+        )
+    );
     tracing::info!(
         event_id = event.id.as_deref().unwrap_or("-"),
         source = %event.source,
@@ -57,6 +74,8 @@ pub async fn run_pass(
         pending = report.pending,
         batches = report.batches,
         failed = report.failed_batches,
+        intents_finalized = report.intents_finalized,
+        set_aside = report.set_aside,
         "reconciler pass"
     );
     if report.failed_batches > 0 {

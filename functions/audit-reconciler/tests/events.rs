@@ -31,6 +31,8 @@ fn settings() -> ReconcileSettings {
         scan_limit: 1000,
         max_batch_bytes: 900_000,
         max_batch_events: 1000,
+        set_aside_after: 3,
+        intent_grace: Duration::from_secs(60),
     }
 }
 
@@ -82,7 +84,7 @@ async fn every_schedule_event_redrives_what_is_unaudited_exactly_once() {
             ReconcileReport {
                 pending: 4,
                 batches: 2,
-                failed_batches: 0
+                ..Default::default()
             },
             "{name}"
         );
@@ -121,6 +123,88 @@ async fn a_writer_that_fails_is_a_function_error_and_the_rows_stay_pending() {
         }
         other => panic!("{other:?}"),
     }
-    let pending = log.pending_audits(tollgate_core::clock::now(), 10).await.unwrap();
+    let pending = log.pending_audits(tollgate_core::clock::now(), 5, 10).await.unwrap();
     assert_eq!(pending.len(), 2);
+    assert!(pending.iter().all(|p| p.redrive_attempts == 1), "{pending:?}");
+}
+
+/// An audit writer that refuses every batch holding the event of request `poison`.
+fn writer_refusing_poison(log: Arc<SqliteRequestLog>, store: Arc<DirObjectStore>) -> Arc<dyn LocalFunction> {
+    let writer = tollgate_audit_writer::local_function(log, store);
+    Arc::new(move |payload: bytes::Bytes| {
+        let writer = writer.clone();
+        let poisoned = String::from_utf8_lossy(&payload).contains("\"request_id\":\"poison\"");
+        Box::pin(async move {
+            if poisoned {
+                return Err(InvokeError::Function {
+                    error_type: "InvalidBatch".into(),
+                    message: "poison".into(),
+                });
+            }
+            writer.call(payload).await
+        }) as tollgate_core::ports::BoxFuture<'static, _>
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_keeps_failing_cannot_starve_newer_ones_and_is_set_aside() {
+    let dir = TempDir(std::env::temp_dir().join(format!("tollgate-reconciler-{}", uuid::Uuid::new_v4().simple())));
+    let log = Arc::new(SqliteRequestLog::open(dir.0.join("r.db")).unwrap());
+    let store = Arc::new(DirObjectStore::open(dir.0.join("objects")).unwrap());
+    let batch = audit::new_batch_id();
+    // The poison row is the oldest, so it heads every scan of the old order.
+    let mut rows = vec![row("poison", &batch)];
+    rows.extend((0..20).map(|i| row(&format!("good-{i:02}"), &batch)));
+    log.insert_batch(&rows).await.unwrap();
+    let invoker = LocalInvoker::new(HashMap::from([(
+        "audit-writer".to_string(),
+        writer_refusing_poison(log.clone(), store.clone()),
+    )]));
+    let settings = ReconcileSettings {
+        scan_limit: 5,
+        ..settings()
+    };
+    let mut last = ReconcileReport::default();
+    for _ in 0..12 {
+        last = tollgate_core::reconcile::reconcile_once(&*log, &invoker, &settings)
+            .await
+            .unwrap();
+    }
+    for r in &rows[1..] {
+        let stored = log.get(&r.record.request_id).await.unwrap().unwrap();
+        assert!(stored.audit_key.is_some(), "{} starved", r.record.request_id);
+    }
+    assert!(log.get("poison").await.unwrap().unwrap().audit_key.is_none());
+    assert_eq!(last.set_aside, 1, "{last:?}");
+    assert_eq!(last.pending, 0, "a set-aside row is no longer tried: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_left_by_a_dead_ingress_is_finalized_and_audited_as_outcome_unknown() {
+    let dir = TempDir(std::env::temp_dir().join(format!("tollgate-reconciler-{}", uuid::Uuid::new_v4().simple())));
+    let log = Arc::new(SqliteRequestLog::open(dir.0.join("r.db")).unwrap());
+    let store = Arc::new(DirObjectStore::open(dir.0.join("objects")).unwrap());
+    let batch = audit::new_batch_id();
+    let mut old = row("crashed", &batch);
+    old.intent = true;
+    old.record.status = 0;
+    old.record.error_code = Some(tollgate_core::apierror::OUTCOME_UNKNOWN.into());
+    old.record.received_at = tollgate_core::clock::now() - Duration::from_secs(120);
+    let mut young = row("running", &batch);
+    young.intent = true;
+    log.insert_batch(&[old, young]).await.unwrap();
+    let writer = tollgate_audit_writer::local_function(log.clone(), store.clone());
+    let invoker = LocalInvoker::new(HashMap::from([("audit-writer".to_string(), writer)]));
+    let report = tollgate_core::reconcile::reconcile_once(&*log, &invoker, &settings())
+        .await
+        .unwrap();
+    assert_eq!(report.intents_finalized, 1, "{report:?}");
+    assert_eq!(report.pending, 1, "only the finalized intent goes out: {report:?}");
+    let crashed = log.get("crashed").await.unwrap().unwrap();
+    assert!(!crashed.intent && crashed.audit_key.is_some(), "{crashed:?}");
+    let running = log.get("running").await.unwrap().unwrap();
+    assert!(
+        running.intent && running.audit_key.is_none(),
+        "a young intent waits for its answer"
+    );
 }

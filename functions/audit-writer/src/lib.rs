@@ -237,7 +237,7 @@ mod tests {
         let (_, counts) = counts(&f.store).await;
         assert_eq!(counts.len(), 40);
         assert!(counts.values().all(|c| *c == 1), "{counts:?}");
-        let pending = tollgate_core::RequestLog::pending_audits(&*f.log, tollgate_core::clock::now(), 100)
+        let pending = tollgate_core::RequestLog::pending_audits(&*f.log, tollgate_core::clock::now(), 5, 100)
             .await
             .unwrap();
         assert!(pending.is_empty());

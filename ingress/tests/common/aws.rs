@@ -43,20 +43,23 @@ pub fn build_functions() {
     assert!(status.success(), "building the function binaries failed");
 }
 
-/// `cargo lambda watch --only-lambda-apis` plus one process per function.
+/// `cargo lambda watch --only-lambda-apis` plus one process per function, each function's
+/// output appended to `<logs>/<function>.log`.
 pub struct LambdaEmulator {
     port: u16,
     env: Vec<(String, String)>,
     children: Vec<Child>,
+    logs: PathBuf,
 }
 
 impl LambdaEmulator {
     /// Starts the emulator on `port`; `None` when the port turned out to be taken.
-    pub fn start(port: u16, env: Vec<(String, String)>) -> Option<Self> {
+    pub fn start(port: u16, env: Vec<(String, String)>, logs: PathBuf) -> Option<Self> {
         let mut e = Self {
             port,
             env,
             children: Vec::new(),
+            logs,
         };
         e.try_up().then_some(e)
     }
@@ -98,6 +101,11 @@ impl LambdaEmulator {
         }
         self.children.push(watch);
         for f in FUNCTIONS {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.logs.join(format!("{f}.log")))
+                .expect("function log file");
             let child = Command::new(bin_dir().join(f))
                 .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("AWS_LAMBDA_FUNCTION_NAME", f)
@@ -107,7 +115,7 @@ impl LambdaEmulator {
                     "AWS_LAMBDA_RUNTIME_API",
                     format!("http://127.0.0.1:{}/.rt/{f}", self.port),
                 )
-                .stdout(Stdio::null())
+                .stdout(log)
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start function {f} ({e})"));
@@ -139,6 +147,8 @@ impl Drop for LambdaEmulator {
 
 /// The whole stack.
 pub struct AwsStack {
+    /// The functions' output (`<function>.log`).
+    pub logs: super::TempDir,
     pub pg: Postgres,
     pub s3: S3Server,
     pub dataapi: String,
@@ -156,12 +166,13 @@ impl AwsStack {
             .await
             .unwrap();
         let s3 = S3Server::start();
+        let logs = super::TempDir::new("lambda-logs");
         let mut attempts = 0;
         let (lambda, env) = loop {
             attempts += 1;
             let lambda_port = free_port();
             let env = Self::environment(&dataapi, &s3, lambda_port);
-            if let Some(lambda) = LambdaEmulator::start(lambda_port, env.clone()) {
+            if let Some(lambda) = LambdaEmulator::start(lambda_port, env.clone(), logs.0.clone()) {
                 break (lambda, env);
             }
             assert!(
@@ -177,12 +188,54 @@ impl AwsStack {
             .await
             .expect("create the audit bucket");
         Self {
+            logs,
             pg,
             s3,
             dataapi,
             lambda,
             env,
         }
+    }
+
+    /// What a function wrote (its JSON log lines), across restarts.
+    pub fn function_log(&self, function: &str) -> String {
+        std::fs::read_to_string(self.logs.0.join(format!("{function}.log"))).unwrap_or_default()
+    }
+
+    /// The request ids `echo` was invoked for, from its log (one line per invocation), with
+    /// how many times each.
+    pub fn echo_invocations(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for line in self.function_log("echo").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            if v["fields"]["message"] == "echo invoked" || v["message"] == "echo invoked" {
+                let id = v["fields"]["request_id"]
+                    .as_str()
+                    .or_else(|| v["request_id"].as_str())
+                    .unwrap_or_default();
+                *out.entry(id.to_string()).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// A Lambda client on the emulator (one attempt per call), as the ingress makes.
+    pub fn lambda_invoker(&self) -> tollgate_aws::lambda::LambdaInvoker {
+        let endpoint = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "AWS_ENDPOINT_URL_LAMBDA")
+            .unwrap()
+            .1
+            .clone();
+        let config = aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .endpoint_url(endpoint);
+        tollgate_aws::lambda::LambdaInvoker::from_config(config)
     }
 
     /// The environment of an aws-mode process on this stack.
@@ -203,6 +256,9 @@ impl AwsStack {
             ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{lambda_port}")),
             // The reconciler (the scheduled function, as deployed) re-drives rows older than this.
             ("TOLLGATE_RECONCILE_GRACE_MS", "3000".into()),
+            // ... and finalizes write-ahead intents older than this (the ingress, which checks
+            // its routes against its own value, is given the default).
+            ("TOLLGATE_INTENT_GRACE_MS", "2000".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -51,9 +51,22 @@ function = "fault"
 timeout_ms = 300
 "#;
 
-/// The shipped routes plus the fault route.
+/// A write-ahead route the tests add: echo, with a durable intent before each invocation.
+pub const WRITE_AHEAD_ROUTE: &str = r#"
+[[routes]]
+path = "/v1/wa/{*rest}"
+methods = ["POST"]
+function = "echo"
+timeout_ms = 10000
+record = "before"
+"#;
+
+/// The shipped routes plus the fault route and the write-ahead route.
 pub fn test_routes() -> String {
-    format!("{}\n{FAULT_ROUTE}", include_str!("../../../routes.toml"))
+    format!(
+        "{}\n{FAULT_ROUTE}\n{WRITE_AHEAD_ROUTE}",
+        include_str!("../../../routes.toml")
+    )
 }
 
 /// A function that fails in the way its path names: error, panic, garbage, badstatus, sleep.
@@ -474,9 +487,23 @@ impl RequestLog for FlakyLog {
     fn pending_audits(
         &self,
         before: time::OffsetDateTime,
+        max_attempts: u32,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<PendingAudit>, LogError>> {
-        self.inner.pending_audits(before, limit)
+        self.inner.pending_audits(before, max_attempts, limit)
+    }
+    fn note_redrive_failure<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+        self.inner.note_redrive_failure(ids)
+    }
+    fn count_set_aside(&self, max_attempts: u32) -> BoxFuture<'_, Result<u64, LogError>> {
+        self.inner.count_set_aside(max_attempts)
+    }
+    fn finalize_intents(
+        &self,
+        before: time::OffsetDateTime,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, LogError>> {
+        self.inner.finalize_intents(before, limit)
     }
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<StoredRecord>, LogError>> {
         self.inner.get(id)
