@@ -142,29 +142,6 @@ async fn burst(addr: std::net::SocketAddr, tag: &str, n: usize, delay_ms: u64) -
     out
 }
 
-/// The rows in PostgreSQL: request id -> (status, error code, intent).
-fn pg_rows(stack: &AwsStack) -> BTreeMap<String, (u16, String, bool)> {
-    stack
-        .pg
-        .psql(
-            "tollgate",
-            "SELECT request_id || '|' || status || '|' || coalesce(error_code, '') || '|' || intent FROM api_requests",
-        )
-        .lines()
-        .filter_map(|l| {
-            let mut p = l.split('|');
-            Some((
-                p.next()?.to_string(),
-                (
-                    p.next()?.parse().ok()?,
-                    p.next()?.to_string(),
-                    matches!(p.next()?, "t" | "true"),
-                ),
-            ))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingress_killed_while_functions_run_leaves_a_row_for_every_invocation() {
     let stack = AwsStack::start().await;
@@ -204,7 +181,7 @@ async fn an_ingress_killed_while_functions_run_leaves_a_row_for_every_invocation
     let answered: Vec<&String> = seen.iter().filter(|(_, s)| s.is_some()).map(|(id, _)| id).collect();
     let cut: Vec<&String> = seen.iter().filter(|(_, s)| s.is_none()).map(|(id, _)| id).collect();
     assert!(!cut.is_empty(), "the kill cut no request off: {seen:?}");
-    let before = pg_rows(&stack);
+    let before = stack.rows_by_id();
     let intents = before.values().filter(|r| r.2).count();
     assert!(intents > 0, "no intent left behind by the kill: {before:?}");
 
@@ -221,7 +198,7 @@ async fn an_ingress_killed_while_functions_run_leaves_a_row_for_every_invocation
     .await;
     assert!(caught_up, "rows left unaudited: {}", stack.rows().1);
 
-    let rows = pg_rows(&stack);
+    let rows = stack.rows_by_id();
     let invoked = stack.echo_invocations();
     let ours = |id: &&String| id.starts_with("kill1-") || id.starts_with("after-");
     let invoked_ids: BTreeSet<&String> = invoked.keys().filter(ours).collect();

@@ -197,6 +197,24 @@ impl AwsStack {
         }
     }
 
+    /// The rows in PostgreSQL: request id -> (status, error code, intent).
+    pub fn rows_by_id(&self) -> std::collections::BTreeMap<String, (u16, String, bool)> {
+        self.pg
+            .psql(
+                "tollgate",
+                "SELECT request_id || '|' || status || '|' || coalesce(error_code, '') || '|' || intent FROM api_requests",
+            )
+            .lines()
+            .filter_map(|l| {
+                let mut p = l.split('|');
+                Some((
+                    p.next()?.to_string(),
+                    (p.next()?.parse().ok()?, p.next()?.to_string(), matches!(p.next()?, "t" | "true")),
+                ))
+            })
+            .collect()
+    }
+
     /// What a function wrote (its JSON log lines), across restarts.
     pub fn function_log(&self, function: &str) -> String {
         std::fs::read_to_string(self.logs.0.join(format!("{function}.log"))).unwrap_or_default()
