@@ -5,11 +5,12 @@
 //! PostgreSQL. No row of the failed commit may persist, and the same rows retried go in
 //! exactly once.
 
-use aws_sdk_rdsdata::config::{BehaviorVersion, Credentials, Region};
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tollgate_aws::dataapi::{DataApiRequestLog, DataApiSettings};
+use tollgate_aws::dataapi::DataApiRequestLog;
 use tollgate_core::model::{InsertOutcome, NewRecord};
 use tollgate_core::ports::{LogError, RequestLog};
 use tollgate_testkit::faults::{Action, FaultProxy, RequestInfo};
@@ -24,21 +25,7 @@ async fn stack(tx_idle: Duration) -> (Postgres, FaultProxy, DataApiRequestLog) {
         .await
         .expect("dataapi-local");
     let proxy = FaultProxy::start(&endpoint);
-    let client = tollgate_aws::sdk::rds_data_from(
-        aws_sdk_rdsdata::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url(proxy.endpoint()),
-    );
-    let log = DataApiRequestLog::new(
-        client,
-        DataApiSettings {
-            cluster_arn: "arn:aws:rds:us-east-1:123456789012:cluster:tollgate".into(),
-            secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate".into(),
-            database: "tollgate".into(),
-        },
-    );
+    let log = common::data_api_log(&proxy.endpoint());
     log.migrate().await.expect("migrations through the proxy");
     (pg, proxy, log)
 }

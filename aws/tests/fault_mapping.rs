@@ -8,12 +8,13 @@
 //! (`sdk::rds_data_from`) fixes that timeout at `RDS_DATA_ATTEMPT_TIMEOUT` (10 s), too long
 //! for this suite, and a client with a shorter one would not be the product's.
 
-use aws_sdk_rdsdata::config::{BehaviorVersion, Credentials, Region};
+mod common;
+
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate_aws::dataapi::{DataApiRequestLog, DataApiSettings};
+use tollgate_aws::dataapi::DataApiRequestLog;
 use tollgate_aws::s3::{S3ObjectStore, S3Settings};
 use tollgate_core::model::{InsertOutcome, NewRecord};
 use tollgate_core::ports::{LogError, ObjectStore, PutOutcome, RequestLog, StoreError};
@@ -34,21 +35,7 @@ async fn data_api_stack() -> DataApiStack {
         .await
         .expect("dataapi-local");
     let proxy = FaultProxy::start(&endpoint);
-    let client = tollgate_aws::sdk::rds_data_from(
-        aws_sdk_rdsdata::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url(proxy.endpoint()),
-    );
-    let log = DataApiRequestLog::new(
-        client,
-        DataApiSettings {
-            cluster_arn: "arn:aws:rds:us-east-1:123456789012:cluster:tollgate".into(),
-            secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate".into(),
-            database: "tollgate".into(),
-        },
-    );
+    let log = common::data_api_log(&proxy.endpoint());
     log.migrate().await.expect("migrations through the proxy");
     DataApiStack { pg, proxy, log }
 }

@@ -666,6 +666,19 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+fn print_ratios(title: &str, ratios: &[Ratio]) {
+    println!("\n| conc | {title} throughput | p99 ratio | CPU per request ratio |\n| ---: | ---: | ---: | ---: |");
+    for x in ratios {
+        println!(
+            "| {} | {:.1}% | {:.2}x | {:.2}x |",
+            x.concurrency,
+            x.throughput_ratio * 100.0,
+            x.p99_ratio,
+            x.cpu_per_request_ratio
+        );
+    }
+}
+
 fn print_table(r: &Report) {
     println!(
         "\n| target | conc | req/s | p50 ms | p99 ms | p99.9 ms | errors | CPU s / 1k req | peak RSS MiB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -699,26 +712,8 @@ fn print_table(r: &Report) {
             );
         }
     }
-    println!("\n| conc | tollgate / baseline throughput | p99 ratio | CPU per request ratio |\n| ---: | ---: | ---: | ---: |");
-    for x in &r.ratios {
-        println!(
-            "| {} | {:.1}% | {:.2}x | {:.2}x |",
-            x.concurrency,
-            x.throughput_ratio * 100.0,
-            x.p99_ratio,
-            x.cpu_per_request_ratio
-        );
-    }
-    println!("\n| conc | write-ahead / after throughput | p99 ratio | CPU per request ratio |\n| ---: | ---: | ---: | ---: |");
-    for x in &r.write_ahead_vs_after {
-        println!(
-            "| {} | {:.1}% | {:.2}x | {:.2}x |",
-            x.concurrency,
-            x.throughput_ratio * 100.0,
-            x.p99_ratio,
-            x.cpu_per_request_ratio
-        );
-    }
+    print_ratios("tollgate / baseline", &r.ratios);
+    print_ratios("write-ahead / after", &r.write_ahead_vs_after);
     println!("\n| target | idle keep-alive connections | RSS before MiB | RSS with them open MiB | peak RSS MiB |\n| --- | ---: | ---: | ---: | ---: |");
     for x in &r.idle {
         println!(

@@ -1,7 +1,8 @@
 //! The fault soak in aws mode: the `tollgate` binary with the AWS SDK adapters against the local
 //! stack, a fixed count of mixed requests from concurrent clients, while faults are injected
 //! in turn: the Data API answering 503, throttling, slow answers (a fault-injecting proxy,
-//! `tollgate_testkit::faults`, in front of dataapi-local), the Lambda endpoint down and back,
+//! `tollgate_testkit::faults`, in front of dataapi-local), S3 answering 503 `SlowDown` to the
+//! audit writer (the stack's S3 proxy), the Lambda endpoint down and back,
 //! clients leaving while their function runs, and SIGKILL of the ingress with a restart on the
 //! same port. The functions run on write-ahead routes (`record = "before"`), the routes whose
 //! promise holds across SIGKILL. Once the faults stop and the scheduled reconciler has run:
@@ -11,10 +12,9 @@
 //!     cargo test -p tollgate-ingress --test aws_faults -- --nocapture       # 2,000 requests
 //!     TOLLGATE_AWS_SOAK_REQUESTS=20000 cargo test -p tollgate-ingress --test aws_faults -- --nocapture
 //!
-//! Not injected here: S3 SlowDown for the audit writer (its endpoint is fixed when the Lambda
-//! emulator starts; `aws/tests/fault_mapping.rs` shows the adapter's mapping), and a Data API
-//! outage overlapping the kill (records kept in memory during an outage die with the process:
-//! refused requests only, since an executed write-ahead request already has its intent).
+//! Not injected here: a Data API outage overlapping the kill (records kept in memory during an
+//! outage die with the process: refused requests only, since an executed write-ahead request
+//! already has its intent).
 
 mod common;
 
@@ -150,7 +150,7 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
     let mut round = 0usize;
     while next.load(Ordering::Relaxed) < total {
         // The kill first (the load is sure to outlast one), then the others.
-        let phase = (round + 4) % 5;
+        let phase = (round + 5) % 6;
         round += 1;
         match phase {
             0 => {
@@ -170,6 +170,15 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 proxy.clear();
                 phases.push("data-api-slow");
+            }
+            4 => {
+                // The audit writer's puts fail: its batches are left to the reconciler.
+                stack
+                    .s3_faults
+                    .set(Action::s3_error(503, "SlowDown", "Please reduce your request rate."));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                stack.s3_faults.clear();
+                phases.push("s3-slow-down");
             }
             3 => {
                 tokio::task::block_in_place(|| stack.lambda.down());
@@ -252,14 +261,16 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
     assert!(audits.values().all(|&n| n == 1), "an audit event written twice");
     let unknown = rows.values().filter(|r| r.1 == "outcome_unknown").count();
     eprintln!(
-        "aws fault soak: {total} sent in {:.1} s (total {:.1} s), seen {by_seen:?}; {} executed, {} rows ({unknown} outcome_unknown), {} audit events; {kills} SIGKILLs; phases {phases:?}; proxy {:?}",
+        "aws fault soak: {total} sent in {:.1} s (total {:.1} s), seen {by_seen:?}; {} executed, {} rows ({unknown} outcome_unknown), {} audit events; {kills} SIGKILLs; phases {phases:?}; Data API proxy {:?}; S3 proxy {:?}",
         load_time.as_secs_f64(),
         started.elapsed().as_secs_f64(),
         executed_ids.len(),
         rows.len(),
         audits.len(),
-        proxy.counts()
+        proxy.counts(),
+        stack.s3_faults.counts()
     );
+    assert!(stack.s3_faults.counts().faulted > 0, "no S3 put met the SlowDown");
     assert!(kills >= 1, "the load ended before a kill: raise the request count");
     drop(proc);
 }

@@ -1,7 +1,7 @@
 //! A local AWS stack for aws mode: a private PostgreSQL behind `dataapi-local` (RDS Data
 //! API), an S3-compatible server with the audit bucket, and `cargo lambda watch` serving the
-//! Lambda Invoke API with the function binaries attached as runtimes. Everything is
-//! stopped when dropped.
+//! Lambda Invoke API with the function binaries attached as runtimes. S3 is reached through a
+//! fault-injecting proxy (`s3_faults`). Everything is stopped when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -151,6 +151,8 @@ pub struct AwsStack {
     pub logs: super::TempDir,
     pub pg: Postgres,
     pub s3: S3Server,
+    /// Between every process of the stack and S3 (passes through unless a test sets a fault).
+    pub s3_faults: tollgate_testkit::faults::FaultProxy,
     pub dataapi: String,
     pub lambda: LambdaEmulator,
     /// Environment of an aws-mode process (ingress or function).
@@ -166,12 +168,13 @@ impl AwsStack {
             .await
             .unwrap();
         let s3 = S3Server::start();
+        let s3_faults = tollgate_testkit::faults::FaultProxy::start(&s3.endpoint);
         let logs = super::TempDir::new("lambda-logs");
         let mut attempts = 0;
         let (lambda, env) = loop {
             attempts += 1;
             let lambda_port = free_port();
-            let env = Self::environment(&dataapi, &s3, lambda_port);
+            let env = Self::environment(&dataapi, &s3_faults.endpoint(), lambda_port);
             if let Some(lambda) = LambdaEmulator::start(lambda_port, env.clone(), logs.0.clone()) {
                 break (lambda, env);
             }
@@ -191,6 +194,7 @@ impl AwsStack {
             logs,
             pg,
             s3,
+            s3_faults,
             dataapi,
             lambda,
             env,
@@ -257,7 +261,7 @@ impl AwsStack {
     }
 
     /// The environment of an aws-mode process on this stack.
-    fn environment(dataapi: &str, s3: &S3Server, lambda_port: u16) -> Vec<(String, String)> {
+    fn environment(dataapi: &str, s3: &str, lambda_port: u16) -> Vec<(String, String)> {
         [
             ("TOLLGATE_MODE", "aws".to_string()),
             ("TOLLGATE_DB_CLUSTER_ARN", CLUSTER_ARN.into()),
@@ -270,7 +274,7 @@ impl AwsStack {
             ("AWS_SECRET_ACCESS_KEY", "local".into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
             ("AWS_ENDPOINT_URL_RDS_DATA", dataapi.to_string()),
-            ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_S3", s3.to_string()),
             ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{lambda_port}")),
             // The reconciler (the scheduled function, as deployed) re-drives rows older than this.
             ("TOLLGATE_RECONCILE_GRACE_MS", "3000".into()),
