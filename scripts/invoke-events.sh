@@ -100,8 +100,14 @@ for manifest in functions/*/Cargo.toml; do
     shopt -u nullglob
     [ ${#files[@]} -gt 0 ] || { echo "no events for $bin"; failures=$((failures + 1)); continue; }
     port="$(free_port)"
+    # Functions with storage run embedded mode only with their `embedded` feature (AWS builds
+    # leave SQLite out).
+    features=()
+    if python3 -S -c 'import sys,tomllib; sys.exit(0 if "embedded" in tomllib.load(open(sys.argv[1],"rb")).get("features",{}) else 1)' "$manifest"; then
+        features=(--features embedded)
+    fi
     # shellcheck disable=SC2046 # the variables are NAME=value words
-    (cd "$dir" && exec env $(function_env "$bin") cargo lambda watch -P "$port" >"$work/$bin.watch.log" 2>&1) &
+    (cd "$dir" && exec env $(function_env "$bin") cargo lambda watch "${features[@]}" -P "$port" >"$work/$bin.watch.log" 2>&1) &
     pids+=($!)
     wait_port "$port" 120 # cargo lambda watch builds the function first
     for f in "${files[@]}"; do

@@ -113,8 +113,18 @@ pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
             })
         }
         (Mode::Aws, None) => Err("aws mode without AWS settings".into()),
-        (Mode::Embedded, _) => Backends::open(&settings.storage).map_err(|e| e.to_string()),
+        (Mode::Embedded, _) => open_embedded(&settings.storage),
     }
+}
+
+#[cfg(feature = "embedded")]
+fn open_embedded(storage: &StorageSettings) -> Result<Backends, String> {
+    tollgate_embedded::open(storage).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "embedded"))]
+fn open_embedded(_: &StorageSettings) -> Result<Backends, String> {
+    Err("TOLLGATE_MODE=embedded: this build has no embedded adapters (an AWS build); build it with `--features embedded` (e.g. `cargo lambda watch --features embedded`)".into())
 }
 
 /// The Lambda invoker from the environment's SDK configuration.

@@ -1,7 +1,8 @@
 //! `RequestLog` on the RDS Data API (Aurora PostgreSQL).
 //!
-//! A group commit is all or nothing: its rows go as one JSON parameter of one `INSERT ...
-//! SELECT FROM json_to_recordset(...) ON CONFLICT DO NOTHING RETURNING request_id`, which
+//! Every statement is in `tollgate_core::sql` (the shared ones, and `sql::postgres` for this
+//! adapter's own). A group commit is all or nothing: its rows go as one JSON parameter of one
+//! `INSERT ... SELECT FROM json_to_recordset(...) ON CONFLICT ... RETURNING request_id`, which
 //! PostgreSQL runs atomically and which names the rows inserted now; only client-chosen ids
 //! that were not inserted are read back, to tell a retried row from a clashing request id. A
 //! commit over the 4 MiB request limit is split into statements inside one transaction. The
@@ -26,27 +27,6 @@ const MAX_BATCH_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 const PENDING_PAGE: usize = 200;
 /// Ids per `IN (...)` list.
 const IN_LIST_MAX: usize = 1000;
-/// A whole group commit in one statement (PostgreSQL runs a statement atomically): the rows
-/// are one JSON array parameter; RETURNING names the rows inserted (or intents replaced) now.
-/// The conflict rule is the shared one ([`sql::ON_CONFLICT`]); a request id appears at most
-/// once per statement (PostgreSQL refuses an `ON CONFLICT DO UPDATE` that meets a row twice).
-static INSERT_ROWS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "INSERT INTO api_requests (request_id, event_id, trace_id, received_at, method, path, \
-         query, route, function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
-         response_bytes, error_code, audit_batch, audit_key, audit_payload, intent) \
-         SELECT r.request_id, r.event_id, r.trace_id, r.received_at, r.method, r.path, r.query, r.route, \
-         r.function_name, r.status, r.latency_ms, r.client_ip, r.user_agent, r.principal, r.request_bytes, \
-         r.response_bytes, r.error_code, r.audit_batch, NULL, r.audit_payload::json, r.intent \
-         FROM json_to_recordset(:rows) AS r(request_id varchar, event_id uuid, trace_id varchar, \
-         received_at timestamp, method varchar, path text, query text, route text, function_name text, \
-         status smallint, latency_ms float8, client_ip varchar, user_agent text, principal text, \
-         request_bytes bigint, response_bytes bigint, error_code varchar, audit_batch uuid, audit_payload text, \
-         intent boolean) {} RETURNING request_id",
-        sql::ON_CONFLICT
-    )
-});
-
 /// Where the request log lives.
 #[derive(Clone, Debug)]
 pub struct DataApiSettings {
@@ -241,7 +221,7 @@ impl DataApiRequestLog {
         let array = Value::Array(rows.iter().map(row_json).collect());
         let params = vec![param("rows", &SqlValue::Json(array.to_string()))];
         let (_, returned) = self
-            .execute_under(&backoff::DATA_API.once(), &INSERT_ROWS, params, tx, true)
+            .execute_under(&backoff::DATA_API.once(), &sql::postgres::INSERT_ROWS, params, tx, true)
             .await?;
         Ok(returned.iter().filter_map(|r| text(r, "request_id")).collect())
     }
@@ -270,7 +250,7 @@ impl DataApiRequestLog {
         let mut out = std::collections::HashMap::new();
         for chunk in ids.chunks(IN_LIST_MAX) {
             let (list, params) = in_list(chunk.iter().copied());
-            let text = format!("SELECT request_id, event_id FROM api_requests WHERE request_id IN ({list})");
+            let text = sql::postgres::event_ids_in(&list);
             let (_, rows) = self
                 .execute_under(&backoff::DATA_API.once(), &text, params, tx, true)
                 .await?;
@@ -325,33 +305,45 @@ impl DataApiRequestLog {
     async fn migrate_inner(&self) -> Result<Vec<String>, LogError> {
         let tx = self.begin().await?;
         let result = async {
-            // Serializes concurrent migrators (two tasks starting at once); released at commit.
-            self.execute("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(745001)) AS l", vec![], Some(&tx), false).await?;
-            self.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version VARCHAR(128) NOT NULL PRIMARY KEY, applied_at TIMESTAMP NOT NULL)",
-                vec![],
-                Some(&tx),
-                false,
-            )
-            .await?;
-            let (_, rows) = self.execute("SELECT version FROM schema_migrations", vec![], Some(&tx), true).await?;
-            let done: Vec<String> = rows.iter().filter_map(|r| r.get("version").and_then(Value::as_str).map(String::from)).collect();
-            let mut applied = Vec::new();
-            for (version, text) in sql::POSTGRES_MIGRATIONS {
-                if done.iter().any(|d| d == version) {
-                    continue;
-                }
-                for stmt in sql::split_statements(text) {
-                    self.execute(&stmt, vec![], Some(&tx), false).await?;
-                }
-                self.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :at)",
-                    vec![param("version", &SqlValue::Text(version.to_string())), param("at", &SqlValue::Timestamp(tollgate_core::clock::now()))],
-                    Some(&tx),
-                    false,
-                )
+            use tollgate_core::sql::migrations::{self, Step};
+            self.execute(migrations::LOCK_POSTGRES, vec![], Some(&tx), false)
                 .await?;
-                applied.push(version.to_string());
+            self.execute(migrations::TABLE_POSTGRES, vec![], Some(&tx), false)
+                .await?;
+            self.execute(migrations::ADD_CHECKSUM_POSTGRES, vec![], Some(&tx), false)
+                .await?;
+            let (_, rows) = self.execute(migrations::APPLIED, vec![], Some(&tx), true).await?;
+            let done: Vec<(String, Option<String>)> = rows
+                .iter()
+                .filter_map(|r| Some((text(r, "version")?, text(r, "checksum"))))
+                .collect();
+            let mut applied = Vec::new();
+            for step in migrations::plan(sql::POSTGRES_MIGRATIONS, &done)? {
+                match step {
+                    Step::Apply {
+                        version,
+                        text,
+                        checksum,
+                    } => {
+                        for stmt in sql::split_statements(text) {
+                            self.execute(&stmt, vec![], Some(&tx), false).await?;
+                        }
+                        let params = vec![
+                            param("version", &SqlValue::Text(version.to_string())),
+                            param("applied_at", &SqlValue::Timestamp(tollgate_core::clock::now())),
+                            param("checksum", &SqlValue::Text(checksum)),
+                        ];
+                        self.execute(migrations::RECORD, params, Some(&tx), false).await?;
+                        applied.push(version.to_string());
+                    }
+                    Step::RecordChecksum { version, checksum } => {
+                        let params = vec![
+                            param("version", &SqlValue::Text(version.to_string())),
+                            param("checksum", &SqlValue::Text(checksum)),
+                        ];
+                        self.execute(migrations::SET_CHECKSUM, params, Some(&tx), false).await?;
+                    }
+                }
             }
             Ok::<_, LogError>(applied)
         }
@@ -520,9 +512,7 @@ impl RequestLog for DataApiRequestLog {
             let mut changed = 0u64;
             for chunk in request_ids.chunks(IN_LIST_MAX) {
                 let (list, ids) = in_list(chunk.iter().map(String::as_str));
-                let text = format!(
-                    "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL WHERE audit_key IS NULL AND request_id IN ({list})"
-                );
+                let text = sql::postgres::mark_audited_in(&list);
                 let mut params = vec![param("audit_key", &SqlValue::Text(key.to_string()))];
                 params.extend(ids);
                 let (n, _) = self.execute(&text, params, None, false).await?;
@@ -585,9 +575,7 @@ impl RequestLog for DataApiRequestLog {
             let mut changed = 0u64;
             for chunk in request_ids.chunks(IN_LIST_MAX) {
                 let (list, params) = in_list(chunk.iter().map(String::as_str));
-                let text = format!(
-                    "UPDATE api_requests SET redrive_attempts = redrive_attempts + 1 WHERE audit_key IS NULL AND request_id IN ({list})"
-                );
+                let text = sql::postgres::note_redrive_failure_in(&list);
                 let (n, _) = self.execute(&text, params, None, false).await?;
                 changed += n.max(0) as u64;
             }

@@ -40,11 +40,22 @@ async fn data_api_request_log_meets_the_contract() {
         ]
     );
     assert!(log.migrate().await.unwrap().is_empty(), "migrations apply once");
-    tollgate_core::contract::request_log(&log).await;
+    tollgate_testkit::contract::request_log(&log).await;
     assert_eq!(
-        pg.psql("tollgate", "SELECT count(*) FROM schema_migrations").trim(),
+        pg.psql(
+            "tollgate",
+            "SELECT count(*) FROM schema_migrations WHERE checksum IS NOT NULL"
+        )
+        .trim(),
         "2"
     );
+    // A migration whose text changed after it was applied is refused, by name.
+    pg.psql(
+        "tollgate",
+        "UPDATE schema_migrations SET checksum = '0000' WHERE version = '0001_api_requests'",
+    );
+    let err = log.migrate().await.unwrap_err().to_string();
+    assert!(err.contains("0001_api_requests") && err.contains("edited"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +68,7 @@ async fn large_group_commits_are_split_and_pending_scans_paged() {
     let rows: Vec<_> = (0..1200)
         .map(|i| tollgate_core::model::NewRecord {
             audit_payload: format!("{{\"request_id\":\"big-{i:05}\",\"pad\":\"{}\"}}", "p".repeat(4096)),
-            ..tollgate_core::contract::sample_record(&format!("big-{i:05}"), batch)
+            ..tollgate_testkit::contract::sample_record(&format!("big-{i:05}"), batch)
         })
         .collect();
     let out = log.insert_batch(&rows).await.unwrap();

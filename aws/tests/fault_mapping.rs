@@ -62,7 +62,7 @@ impl DataApiStack {
     /// Under `fault`, a one-row group commit fails with what `check` accepts, makes one
     /// attempt and writes nothing; cleared, the same rows go in.
     async fn commit_fails_then_succeeds(&self, fault: Action, id: &str, check: impl Fn(&LogError) -> bool) {
-        let rows = vec![tollgate_core::contract::sample_record(id, BATCH)];
+        let rows = vec![tollgate_testkit::contract::sample_record(id, BATCH)];
         let before_rows = self.rows();
         let before = self.proxy.counts();
         self.proxy.set(fault.clone());
@@ -195,7 +195,7 @@ async fn a_dropped_connection_or_a_down_endpoint_is_transient() {
     s.commit_fails_then_succeeds(Action::Reset, "reset", |e| matches!(e, LogError::Unavailable(_)))
         .await;
     // The endpoint refuses connections: the SDK never gets a request out.
-    let rows: Vec<NewRecord> = vec![tollgate_core::contract::sample_record("refused", BATCH)];
+    let rows: Vec<NewRecord> = vec![tollgate_testkit::contract::sample_record("refused", BATCH)];
     s.proxy.set(Action::Refuse);
     let err = s.log.insert_batch(&rows).await.expect_err("endpoint down");
     assert!(matches!(err, LogError::Unavailable(_)), "{err:?}");

@@ -24,7 +24,7 @@ async fn s3_object_store_meets_the_contract() {
             kms_key_id: None,
         },
     );
-    tollgate_core::contract::object_store(&store).await;
+    tollgate_testkit::contract::object_store(&store).await;
     let head = client.head_object().bucket("audit").key("race/k").send().await.unwrap();
     assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"));
 }

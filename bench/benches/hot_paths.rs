@@ -82,7 +82,7 @@ fn group_commit(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = std::env::temp_dir().join(format!("tollgate-bench-commit-{}", std::process::id()));
-    let log = tollgate_core::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap();
+    let log = tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap();
     let mut n = 0u64;
     let mut batch = move || -> Vec<NewRecord> {
         (0..256)

@@ -1,9 +1,7 @@
 //! Which adapters a process uses, chosen by `TOLLGATE_MODE`.
 
-use crate::dirstore::DirObjectStore;
 use crate::ports::{ObjectStore, RequestLog};
 use crate::settings::SettingsReader;
-use crate::sqlite::SqliteRequestLog;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -11,10 +9,6 @@ use std::sync::Arc;
 
 /// Default of `TOLLGATE_DATA_DIR`.
 pub const DEFAULT_DATA_DIR: &str = "./.tollgate";
-/// SQLite database file inside the data directory.
-pub const DB_FILE: &str = "requests.db";
-/// Object store root inside the data directory.
-pub const OBJECTS_DIR: &str = "objects";
 
 /// Where the ports lead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,16 +86,4 @@ pub enum OpenError {
     /// The object store.
     #[error(transparent)]
     Store(#[from] crate::ports::StoreError),
-}
-
-impl Backends {
-    /// Opens the backends the settings name.
-    pub fn open(settings: &StorageSettings) -> Result<Self, OpenError> {
-        let log = SqliteRequestLog::open(settings.data_dir.join(DB_FILE))?;
-        let store = DirObjectStore::open(settings.data_dir.join(OBJECTS_DIR))?;
-        Ok(Self {
-            log: Arc::new(log),
-            store: Arc::new(store),
-        })
-    }
 }

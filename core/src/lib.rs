@@ -1,17 +1,16 @@
 //! Shared types, ports and adapters of tollgate.
 //!
 //! The ingress and every function depend on this crate. It holds the domain types
-//! ([`model`]), the three ports ([`ports`]) with their embedded adapters
-//! ([`sqlite`], [`dirstore`], [`local`]), the audit object format ([`audit`]), the
-//! reconciler ([`reconcile`]) and the settings reader ([`settings`]).
+//! ([`model`]), the three ports ([`ports`]) with the in-process invoker ([`local`]), the
+//! request log's SQL for both engines ([`sql`]), the audit object format ([`audit`]), the
+//! reconciler ([`reconcile`]) and the settings reader ([`settings`]). The embedded storage
+//! adapters are `tollgate-embedded`; the port contracts are in `tollgate-testkit`.
 
 pub mod apierror;
 pub mod audit;
 pub mod backends;
 pub mod backoff;
 pub mod clock;
-pub mod contract;
-pub mod dirstore;
 pub mod http_fn;
 pub mod ids;
 pub mod local;
@@ -22,7 +21,6 @@ pub mod reconcile;
 pub mod redact;
 pub mod settings;
 pub mod sql;
-pub mod sqlite;
 
 pub use ports::{BoxFuture, InvokeError, Invoker, LogError, ObjectStore, RequestLog, StoreError};
 

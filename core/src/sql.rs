@@ -120,6 +120,18 @@ pub const LIST_COLUMNS: &str = "request_id, event_id, trace_id, received_at, met
      function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
      response_bytes, error_code, audit_batch, audit_key, NULL AS audit_payload, intent";
 
+/// Versioned SQLite migrations (embedded mode), the twins of [`POSTGRES_MIGRATIONS`].
+pub const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_api_requests",
+        include_str!("../migrations/sqlite/0001_api_requests.sql"),
+    ),
+    (
+        "0002_write_ahead_and_redrive",
+        include_str!("../migrations/sqlite/0002_write_ahead_and_redrive.sql"),
+    ),
+];
+
 /// Versioned PostgreSQL migrations (Aurora, through the Data API).
 pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -132,46 +144,234 @@ pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Splits a migration file into statements (the Data API runs one statement per call):
-/// on `;` outside string literals, quoted identifiers and comments.
+/// Splits a migration file into statements (the Data API runs one statement per call): on `;`
+/// outside string literals (`'...'`, with `''` inside), quoted identifiers (`"..."`),
+/// dollar-quoted bodies (`$$...$$`, `$tag$...$tag$`), line comments (`-- ...`) and block
+/// comments (`/* ... */`, nested as PostgreSQL nests them). Comments are dropped.
 pub fn split_statements(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
     let mut out = Vec::new();
     let mut current = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut i = 0;
+    let flush = |current: &mut String, out: &mut Vec<String>| {
+        let stmt = current.trim();
+        if !stmt.is_empty() {
+            out.push(stmt.to_string());
+        }
+        current.clear();
+    };
+    while i < b.len() {
+        let c = b[i];
         match c {
-            '\'' | '"' => {
-                current.push(c);
-                for d in chars.by_ref() {
-                    current.push(d);
-                    if d == c {
+            b'\'' | b'"' => {
+                // To the closing quote; a doubled quote is part of the literal.
+                let mut j = i + 1;
+                while j < b.len() {
+                    if b[j] == c {
+                        if b.get(j + 1) == Some(&c) {
+                            j += 2;
+                            continue;
+                        }
                         break;
+                    }
+                    j += 1;
+                }
+                let end = (j + 1).min(b.len());
+                current.push_str(&text[i..end]);
+                i = end;
+            }
+            b'$' => {
+                // `$tag$` opens a dollar-quoted body closed by the same tag.
+                let tag_end = text[i + 1..]
+                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                    .map(|n| i + 1 + n);
+                match tag_end {
+                    Some(t) if b[t] == b'$' && !text[i + 1..t].starts_with(|ch: char| ch.is_ascii_digit()) => {
+                        let tag = &text[i..=t];
+                        let body_end = text[t + 1..].find(tag).map_or(b.len(), |n| t + 1 + n + tag.len());
+                        current.push_str(&text[i..body_end]);
+                        i = body_end;
+                    }
+                    _ => {
+                        current.push('$');
+                        i += 1;
                     }
                 }
             }
-            '-' if chars.peek() == Some(&'-') => {
-                for d in chars.by_ref() {
-                    if d == '\n' {
-                        current.push('\n');
-                        break;
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                let end = text[i..].find('\n').map_or(b.len(), |n| i + n);
+                current.push('\n');
+                i = end + 1;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
                     }
                 }
+                current.push(' ');
             }
-            ';' => {
-                let stmt = current.trim();
-                if !stmt.is_empty() {
-                    out.push(stmt.to_string());
-                }
-                current.clear();
+            b';' => {
+                flush(&mut current, &mut out);
+                i += 1;
             }
-            _ => current.push(c),
+            _ => {
+                let ch = text[i..].chars().next().unwrap_or(' ');
+                current.push(ch);
+                i += ch.len_utf8();
+            }
         }
     }
-    let stmt = current.trim();
-    if !stmt.is_empty() {
-        out.push(stmt.to_string());
-    }
+    flush(&mut current, &mut out);
     out
+}
+
+/// Schema migrations: one table in both engines, and one plan ([`plan`]) that both runners
+/// follow. Each applied migration's checksum (SHA-256 of its text) is recorded; a migration
+/// edited after it was applied is refused.
+pub mod migrations {
+    use crate::ports::LogError;
+    use sha2::{Digest, Sha256};
+
+    /// The migrations table (SQLite).
+    pub const TABLE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT NOT NULL PRIMARY KEY, \
+         applied_at TEXT NOT NULL, checksum TEXT)";
+    /// Whether a table made before checksums were recorded lacks the column (SQLite).
+    pub const HAS_CHECKSUM_SQLITE: &str =
+        "SELECT count(*) FROM pragma_table_info('schema_migrations') WHERE name = 'checksum'";
+    /// Adds the column to such a table (SQLite).
+    pub const ADD_CHECKSUM_SQLITE: &str = "ALTER TABLE schema_migrations ADD COLUMN checksum TEXT";
+    /// The migrations table (PostgreSQL).
+    pub const TABLE_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version VARCHAR(128) NOT NULL \
+         PRIMARY KEY, applied_at TIMESTAMP NOT NULL, checksum VARCHAR(64))";
+    /// Adds the column to a table made before checksums were recorded (PostgreSQL).
+    pub const ADD_CHECKSUM_POSTGRES: &str =
+        "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum VARCHAR(64)";
+    /// Serializes concurrent migrators (two tasks starting at once); released at commit
+    /// (PostgreSQL; SQLite's immediate transaction does the same).
+    pub const LOCK_POSTGRES: &str = "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(745001)) AS l";
+    /// What was applied, with its checksum (`NULL` when applied before checksums).
+    pub const APPLIED: &str = "SELECT version, checksum FROM schema_migrations";
+    /// Records an applied migration.
+    pub const RECORD: &str = "INSERT INTO schema_migrations (version, applied_at, checksum) \
+         VALUES (:version, :applied_at, :checksum)";
+    /// Records the checksum of a migration applied before checksums were.
+    pub const SET_CHECKSUM: &str =
+        "UPDATE schema_migrations SET checksum = :checksum WHERE version = :version AND checksum IS NULL";
+
+    /// Hex SHA-256 of a migration's text.
+    pub fn checksum(text: &str) -> String {
+        Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// What a runner does for one migration.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Step<'a> {
+        /// Run it and record it.
+        Apply {
+            /// Its version.
+            version: &'a str,
+            /// Its text.
+            text: &'a str,
+            /// Its checksum.
+            checksum: String,
+        },
+        /// Applied before checksums were recorded: record its checksum now.
+        RecordChecksum {
+            /// Its version.
+            version: &'a str,
+            /// Its checksum.
+            checksum: String,
+        },
+    }
+
+    /// The steps that bring a database with `applied` (version, checksum) up to `migrations`,
+    /// in order. A migration whose text no longer matches the checksum recorded when it was
+    /// applied is an error naming it; versions this build does not know (a newer build
+    /// migrated the database) are left alone.
+    pub fn plan<'a>(
+        migrations: &'a [(&'a str, &'a str)],
+        applied: &[(String, Option<String>)],
+    ) -> Result<Vec<Step<'a>>, LogError> {
+        let mut steps = Vec::new();
+        for (version, text) in migrations {
+            let sum = checksum(text);
+            match applied.iter().find(|(v, _)| v == version) {
+                None => steps.push(Step::Apply {
+                    version,
+                    text,
+                    checksum: sum,
+                }),
+                Some((_, None)) => steps.push(Step::RecordChecksum { version, checksum: sum }),
+                Some((_, Some(recorded))) if *recorded == sum => {}
+                Some((_, Some(recorded))) => return Err(LogError::Failed(format!(
+                    "migration {version} was edited after it was applied (recorded checksum {recorded}, now {sum}): \
+                         add a new migration instead"
+                ))),
+            }
+        }
+        Ok(steps)
+    }
+}
+
+/// Statements only the Data API adapter runs (PostgreSQL): whole group commits as one JSON
+/// parameter, and `IN (...)` lists of request ids (`:r0, :r1, ...`).
+pub mod postgres {
+    /// A whole group commit in one statement (PostgreSQL runs a statement atomically): the rows
+    /// are one JSON array parameter; RETURNING names the rows inserted (or intents replaced) now.
+    /// The conflict rule is the shared one ([`super::ON_CONFLICT`]); a request id may appear at
+    /// most once per statement (PostgreSQL refuses an `ON CONFLICT DO UPDATE` that meets a row
+    /// twice).
+    pub static INSERT_ROWS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "INSERT INTO api_requests (request_id, event_id, trace_id, received_at, method, path, \
+             query, route, function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
+             response_bytes, error_code, audit_batch, audit_key, audit_payload, intent) \
+             SELECT r.request_id, r.event_id, r.trace_id, r.received_at, r.method, r.path, r.query, r.route, \
+             r.function_name, r.status, r.latency_ms, r.client_ip, r.user_agent, r.principal, r.request_bytes, \
+             r.response_bytes, r.error_code, r.audit_batch, NULL, r.audit_payload::json, r.intent \
+             FROM json_to_recordset(:rows) AS r(request_id varchar, event_id uuid, trace_id varchar, \
+             received_at timestamp, method varchar, path text, query text, route text, function_name text, \
+             status smallint, latency_ms float8, client_ip varchar, user_agent text, principal text, \
+             request_bytes bigint, response_bytes bigint, error_code varchar, audit_batch uuid, audit_payload text, \
+             intent boolean) {} RETURNING request_id",
+            super::ON_CONFLICT
+        )
+    });
+
+    /// The event ids of these request ids (a conflicting insert: retry or clash).
+    pub fn event_ids_in(list: &str) -> String {
+        format!("SELECT request_id, event_id FROM api_requests WHERE request_id IN ({list})")
+    }
+
+    /// [`super::MARK_AUDITED`] for a list of request ids.
+    pub fn mark_audited_in(list: &str) -> String {
+        format!(
+            "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL WHERE audit_key IS NULL \
+             AND request_id IN ({list})"
+        )
+    }
+
+    /// [`super::NOTE_REDRIVE_FAILURE`] for a list of request ids.
+    pub fn note_redrive_failure_in(list: &str) -> String {
+        format!(
+            "UPDATE api_requests SET redrive_attempts = redrive_attempts + 1 WHERE audit_key IS NULL \
+             AND request_id IN ({list})"
+        )
+    }
 }
 
 /// One row.
@@ -235,6 +435,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_splitter_knows_dollar_bodies_block_comments_and_doubled_quotes() {
+        let text = "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n\
+                    /* a; /* nested; */ still; */ CREATE TABLE t (x TEXT DEFAULT 'it''s; fine');\n\
+                    DO $body$ BEGIN PERFORM 1; END $body$;\nSELECT $1;";
+        assert_eq!(
+            split_statements(text),
+            vec![
+                "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql",
+                "CREATE TABLE t (x TEXT DEFAULT 'it''s; fine')",
+                "DO $body$ BEGIN PERFORM 1; END $body$",
+                "SELECT $1",
+            ]
+        );
+        for (_, m) in POSTGRES_MIGRATIONS.iter().chain(SQLITE_MIGRATIONS) {
+            assert!(split_statements(m).iter().all(|s| !s.contains(';')), "{m}");
+        }
+    }
+
+    #[test]
+    fn an_edited_migration_is_refused_and_old_ones_get_their_checksum() {
+        use migrations::{checksum, plan, Step};
+        let ms: &[(&str, &str)] = &[
+            ("0001_a", "CREATE TABLE a (x INT)"),
+            ("0002_b", "CREATE TABLE b (x INT)"),
+        ];
+        let steps = plan(ms, &[]).unwrap();
+        assert_eq!(steps.len(), 2);
+        assert!(matches!(steps[0], Step::Apply { version: "0001_a", .. }));
+        let applied = vec![
+            ("0001_a".to_string(), Some(checksum(ms[0].1))),
+            ("0002_b".to_string(), None),
+        ];
+        assert_eq!(
+            plan(ms, &applied).unwrap(),
+            vec![Step::RecordChecksum {
+                version: "0002_b",
+                checksum: checksum(ms[1].1)
+            }]
+        );
+        let edited: &[(&str, &str)] = &[("0001_a", "CREATE TABLE a (x BIGINT)")];
+        let err = plan(edited, &applied).unwrap_err().to_string();
+        assert!(err.contains("0001_a") && err.contains("edited"), "{err}");
+        // A version only a newer build knows is left alone.
+        let newer = vec![("0009_future".to_string(), Some("f".into()))];
+        assert_eq!(plan(&ms[..1], &newer).unwrap().len(), 1);
+        assert_eq!(checksum("").len(), 64);
+    }
+
+    #[test]
     fn migrations_split_into_single_statements() {
         let stmts = split_statements("CREATE TABLE a (x TEXT DEFAULT ';'); -- c;\nCREATE INDEX i ON a (x);\n");
         assert_eq!(
@@ -242,6 +491,11 @@ mod tests {
             vec!["CREATE TABLE a (x TEXT DEFAULT ';')", "CREATE INDEX i ON a (x)"]
         );
         assert_eq!(split_statements(POSTGRES_MIGRATIONS[0].1).len(), 3);
+        assert_eq!(
+            POSTGRES_MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>(),
+            SQLITE_MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>(),
+            "the engines' migrations are twins"
+        );
     }
 
     #[test]

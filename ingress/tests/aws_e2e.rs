@@ -163,7 +163,7 @@ async fn the_lambda_invoker_meets_the_invoker_contract() {
     let stack = AwsStack::start().await;
     stack.migrate(&workspace_root());
     let invoker = stack.lambda_invoker();
-    tollgate_core::contract::invoker(&invoker).await;
+    tollgate_testkit::contract::invoker(&invoker).await;
 
     // A stack deploys `echo` as `<stack>-echo`: the prefix is what goes on the wire.
     use tollgate_core::ports::{InvokeError, Invoker};

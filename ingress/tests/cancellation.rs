@@ -392,7 +392,7 @@ async fn heads_that_hyper_refuses_are_recorded_as_connection_events() {
     ing.stop().await;
     let rows = rows_by_id(&ing.dir.0);
     assert!(all_there, "{rows:?}");
-    let conn = rusqlite::Connection::open(ing.dir.0.join(tollgate_core::backends::DB_FILE)).unwrap();
+    let conn = rusqlite::Connection::open(ing.dir.0.join(tollgate_embedded::DB_FILE)).unwrap();
     let mut got: Vec<(String, u16, i64)> = conn
         .prepare("SELECT error_code, status, request_bytes FROM api_requests ORDER BY received_at")
         .unwrap()

@@ -396,13 +396,13 @@ async fn a_dropped_audit_batch_is_redriven_by_the_reconciler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_invoker_meets_the_invoker_contract() {
     let dir = TempDir::new("invoker");
-    let backends = tollgate_core::backends::Backends::open(&tollgate_core::backends::StorageSettings {
+    let backends = tollgate_embedded::open(&tollgate_core::backends::StorageSettings {
         mode: tollgate_core::backends::Mode::Embedded,
         data_dir: dir.0.clone(),
     })
     .unwrap();
     let invoker = tollgate_core::local::LocalInvoker::new(tollgate_ingress::app::embedded_functions(&backends));
-    tollgate_core::contract::invoker(&invoker).await;
+    tollgate_testkit::contract::invoker(&invoker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use common::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate_core::backends::{Backends, StorageSettings};
+use tollgate_core::backends::StorageSettings;
 use tollgate_core::local::LocalInvoker;
 use tollgate_core::ports::RequestLog;
 use tollgate_ingress::app;
@@ -136,7 +136,7 @@ async fn a_resuming_cluster_gets_its_503_within_the_commit_budget() {
     let dir = TempDir::new("resuming");
     let budget = Duration::from_millis(1500);
     let config = config_for(&dir.0, &[("TOLLGATE_COMMIT_RETRY_MS", "1500")]);
-    let backends = Backends::open(&StorageSettings {
+    let backends = tollgate_embedded::open(&StorageSettings {
         mode: tollgate_core::backends::Mode::Embedded,
         data_dir: dir.0.clone(),
     })

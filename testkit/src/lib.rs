@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod contract;
 pub mod faults;
 
 /// Where Debian's PostgreSQL binaries live (`apt-get install -y postgresql`).

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tollgate_audit_reconciler::{run_pass, ScheduledEvent};
 use tollgate_core::audit;
-use tollgate_core::dirstore::DirObjectStore;
 use tollgate_core::http_fn::{event_files, json_function};
 use tollgate_core::local::{LocalFunction, LocalInvoker};
 use tollgate_core::model::{NewRecord, ReconcileReport};
 use tollgate_core::ports::{InvokeError, ObjectStore, RequestLog};
 use tollgate_core::reconcile::ReconcileSettings;
-use tollgate_core::sqlite::SqliteRequestLog;
+use tollgate_embedded::dirstore::DirObjectStore;
+use tollgate_embedded::sqlite::SqliteRequestLog;
 
 struct TempDir(PathBuf);
 
@@ -37,7 +37,7 @@ fn settings() -> ReconcileSettings {
 }
 
 fn row(request_id: &str, batch: &str) -> NewRecord {
-    tollgate_core::contract::sample_record(request_id, batch)
+    tollgate_testkit::contract::sample_record(request_id, batch)
 }
 
 fn reconciler(

@@ -137,9 +137,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
     use std::sync::Arc;
-    use tollgate_core::dirstore::DirObjectStore;
     use tollgate_core::model::NewRecord;
-    use tollgate_core::sqlite::SqliteRequestLog;
+    use tollgate_embedded::dirstore::DirObjectStore;
+    use tollgate_embedded::sqlite::SqliteRequestLog;
 
     struct Fixture {
         dir: std::path::PathBuf,
@@ -166,7 +166,7 @@ mod tests {
         let rows: Vec<NewRecord> = (0..n)
             .map(|i| NewRecord {
                 audit_payload: event(&format!("r{i:03}")),
-                ..tollgate_core::contract::sample_record(&format!("r{i:03}"), &batch_id)
+                ..tollgate_testkit::contract::sample_record(&format!("r{i:03}"), &batch_id)
             })
             .collect();
         tollgate_core::RequestLog::insert_batch(&*log, &rows).await.unwrap();

@@ -9,8 +9,8 @@ use tollgate_core::ports::InvokeError;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_audit_writer_event_is_handled() {
     let dir = std::env::temp_dir().join(format!("tollgate-writer-events-{}", std::process::id()));
-    let log = Arc::new(tollgate_core::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap());
-    let store = Arc::new(tollgate_core::dirstore::DirObjectStore::open(dir.join("objects")).unwrap());
+    let log = Arc::new(tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap());
+    let store = Arc::new(tollgate_embedded::dirstore::DirObjectStore::open(dir.join("objects")).unwrap());
     let function = tollgate_audit_writer::local_function(log, store);
     let files = event_files(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events"),

@@ -48,7 +48,7 @@ async fn response_server() -> (String, Received) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_custom_resource_event_is_answered_on_its_response_url() {
     let dir = std::env::temp_dir().join(format!("tollgate-dbmigrate-{}", std::process::id()));
-    let log = tollgate_core::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap();
+    let log = tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap();
     let (url, received) = response_server().await;
     let responder = HttpsResponder::new().unwrap();
     let files = event_files(

@@ -8,11 +8,11 @@ use tollgate_core::ports::RequestLog;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_requests_api_event_is_answered() {
     let dir = std::env::temp_dir().join(format!("tollgate-reqapi-events-{}", std::process::id()));
-    let log = Arc::new(tollgate_core::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap());
-    let store = Arc::new(tollgate_core::dirstore::DirObjectStore::open(dir.join("objects")).unwrap());
+    let log = Arc::new(tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap());
+    let store = Arc::new(tollgate_embedded::dirstore::DirObjectStore::open(dir.join("objects")).unwrap());
     // The request the get event asks for.
     let id = "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
-    let mut row = tollgate_core::contract::sample_record(id, id);
+    let mut row = tollgate_testkit::contract::sample_record(id, id);
     row.record.method = "POST".into();
     row.record.client_ip = Some("203.0.113.7".into());
     row.client_chosen_id = true;

@@ -17,10 +17,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tollgate_core::backends::{Backends, StorageSettings, DB_FILE, OBJECTS_DIR};
+use tollgate_core::backends::{Backends, StorageSettings};
 use tollgate_core::local::{LocalFunction, LocalInvoker};
 use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, StoredRecord};
 use tollgate_core::ports::{BoxFuture, InvokeError, LogError, ObjectStore, RequestLog};
+use tollgate_embedded::{DB_FILE, OBJECTS_DIR};
 use tollgate_ingress::app::{self, Running};
 use tollgate_ingress::config::IngressConfig;
 use tollgate_ingress::routes::RouteTable;
@@ -119,7 +120,7 @@ impl InProcess {
     ) -> Self {
         let dir = TempDir::new("inproc");
         let config = config_for(&dir.0, extra);
-        let backends = Backends::open(&StorageSettings {
+        let backends = tollgate_embedded::open(&StorageSettings {
             mode: tollgate_core::backends::Mode::Embedded,
             data_dir: dir.0.clone(),
         })
@@ -386,8 +387,8 @@ pub async fn audit_counts(store: &dyn ObjectStore) -> BTreeMap<String, usize> {
 }
 
 /// The audit objects of a data dir.
-pub fn dir_store(data_dir: &Path) -> tollgate_core::dirstore::DirObjectStore {
-    tollgate_core::dirstore::DirObjectStore::open(data_dir.join(OBJECTS_DIR)).unwrap()
+pub fn dir_store(data_dir: &Path) -> tollgate_embedded::dirstore::DirObjectStore {
+    tollgate_embedded::dirstore::DirObjectStore::open(data_dir.join(OBJECTS_DIR)).unwrap()
 }
 
 /// Polls `check` until it holds or `limit` passes.
@@ -538,7 +539,7 @@ pub struct Faulty {
 
 impl Faulty {
     pub async fn start(data_dir: &Path, extra: &[(&str, &str)]) -> Self {
-        let backends = Backends::open(&StorageSettings {
+        let backends = tollgate_embedded::open(&StorageSettings {
             mode: tollgate_core::backends::Mode::Embedded,
             data_dir: data_dir.to_path_buf(),
         })

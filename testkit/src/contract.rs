@@ -1,10 +1,10 @@
 //! The contract every adapter of a port must meet, as runnable checks. Each adapter's tests
 //! call these against a fresh instance, so the embedded default cannot drift from aws mode.
 
-use crate::model::{InsertOutcome, NewRecord, RecordQuery, RequestRecord};
-use crate::ports::{ObjectStore, PutOutcome, RequestLog};
 use bytes::Bytes;
 use time::OffsetDateTime;
+use tollgate_core::model::{InsertOutcome, NewRecord, RecordQuery, RequestRecord};
+use tollgate_core::ports::{ObjectStore, PutOutcome, RequestLog};
 
 /// The batch every contract row is assigned to.
 const BATCH: &str = "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
@@ -45,7 +45,7 @@ pub fn sample_record(request_id: &str, audit_batch: &str) -> NewRecord {
             request_id: request_id.into(),
             event_id: uuid::Uuid::new_v4().to_string(),
             trace_id: None,
-            received_at: crate::clock::now(),
+            received_at: tollgate_core::clock::now(),
             method: "GET".into(),
             path: "/v1/echo".into(),
             query: None,
@@ -69,7 +69,7 @@ pub fn sample_record(request_id: &str, audit_batch: &str) -> NewRecord {
 
 /// The `RequestLog` contract. `log` must be empty.
 pub async fn request_log(log: &dyn RequestLog) {
-    let t0 = crate::clock::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid");
+    let t0 = tollgate_core::clock::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid");
     let ms = |n: i64| t0 + time::Duration::milliseconds(n);
     let rows: Vec<NewRecord> = (0..10)
         .map(|i| {
@@ -269,7 +269,7 @@ pub async fn request_log(log: &dyn RequestLog) {
     // Write-ahead: an intent is a row, not pending, until its record replaces it.
     let intent = |id: &str, at: OffsetDateTime| {
         let mut r = record(id, at, 0, "POST", "/v1/echo");
-        r.record.error_code = Some(crate::apierror::OUTCOME_UNKNOWN.into());
+        r.record.error_code = Some(tollgate_core::apierror::OUTCOME_UNKNOWN.into());
         r.audit_payload = format!("{{\"request_id\":\"{id}\",\"outcome\":\"unknown\"}}");
         r.intent = true;
         r
@@ -337,7 +337,10 @@ pub async fn request_log(log: &dyn RequestLog) {
     assert!(log.finalize_intents(ms(301), 100).await.expect("once").is_empty());
     let got = log.get("w2").await.expect("get").expect("row");
     assert!(!got.intent);
-    assert_eq!(got.record.error_code.as_deref(), Some(crate::apierror::OUTCOME_UNKNOWN));
+    assert_eq!(
+        got.record.error_code.as_deref(),
+        Some(tollgate_core::apierror::OUTCOME_UNKNOWN)
+    );
     let pending: Vec<String> = log
         .pending_audits(ms(1000), 5, 100)
         .await
@@ -398,7 +401,7 @@ pub async fn object_store(store: &dyn ObjectStore) {
 
 async fn futures_lite_join<'a, F>(futs: impl Iterator<Item = F>) -> Vec<PutOutcome>
 where
-    F: std::future::Future<Output = Result<PutOutcome, crate::ports::StoreError>> + Send + 'a,
+    F: std::future::Future<Output = Result<PutOutcome, tollgate_core::ports::StoreError>> + Send + 'a,
 {
     let handles: Vec<_> = futs.collect();
     let mut out = Vec::new();
@@ -437,8 +440,8 @@ pub fn alb_event(path: &str) -> Bytes {
 /// The `Invoker` contract, over the shipped functions: `echo` answers an ALB event,
 /// `audit-writer` reports a malformed batch as a function error with its type, an unknown
 /// function is an error, and an asynchronous invoke is accepted.
-pub async fn invoker(invoker: &dyn crate::ports::Invoker) {
-    use crate::ports::InvokeError;
+pub async fn invoker(invoker: &dyn tollgate_core::ports::Invoker) {
+    use tollgate_core::ports::InvokeError;
     let out = invoker
         .invoke("echo", alb_event("/v1/echo/contract"))
         .await
@@ -462,34 +465,4 @@ pub async fn invoker(invoker: &dyn crate::ports::Invoker) {
         .await
         .expect("asynchronous invoke accepted");
     invoker.drain().await;
-}
-
-#[cfg(test)]
-mod tests {
-    fn temp(tag: &str) -> std::path::PathBuf {
-        let p = std::env::temp_dir().join(format!("tollgate-contract-{tag}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        p
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_request_log_meets_the_contract() {
-        let dir = temp("sqlite");
-        let log = crate::sqlite::SqliteRequestLog::open(dir.join("r.db")).expect("open");
-        super::request_log(&log).await;
-        // Reopening applies no migration twice and keeps the rows.
-        drop(log);
-        let log = crate::sqlite::SqliteRequestLog::open(dir.join("r.db")).expect("reopen");
-        assert!(crate::ports::RequestLog::get(&log, "r05").await.expect("get").is_some());
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn directory_object_store_meets_the_contract() {
-        let dir = temp("dir");
-        let store = crate::dirstore::DirObjectStore::open(&dir).expect("open");
-        super::object_store(&store).await;
-        assert!(crate::ports::ObjectStore::get(&store, "../escape").await.is_err());
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }

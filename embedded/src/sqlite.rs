@@ -1,27 +1,19 @@
 //! Embedded `RequestLog`: SQLite in WAL mode with `synchronous=FULL`, so a committed
 //! batch survives a crash or power loss before the response is released.
 
-use crate::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord};
-use crate::ports::{BoxFuture, LogError, RequestLog};
-use crate::sql::{self, SqlValue};
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
+use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord};
+use tollgate_core::ports::{BoxFuture, LogError, RequestLog};
+use tollgate_core::sql::{self, SqlValue};
 
-/// Versioned migrations, applied in order and recorded in `schema_migrations`.
-pub const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_api_requests",
-        include_str!("../migrations/sqlite/0001_api_requests.sql"),
-    ),
-    (
-        "0002_write_ahead_and_redrive",
-        include_str!("../migrations/sqlite/0002_write_ahead_and_redrive.sql"),
-    ),
-];
+/// Versioned migrations (`tollgate_core::sql`), applied in order and recorded in
+/// `schema_migrations`.
+pub use tollgate_core::sql::SQLITE_MIGRATIONS as MIGRATIONS;
 
 /// How long a statement waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,16 +32,19 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
-impl ToSql for SqlValue {
+/// A portable parameter as SQLite binds it (timestamps as RFC 3339 text, six fractional digits).
+struct Param<'a>(&'a SqlValue);
+
+impl ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
+        Ok(match self.0 {
             SqlValue::Null => ToSqlOutput::Owned(Value::Null),
             SqlValue::Text(t) | SqlValue::Uuid(t) | SqlValue::Json(t) => {
                 ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(t.as_bytes()))
             }
             SqlValue::Int(i) => ToSqlOutput::Owned(Value::Integer(*i)),
             SqlValue::Real(r) => ToSqlOutput::Owned(Value::Real(*r)),
-            SqlValue::Timestamp(t) => ToSqlOutput::Owned(Value::Text(crate::clock::format(*t))),
+            SqlValue::Timestamp(t) => ToSqlOutput::Owned(Value::Text(tollgate_core::clock::format(*t))),
         })
     }
 }
@@ -118,28 +113,50 @@ impl SqliteRequestLog {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(map_err)?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT NOT NULL PRIMARY KEY, applied_at TEXT NOT NULL)",
-        )
-        .map_err(map_err)?;
+        use tollgate_core::sql::migrations::{self, Step};
+        tx.execute_batch(migrations::TABLE_SQLITE).map_err(map_err)?;
+        let has_checksum: i64 = tx
+            .query_row(migrations::HAS_CHECKSUM_SQLITE, [], |r| r.get(0))
+            .map_err(map_err)?;
+        if has_checksum == 0 {
+            tx.execute_batch(migrations::ADD_CHECKSUM_SQLITE).map_err(map_err)?;
+        }
+        let done: Vec<(String, Option<String>)> = {
+            let mut stmt = tx.prepare(migrations::APPLIED).map_err(map_err)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)?
+        };
         let mut applied = Vec::new();
-        for (version, sql_text) in MIGRATIONS {
-            let done: Option<String> = tx
-                .query_row(
-                    "SELECT version FROM schema_migrations WHERE version = ?1",
-                    [version],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(map_err)?;
-            if done.is_none() {
-                tx.execute_batch(sql_text).map_err(map_err)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                    [*version, &crate::clock::format(crate::clock::now())],
-                )
-                .map_err(map_err)?;
-                applied.push(version.to_string());
+        for step in migrations::plan(MIGRATIONS, &done)? {
+            match step {
+                Step::Apply {
+                    version,
+                    text,
+                    checksum,
+                } => {
+                    tx.execute_batch(text).map_err(map_err)?;
+                    let at = tollgate_core::clock::format(tollgate_core::clock::now());
+                    tx.execute(
+                        migrations::RECORD,
+                        &[
+                            (":version", &version as &dyn ToSql),
+                            (":applied_at", &at as &dyn ToSql),
+                            (":checksum", &checksum as &dyn ToSql),
+                        ][..],
+                    )
+                    .map_err(map_err)?;
+                    applied.push(version.to_string());
+                }
+                Step::RecordChecksum { version, checksum } => {
+                    tx.execute(
+                        migrations::SET_CHECKSUM,
+                        &[
+                            (":version", &version as &dyn ToSql),
+                            (":checksum", &checksum as &dyn ToSql),
+                        ][..],
+                    )
+                    .map_err(map_err)?;
+                }
             }
         }
         tx.commit().map_err(map_err)?;
@@ -215,7 +232,7 @@ fn bind_insert(stmt: &mut rusqlite::CachedStatement<'_>, idx: &[usize], row: &Ne
     stmt.raw_bind_parameter(idx[0], &r.request_id)?;
     stmt.raw_bind_parameter(idx[1], &r.event_id)?;
     stmt.raw_bind_parameter(idx[2], &r.trace_id)?;
-    stmt.raw_bind_parameter(idx[3], crate::clock::format(r.received_at))?;
+    stmt.raw_bind_parameter(idx[3], tollgate_core::clock::format(r.received_at))?;
     stmt.raw_bind_parameter(idx[4], &r.method)?;
     stmt.raw_bind_parameter(idx[5], &r.path)?;
     stmt.raw_bind_parameter(idx[6], &r.query)?;
@@ -235,17 +252,17 @@ fn bind_insert(stmt: &mut rusqlite::CachedStatement<'_>, idx: &[usize], row: &Ne
     Ok(())
 }
 
-fn named<'a>(params: &'a [(&'static str, SqlValue)]) -> Vec<(String, &'a dyn ToSql)> {
-    params.iter().map(|(n, v)| (format!(":{n}"), v as &dyn ToSql)).collect()
+fn named<'a>(params: &'a [(&'static str, SqlValue)]) -> Vec<(String, Param<'a>)> {
+    params.iter().map(|(n, v)| (format!(":{n}"), Param(v))).collect()
 }
 
-fn bind<'a>(params: &'a [(String, &'a dyn ToSql)]) -> Vec<(&'a str, &'a dyn ToSql)> {
-    params.iter().map(|(n, v)| (n.as_str(), *v)).collect()
+fn bind<'a>(params: &'a [(String, Param<'a>)]) -> Vec<(&'a str, &'a dyn ToSql)> {
+    params.iter().map(|(n, v)| (n.as_str(), v as &dyn ToSql)).collect()
 }
 
 fn row_to_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
     let received: String = row.get(3)?;
-    let received_at = crate::clock::parse_stored(&received).ok_or_else(|| {
+    let received_at = tollgate_core::clock::parse_stored(&received).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, "bad received_at".into())
     })?;
     Ok(StoredRecord {
@@ -420,7 +437,10 @@ impl RequestLog for SqliteRequestLog {
                 let limit = limit as i64;
                 let rows = stmt
                     .query_map(
-                        &[(":before", &before as &dyn ToSql), (":limit", &limit as &dyn ToSql)][..],
+                        &[
+                            (":before", &Param(&before) as &dyn ToSql),
+                            (":limit", &limit as &dyn ToSql),
+                        ][..],
                         |r| r.get::<_, String>(0),
                     )
                     .map_err(map_err)?;

@@ -7,11 +7,11 @@
 //! the put (the audit writer then leaves the outbox as it is, and a retry finds the object
 //! and makes it durable before counting it). An object found already there is fsynced too.
 
-use crate::ports::{BoxFuture, ObjectStore, PutOutcome, StoreError};
 use bytes::Bytes;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use tollgate_core::ports::{BoxFuture, ObjectStore, PutOutcome, StoreError};
 
 /// Objects under a root directory, one file per key.
 #[derive(Clone, Debug)]
