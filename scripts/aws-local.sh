@@ -28,7 +28,11 @@ trap cleanup EXIT INT TERM
 
 # TOLLGATE_PROFILE=release for measurements (the load benchmark's aws-mode run).
 PROFILE="${TOLLGATE_PROFILE:-dev}"
-cargo build --profile "$PROFILE" -p tollgate-ingress -p dataapi-local -p tollgate-echo -p tollgate-requests-api -p tollgate-audit-writer
+# The registry's local_stack functions (functions.toml).
+mapfile -t local_functions < <(python3 -S -c 'import tomllib; [print(f["name"]) for f in tomllib.load(open("functions.toml","rb"))["functions"] if f["local_stack"]]')
+mapfile -t function_packages < <(python3 -S -c 'import tomllib; [print("-p", tomllib.load(open(f["package"] + "/Cargo.toml","rb"))["package"]["name"]) for f in tomllib.load(open("functions.toml","rb"))["functions"] if f["local_stack"]]')
+# shellcheck disable=SC2068 # each line is "-p <crate>": two words
+cargo build --profile "$PROFILE" -p tollgate-ingress -p dataapi-local ${function_packages[@]}
 if [ "$PROFILE" = dev ]; then BIN=target/debug; else BIN="target/$PROFILE"; fi
 
 PG_PORT=$(free_port)
@@ -65,7 +69,7 @@ import urllib.request
 urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:$S3_PORT/$TOLLGATE_AUDIT_BUCKET", method="PUT"))
 PY
 
-for f in echo requests-api audit-writer; do
+for f in "${local_functions[@]}"; do
     AWS_LAMBDA_FUNCTION_NAME=$f AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$LAMBDA_PORT/.rt/$f" "$BIN/$f" >"$WORK/$f.log" 2>&1 &
     PIDS+=($!)

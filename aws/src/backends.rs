@@ -127,6 +127,19 @@ fn open_embedded(_: &StorageSettings) -> Result<Backends, String> {
     Err("TOLLGATE_MODE=embedded: this build has no embedded adapters (an AWS build); build it with `--features embedded` (e.g. `cargo lambda watch --features embedded`)".into())
 }
 
+/// The invoker for the mode: Lambda (aws mode), or the in-process functions `embedded` builds
+/// (embedded mode). The one place the choice is made, for the ingress and the reconciler.
+pub async fn invoker(
+    settings: &ModeSettings,
+    embedded: impl FnOnce() -> std::collections::HashMap<String, Arc<dyn tollgate_core::local::LocalFunction>>,
+) -> Result<Arc<dyn tollgate_core::ports::Invoker>, String> {
+    match (&settings.storage.mode, &settings.aws) {
+        (Mode::Aws, Some(aws)) => Ok(Arc::new(lambda_invoker(aws).await)),
+        (Mode::Aws, None) => Err("aws mode without AWS settings".into()),
+        (Mode::Embedded, _) => Ok(Arc::new(tollgate_core::local::LocalInvoker::new(embedded()))),
+    }
+}
+
 /// The Lambda invoker from the environment's SDK configuration.
 pub async fn lambda_invoker(settings: &AwsSettings) -> LambdaInvoker {
     LambdaInvoker::from_config(sdk::lambda(&sdk::config().await)).with_function_prefix(settings.function_prefix.clone())

@@ -317,10 +317,12 @@ pub mod migrations {
                 }),
                 Some((_, None)) => steps.push(Step::RecordChecksum { version, checksum: sum }),
                 Some((_, Some(recorded))) if *recorded == sum => {}
-                Some((_, Some(recorded))) => return Err(LogError::Failed(format!(
+                Some((_, Some(recorded))) => {
+                    return Err(LogError::Failed(format!(
                     "migration {version} was edited after it was applied (recorded checksum {recorded}, now {sum}): \
                          add a new migration instead"
-                ))),
+                )))
+                }
             }
         }
         Ok(steps)

@@ -17,26 +17,41 @@ use tollgate_core::local::LocalFunction;
 use tollgate_core::ports::{Invoker, RequestLog};
 use tollgate_core::reconcile::reconcile_once;
 
-/// The functions linked into the process in embedded mode, by function name.
+/// The functions linked into the process in embedded mode, by function name: the registry's
+/// `embedded` ones (`functions.toml`).
 pub fn embedded_functions(backends: &Backends) -> HashMap<String, Arc<dyn LocalFunction>> {
-    let mut f: HashMap<String, Arc<dyn LocalFunction>> = HashMap::new();
-    f.insert("echo".into(), http_function(tollgate_echo::handle));
-    let api = Arc::new(tollgate_requests_api::RequestsApi::new(
-        backends.log.clone(),
-        backends.store.clone(),
-    ));
-    f.insert(
-        "requests-api".into(),
-        http_function(move |req| {
-            let api = api.clone();
-            async move { api.handle(req).await }
-        }),
-    );
-    f.insert(
-        "audit-writer".into(),
-        tollgate_audit_writer::local_function(backends.log.clone(), backends.store.clone()),
-    );
-    f
+    crate::registry::functions()
+        .into_iter()
+        .filter(|f| f.embedded)
+        .map(|f| {
+            let handler = embedded_function(&f.name, backends).unwrap_or_else(|| {
+                panic!(
+                    "functions.toml: {} is embedded but the ingress links no such function (add it to app::embedded_function)",
+                    f.name
+                )
+            });
+            (f.name, handler)
+        })
+        .collect()
+}
+
+/// The in-process handler of an embedded function.
+fn embedded_function(name: &str, backends: &Backends) -> Option<Arc<dyn LocalFunction>> {
+    Some(match name {
+        "echo" => http_function(tollgate_echo::handle),
+        "requests-api" => {
+            let api = Arc::new(tollgate_requests_api::RequestsApi::new(
+                backends.log.clone(),
+                backends.store.clone(),
+            ));
+            http_function(move |req| {
+                let api = api.clone();
+                async move { api.handle(req).await }
+            })
+        }
+        "audit-writer" => tollgate_audit_writer::local_function(backends.log.clone(), backends.store.clone()),
+        _ => return None,
+    })
 }
 
 /// A running ingress.

@@ -7,5 +7,6 @@ pub mod app;
 pub mod config;
 pub mod handler;
 pub mod recorder;
+pub mod registry;
 pub mod routes;
 pub mod server;

@@ -5,10 +5,7 @@
 
 use anyhow::Context;
 use std::process::ExitCode;
-use std::sync::Arc;
 use tollgate_core::backends::Mode;
-use tollgate_core::local::LocalInvoker;
-use tollgate_core::ports::Invoker;
 use tollgate_core::settings::SettingsReader;
 use tollgate_ingress::app;
 use tollgate_ingress::config::IngressConfig;
@@ -96,23 +93,19 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("opening the request log and object store")?;
     let mode = config.mode.storage.mode;
-    let invoker: Arc<dyn Invoker> = match mode {
-        Mode::Embedded => {
-            let functions = app::embedded_functions(&backends);
-            let missing: Vec<&str> = routes
-                .functions()
-                .into_iter()
-                .chain([config.recorder.audit_function.as_str()])
-                .filter(|f| !functions.contains_key(*f))
-                .collect();
-            anyhow::ensure!(missing.is_empty(), "no embedded function named {}", missing.join(", "));
-            Arc::new(LocalInvoker::new(functions))
-        }
-        Mode::Aws => {
-            let aws = config.mode.aws.as_ref().context("aws mode without AWS settings")?;
-            Arc::new(tollgate_aws::backends::lambda_invoker(aws).await)
-        }
-    };
+    if mode == Mode::Embedded {
+        let functions = app::embedded_functions(&backends);
+        let missing: Vec<&str> = routes
+            .functions()
+            .into_iter()
+            .chain([config.recorder.audit_function.as_str()])
+            .filter(|f| !functions.contains_key(*f))
+            .collect();
+        anyhow::ensure!(missing.is_empty(), "no embedded function named {}", missing.join(", "));
+    }
+    let invoker = tollgate_aws::backends::invoker(&config.mode, || app::embedded_functions(&backends))
+        .await
+        .map_err(anyhow::Error::msg)?;
     let listen = config.listen;
     let data_dir = config.mode.storage.data_dir.clone();
     let running = app::start(config, routes, backends.log.clone(), invoker)

@@ -9,9 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tollgate_audit_reconciler::{run_pass, ScheduledEvent};
 use tollgate_aws::backends::ModeSettings;
-use tollgate_core::backends::Mode;
-use tollgate_core::local::LocalInvoker;
-use tollgate_core::ports::Invoker;
 use tollgate_core::reconcile::ReconcileSettings;
 use tollgate_core::settings::SettingsReader;
 
@@ -23,16 +20,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = Arc::new(ReconcileSettings::read(&mut reader));
     reader.finish()?;
     let backends = tollgate_aws::backends::open(&mode).await?;
-    let invoker: Arc<dyn Invoker> = match (&mode.storage.mode, &mode.aws) {
-        (Mode::Aws, Some(aws)) => Arc::new(tollgate_aws::backends::lambda_invoker(aws).await),
-        _ => {
-            let writer = tollgate_audit_writer::local_function(backends.log.clone(), backends.store.clone());
-            Arc::new(LocalInvoker::new(HashMap::from([(
-                settings.audit_function.clone(),
-                writer,
-            )])))
-        }
-    };
+    let invoker = tollgate_aws::backends::invoker(&mode, || {
+        let writer = tollgate_audit_writer::local_function(backends.log.clone(), backends.store.clone());
+        HashMap::from([(settings.audit_function.clone(), writer)])
+    })
+    .await?;
     let log = backends.log;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ScheduledEvent>| {
         let (log, invoker, settings) = (log.clone(), invoker.clone(), settings.clone());

@@ -11,8 +11,14 @@ use tollgate_testkit::{free_port, Postgres, S3Server};
 pub const CLUSTER_ARN: &str = "arn:aws:rds:us-east-1:000000000000:cluster:tollgate-local";
 pub const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:000000000000:secret:tollgate-local";
 pub const BUCKET: &str = "tollgate-audit-local";
-/// The functions the Lambda emulator runs.
-pub const FUNCTIONS: [&str; 4] = ["echo", "requests-api", "audit-writer", "audit-reconciler"];
+/// The functions the Lambda emulator runs: the registry's `local_stack` ones.
+pub fn functions() -> Vec<String> {
+    tollgate_ingress::registry::functions()
+        .into_iter()
+        .filter(|f| f.local_stack)
+        .map(|f| f.name)
+        .collect()
+}
 
 fn bin_dir() -> PathBuf {
     PathBuf::from(super::binary()).parent().unwrap().to_path_buf()
@@ -21,25 +27,19 @@ fn bin_dir() -> PathBuf {
 /// Builds the function binaries unless `cargo test --workspace` already did (it builds them
 /// for the functions' own integration tests).
 pub fn build_functions() {
-    if FUNCTIONS.iter().all(|f| bin_dir().join(f).exists()) {
+    let functions = functions();
+    if functions.iter().all(|f| bin_dir().join(f).exists()) {
         return;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(super::workspace_root())
-        .args([
-            "build",
-            "-p",
-            "tollgate-echo",
-            "-p",
-            "tollgate-requests-api",
-            "-p",
-            "tollgate-audit-writer",
-            "-p",
-            "tollgate-audit-reconciler",
-        ])
-        .status()
-        .expect("run cargo build");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(super::workspace_root()).arg("build");
+    for f in tollgate_ingress::registry::functions().iter().filter(|f| f.local_stack) {
+        let manifest = super::workspace_root().join(&f.package).join("Cargo.toml");
+        let manifest: toml::Value = toml::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        cmd.args(["-p", manifest["package"]["name"].as_str().unwrap()]);
+    }
+    let status = cmd.status().expect("run cargo build");
     assert!(status.success(), "building the function binaries failed");
 }
 
@@ -100,7 +100,8 @@ impl LambdaEmulator {
             return false; // the port is someone else's
         }
         self.children.push(watch);
-        for f in FUNCTIONS {
+        for f in functions() {
+            let f = f.as_str();
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
