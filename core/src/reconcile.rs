@@ -8,32 +8,73 @@
 use crate::audit::{batch_payload, split_by_size};
 use crate::model::{AuditWriteReport, ReconcileReport};
 use crate::ports::{Invoker, LogError, RequestLog};
-use crate::settings::SettingsReader;
+use crate::settings::{Millis, SettingsReader, Whole};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Longest wait for one re-driven batch (the writer's own Lambda timeout is shorter).
 const REDRIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Default of `TOLLGATE_AUDIT_FUNCTION`: the audit writer.
+/// `TOLLGATE_AUDIT_FUNCTION`: the audit writer.
 pub const DEFAULT_AUDIT_FUNCTION: &str = "audit-writer";
-/// Default of `TOLLGATE_AUDIT_BATCH_MAX_BYTES`: under Lambda's 1 MB async payload limit.
-pub const DEFAULT_AUDIT_BATCH_MAX_BYTES: u64 = 900_000;
-/// Default of `TOLLGATE_AUDIT_BATCH_MAX_EVENTS`.
-pub const DEFAULT_AUDIT_BATCH_MAX_EVENTS: u64 = 1000;
-/// Default of `TOLLGATE_RECONCILE_GRACE_MS`: rows younger than this are left to the normal
+/// `TOLLGATE_AUDIT_BATCH_MAX_BYTES`: under Lambda's 1 MB async payload limit.
+pub const AUDIT_BATCH_MAX_BYTES: Whole = Whole {
+    env: "TOLLGATE_AUDIT_BATCH_MAX_BYTES",
+    default: 900_000,
+    min: 4096,
+    max: crate::audit::ASYNC_PAYLOAD_LIMIT as u64,
+    help: "largest audit batch payload (Lambda async limit: 1 MB)",
+};
+
+/// `TOLLGATE_AUDIT_BATCH_MAX_EVENTS`.
+pub const AUDIT_BATCH_MAX_EVENTS: Whole = Whole {
+    env: "TOLLGATE_AUDIT_BATCH_MAX_EVENTS",
+    default: 1000,
+    min: 1,
+    max: 100_000,
+    help: "most events per audit batch",
+};
+
+/// `TOLLGATE_RECONCILE_GRACE_MS`: rows younger than this are left to the normal
 /// audit pipeline.
-pub const DEFAULT_RECONCILE_GRACE_MS: u64 = 120_000;
-/// Default of `TOLLGATE_RECONCILE_SCAN_LIMIT`: rows a reconciler pass looks at.
-pub const DEFAULT_RECONCILE_SCAN_LIMIT: u64 = 10_000;
-/// Default of `TOLLGATE_RECONCILE_SET_ASIDE_AFTER`: failed re-drives after which a row is set
+pub const RECONCILE_GRACE: Millis = Millis {
+    env: "TOLLGATE_RECONCILE_GRACE_MS",
+    default: Duration::from_secs(120),
+    min: Duration::ZERO,
+    max: Duration::from_secs(86400),
+    help: "rows unaudited for longer than this are re-driven",
+};
+
+/// `TOLLGATE_RECONCILE_SCAN_LIMIT`: rows a reconciler pass looks at.
+pub const RECONCILE_SCAN_LIMIT: Whole = Whole {
+    env: "TOLLGATE_RECONCILE_SCAN_LIMIT",
+    default: 10_000,
+    min: 1,
+    max: 1_000_000,
+    help: "rows a reconciler pass looks at",
+};
+
+/// `TOLLGATE_RECONCILE_SET_ASIDE_AFTER`: failed re-drives after which a row is set
 /// aside (counted and alarmed on, no longer tried).
-pub const DEFAULT_SET_ASIDE_AFTER: u64 = 5;
-/// Default of `TOLLGATE_INTENT_GRACE_MS`: a write-ahead intent older than this lost its ingress
+pub const RECONCILE_SET_ASIDE_AFTER: Whole = Whole {
+    env: "TOLLGATE_RECONCILE_SET_ASIDE_AFTER",
+    default: 5,
+    min: 1,
+    max: 1000,
+    help: "failed re-drives after which a row is set aside (and alarmed on)",
+};
+
+/// `TOLLGATE_INTENT_GRACE_MS`: a write-ahead intent older than this lost its ingress
 /// and is finalized as `outcome_unknown`. It must exceed the longest a live ingress can take
 /// from an intent to its record: the longest route timeout (at most 15 minutes) plus the
 /// commit budget; the ingress refuses to start with a write-ahead route that does not fit.
-pub const DEFAULT_INTENT_GRACE_MS: u64 = 1_200_000;
+pub const INTENT_GRACE: Millis = Millis {
+    env: "TOLLGATE_INTENT_GRACE_MS",
+    default: Duration::from_secs(1200),
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(86400),
+    help: "write-ahead intents older than this are finalized as outcome_unknown",
+};
 
 /// What a reconciler pass needs to know.
 #[derive(Clone, Debug)]
@@ -63,48 +104,12 @@ impl ReconcileSettings {
             DEFAULT_AUDIT_FUNCTION.to_string(),
             "function that writes audit batches",
         );
-        let max_batch_bytes = r.range(
-            "TOLLGATE_AUDIT_BATCH_MAX_BYTES",
-            DEFAULT_AUDIT_BATCH_MAX_BYTES,
-            4096,
-            crate::audit::ASYNC_PAYLOAD_LIMIT as u64,
-            "largest audit batch payload (Lambda async limit: 1 MB)",
-        ) as usize;
-        let max_batch_events = r.range(
-            "TOLLGATE_AUDIT_BATCH_MAX_EVENTS",
-            DEFAULT_AUDIT_BATCH_MAX_EVENTS,
-            1,
-            100_000,
-            "most events per audit batch",
-        ) as usize;
-        let grace = Duration::from_millis(r.range(
-            "TOLLGATE_RECONCILE_GRACE_MS",
-            DEFAULT_RECONCILE_GRACE_MS,
-            0,
-            86_400_000,
-            "rows unaudited for longer than this are re-driven",
-        ));
-        let scan_limit = r.range(
-            "TOLLGATE_RECONCILE_SCAN_LIMIT",
-            DEFAULT_RECONCILE_SCAN_LIMIT,
-            1,
-            1_000_000,
-            "rows a reconciler pass looks at",
-        ) as usize;
-        let set_aside_after = r.range(
-            "TOLLGATE_RECONCILE_SET_ASIDE_AFTER",
-            DEFAULT_SET_ASIDE_AFTER,
-            1,
-            1000,
-            "failed re-drives after which a row is set aside (and alarmed on)",
-        ) as u32;
-        let intent_grace = Duration::from_millis(r.range(
-            "TOLLGATE_INTENT_GRACE_MS",
-            DEFAULT_INTENT_GRACE_MS,
-            1000,
-            86_400_000,
-            "write-ahead intents older than this are finalized as outcome_unknown",
-        ));
+        let max_batch_bytes = r.whole(&AUDIT_BATCH_MAX_BYTES) as usize;
+        let max_batch_events = r.whole(&AUDIT_BATCH_MAX_EVENTS) as usize;
+        let grace = r.millis(&RECONCILE_GRACE);
+        let scan_limit = r.whole(&RECONCILE_SCAN_LIMIT) as usize;
+        let set_aside_after = r.whole(&RECONCILE_SET_ASIDE_AFTER) as u32;
+        let intent_grace = r.millis(&INTENT_GRACE);
         Self {
             audit_function,
             grace,

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Prefix of every tollgate setting.
 pub const PREFIX: &str = "TOLLGATE_";
@@ -40,6 +41,36 @@ impl fmt::Display for SettingsError {
 }
 
 impl std::error::Error for SettingsError {}
+
+/// A whole-number setting: its variable, default, accepted range and meaning, in one place.
+#[derive(Clone, Copy, Debug)]
+pub struct Whole {
+    /// The environment variable (the flag is derived from it).
+    pub env: &'static str,
+    /// Used when it is unset.
+    pub default: u64,
+    /// Smallest accepted value.
+    pub min: u64,
+    /// Largest accepted value.
+    pub max: u64,
+    /// What it means (`--help`, the README table).
+    pub help: &'static str,
+}
+
+/// A duration setting, written in milliseconds in a `_MS` variable and read as a [`Duration`].
+#[derive(Clone, Copy, Debug)]
+pub struct Millis {
+    /// The environment variable (ends in `_MS`).
+    pub env: &'static str,
+    /// Used when it is unset.
+    pub default: Duration,
+    /// Shortest accepted value.
+    pub min: Duration,
+    /// Longest accepted value.
+    pub max: Duration,
+    /// What it means.
+    pub help: &'static str,
+}
 
 /// Reads settings from an environment map and command-line arguments.
 #[derive(Debug)]
@@ -187,6 +218,17 @@ impl SettingsReader {
                 Err(format!("must be between {min} and {max}"))
             }
         })
+    }
+
+    /// A whole-number setting defined by a [`Whole`].
+    pub fn whole(&mut self, s: &Whole) -> u64 {
+        self.range(s.env, s.default, s.min, s.max, s.help)
+    }
+
+    /// A duration setting defined by a [`Millis`] (milliseconds in the variable).
+    pub fn millis(&mut self, s: &Millis) -> Duration {
+        let ms = |d: Duration| d.as_millis() as u64;
+        Duration::from_millis(self.range(s.env, ms(s.default), ms(s.min), ms(s.max), s.help))
     }
 
     /// A comma-separated list (items trimmed, empty items dropped).

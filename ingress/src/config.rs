@@ -8,51 +8,171 @@ use std::time::Duration;
 use tollgate_aws::backends::ModeSettings;
 use tollgate_core::reconcile::ReconcileSettings;
 use tollgate_core::redact::{Redactor, DEFAULT_REDACTED_QUERY_PARAMS};
-use tollgate_core::settings::{SettingDoc, SettingsError, SettingsReader};
+use tollgate_core::settings::{Millis, SettingDoc, SettingsError, SettingsReader, Whole};
 
 /// Default listen address (the container sets `0.0.0.0:8080`).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default route file.
 pub const DEFAULT_ROUTES: &str = "routes.toml";
+
 /// Largest request body: 5 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
+pub const MAX_BODY_BYTES: Whole = Whole {
+    env: "TOLLGATE_MAX_BODY_BYTES",
+    default: 5 * 1024 * 1024,
+    min: 0,
+    max: 1 << 30,
+    help: "largest request body; larger -> 413 without reading it",
+};
+
 /// Largest request head (request line + headers) we accept before answering 431.
-pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
+pub const MAX_HEADER_BYTES: Whole = Whole {
+    env: "TOLLGATE_MAX_HEADER_BYTES",
+    default: 32 * 1024,
+    min: 1024,
+    max: 1 << 20,
+    help: "largest request head (line + headers); larger -> 431",
+};
+
 /// Most header fields we accept before answering 431.
-pub const DEFAULT_MAX_HEADERS: u64 = 100;
+pub const MAX_HEADERS: Whole = Whole {
+    env: "TOLLGATE_MAX_HEADERS",
+    default: 100,
+    min: 8,
+    max: 1000,
+    help: "most header fields; more -> 431",
+};
+
 /// Time allowed from a request's first byte to the end of its headers (slow-header guard).
-pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+pub const HEADER_TIMEOUT: Millis = Millis {
+    env: "TOLLGATE_HEADER_TIMEOUT_MS",
+    default: Duration::from_secs(10),
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(600),
+    help: "time from a request's first byte to the end of its headers; then the connection is closed",
+};
+
 /// Time allowed to read a request body.
-pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+pub const BODY_TIMEOUT: Millis = Millis {
+    env: "TOLLGATE_BODY_TIMEOUT_MS",
+    default: Duration::from_secs(30),
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(600),
+    help: "time to read a request body; then 408 and close",
+};
+
 /// Idle keep-alive time: the ALB's idle timeout defaults to 60 s and the target must keep
 /// connections open longer than the load balancer, or the ALB may reuse a connection we are
 /// closing and answer 502.
-pub const DEFAULT_KEEPALIVE_IDLE_MS: u64 = 75_000;
-/// Time in-flight requests get after SIGTERM: ECS's default stop timeout is 30 s, so drain
-/// and flush must be done well before SIGKILL.
-pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 20_000;
+pub const KEEPALIVE_IDLE: Millis = Millis {
+    env: "TOLLGATE_KEEPALIVE_IDLE_MS",
+    default: Duration::from_secs(75),
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(3600),
+    help: "idle keep-alive time (must exceed the ALB idle timeout, 60 s by default)",
+};
+
 /// Most open connections: past it the server stops accepting (the kernel's backlog holds the
 /// rest) until one closes.
-pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+pub const MAX_CONNECTIONS: Whole = Whole {
+    env: "TOLLGATE_MAX_CONNECTIONS",
+    default: 10_000,
+    min: 1,
+    max: 1_000_000,
+    help: "most open connections; past it new ones wait in the listen backlog",
+};
+
 /// Most requests past admission at once; more are answered 503 `overloaded` (recorded).
-pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1_024;
+pub const MAX_IN_FLIGHT: Whole = Whole {
+    env: "TOLLGATE_MAX_IN_FLIGHT",
+    default: 1_024,
+    min: 1,
+    max: 1_000_000,
+    help: "most requests being handled at once; more get 503 overloaded (recorded)",
+};
+
 /// Most request body bytes buffered at once over all requests (a declared `Content-Length`
 /// is reserved up front); past it, 503 `overloaded`. 128 MiB: 25 bodies of the 5 MiB limit.
-pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: u64 = 128 * 1024 * 1024;
+pub const MAX_BUFFERED_BODY_BYTES: Whole = Whole {
+    env: "TOLLGATE_MAX_BUFFERED_BODY_BYTES",
+    default: 128 * 1024 * 1024,
+    min: 0,
+    max: 1 << 40,
+    help: "most request body bytes held in memory at once over all requests; more get 503 overloaded",
+};
+
+/// Time in-flight requests get after SIGTERM: ECS's default stop timeout is 30 s, so drain
+/// and flush must be done well before SIGKILL.
+pub const DRAIN_TIMEOUT: Millis = Millis {
+    env: "TOLLGATE_DRAIN_TIMEOUT_MS",
+    default: Duration::from_secs(20),
+    min: Duration::ZERO,
+    max: Duration::from_secs(600),
+    help: "time in-flight requests get after SIGTERM/SIGINT",
+};
+
 /// Proxies in front that append to `X-Forwarded-For` (the ALB).
-pub const DEFAULT_TRUSTED_PROXIES: u64 = 1;
+pub const TRUSTED_PROXIES: Whole = Whole {
+    env: "TOLLGATE_TRUSTED_PROXIES",
+    default: 1,
+    min: 0,
+    max: 10,
+    help: "proxies in front that append to X-Forwarded-For (client_ip is the entry the outermost one appended)",
+};
+
 /// Most records per group commit.
-pub const DEFAULT_COMMIT_MAX_BATCH: u64 = 256;
+pub const COMMIT_MAX_BATCH: Whole = Whole {
+    env: "TOLLGATE_COMMIT_MAX_BATCH",
+    default: 256,
+    min: 1,
+    max: 10_000,
+    help: "most records per group commit",
+};
+
 /// Group commits in flight at once (SQLite has one writer; the Data API takes several).
-pub const DEFAULT_COMMIT_MAX_INFLIGHT: u64 = 1;
-/// How long a commit waits for more records when a slot is free (0: commit at once).
-pub const DEFAULT_COMMIT_LINGER_MS: u64 = 0;
+pub const COMMIT_MAX_INFLIGHT: Whole = Whole {
+    env: "TOLLGATE_COMMIT_MAX_INFLIGHT",
+    default: 1,
+    min: 1,
+    max: 64,
+    help: "group commits in flight at once",
+};
+
 /// How long a failing commit is retried before its requests are answered 503.
-pub const DEFAULT_COMMIT_RETRY_MS: u64 = 5_000;
+pub const COMMIT_RETRY: Millis = Millis {
+    env: "TOLLGATE_COMMIT_RETRY_MS",
+    default: Duration::from_secs(5),
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+    help: "how long a failing commit is retried before its requests get 503",
+};
+
+/// How long a commit waits for more records when a slot is free (0: commit at once).
+pub const COMMIT_LINGER: Millis = Millis {
+    env: "TOLLGATE_COMMIT_LINGER_MS",
+    default: Duration::ZERO,
+    min: Duration::ZERO,
+    max: Duration::from_secs(10),
+    help: "how long a commit waits for more records (trades latency for fewer, larger commits: Data API calls)",
+};
+
 /// Longest an audit batch stays open.
-pub const DEFAULT_AUDIT_BATCH_MAX_AGE_MS: u64 = 500;
+pub const AUDIT_BATCH_MAX_AGE: Millis = Millis {
+    env: "TOLLGATE_AUDIT_BATCH_MAX_AGE_MS",
+    default: Duration::from_millis(500),
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(60),
+    help: "longest an audit batch stays open before it is sent",
+};
+
 /// Reconciler period.
-pub const DEFAULT_RECONCILE_INTERVAL_MS: u64 = 60_000;
+pub const RECONCILE_INTERVAL: Millis = Millis {
+    env: "TOLLGATE_RECONCILE_INTERVAL_MS",
+    default: Duration::from_secs(60),
+    min: Duration::ZERO,
+    max: Duration::from_secs(86400),
+    help: "period of the in-process reconciler that re-drives unaudited rows (0: off, as when the scheduled audit-reconciler function runs)",
+};
+
 /// What the ALB event names as its target group when no ALB is involved.
 pub const DEFAULT_TARGET_GROUP_ARN: &str =
     "arn:aws:elasticloadbalancing:local:000000000000:targetgroup/tollgate/ingress";
@@ -130,10 +250,6 @@ pub struct IngressConfig {
     pub target_group_arn: String,
 }
 
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-
 impl IngressConfig {
     /// Reads every setting; returns all problems at once.
     pub fn read(r: &mut SettingsReader) -> Result<Self, SettingsError> {
@@ -145,84 +261,18 @@ impl IngressConfig {
         let routes_file: String = r.parse("TOLLGATE_ROUTES", DEFAULT_ROUTES.to_string(), "route table file (TOML)");
         let mode = ModeSettings::read(r);
         let limits = Limits {
-            max_body_bytes: r.range(
-                "TOLLGATE_MAX_BODY_BYTES",
-                DEFAULT_MAX_BODY_BYTES,
-                0,
-                1 << 30,
-                "largest request body; larger -> 413 without reading it",
-            ),
-            max_header_bytes: r.range(
-                "TOLLGATE_MAX_HEADER_BYTES",
-                DEFAULT_MAX_HEADER_BYTES,
-                1024,
-                1 << 20,
-                "largest request head (line + headers); larger -> 431",
-            ) as usize,
-            max_headers: r.range(
-                "TOLLGATE_MAX_HEADERS",
-                DEFAULT_MAX_HEADERS,
-                8,
-                1000,
-                "most header fields; more -> 431",
-            ) as usize,
-            header_timeout: ms(r.range(
-                "TOLLGATE_HEADER_TIMEOUT_MS",
-                DEFAULT_HEADER_TIMEOUT_MS,
-                100,
-                600_000,
-                "time from a request's first byte to the end of its headers; then the connection is closed",
-            )),
-            body_timeout: ms(r.range(
-                "TOLLGATE_BODY_TIMEOUT_MS",
-                DEFAULT_BODY_TIMEOUT_MS,
-                100,
-                600_000,
-                "time to read a request body; then 408 and close",
-            )),
-            keepalive_idle: ms(r.range(
-                "TOLLGATE_KEEPALIVE_IDLE_MS",
-                DEFAULT_KEEPALIVE_IDLE_MS,
-                100,
-                3_600_000,
-                "idle keep-alive time (must exceed the ALB idle timeout, 60 s by default)",
-            )),
-            max_connections: r.range(
-                "TOLLGATE_MAX_CONNECTIONS",
-                DEFAULT_MAX_CONNECTIONS,
-                1,
-                1_000_000,
-                "most open connections; past it new ones wait in the listen backlog",
-            ) as usize,
-            max_in_flight: r.range(
-                "TOLLGATE_MAX_IN_FLIGHT",
-                DEFAULT_MAX_IN_FLIGHT,
-                1,
-                1_000_000,
-                "most requests being handled at once; more get 503 overloaded (recorded)",
-            ) as usize,
-            max_buffered_body_bytes: r.range(
-                "TOLLGATE_MAX_BUFFERED_BODY_BYTES",
-                DEFAULT_MAX_BUFFERED_BODY_BYTES,
-                0,
-                1 << 40,
-                "most request body bytes held in memory at once over all requests; more get 503 overloaded",
-            ),
+            max_body_bytes: r.whole(&MAX_BODY_BYTES),
+            max_header_bytes: r.whole(&MAX_HEADER_BYTES) as usize,
+            max_headers: r.whole(&MAX_HEADERS) as usize,
+            header_timeout: r.millis(&HEADER_TIMEOUT),
+            body_timeout: r.millis(&BODY_TIMEOUT),
+            keepalive_idle: r.millis(&KEEPALIVE_IDLE),
+            max_connections: r.whole(&MAX_CONNECTIONS) as usize,
+            max_in_flight: r.whole(&MAX_IN_FLIGHT) as usize,
+            max_buffered_body_bytes: r.whole(&MAX_BUFFERED_BODY_BYTES),
         };
-        let drain_timeout = ms(r.range(
-            "TOLLGATE_DRAIN_TIMEOUT_MS",
-            DEFAULT_DRAIN_TIMEOUT_MS,
-            0,
-            600_000,
-            "time in-flight requests get after SIGTERM/SIGINT",
-        ));
-        let trusted_proxies = r.range(
-            "TOLLGATE_TRUSTED_PROXIES",
-            DEFAULT_TRUSTED_PROXIES,
-            0,
-            10,
-            "proxies in front that append to X-Forwarded-For (client_ip is the entry the outermost one appended)",
-        ) as usize;
+        let drain_timeout = r.millis(&DRAIN_TIMEOUT);
+        let trusted_proxies = r.whole(&TRUSTED_PROXIES) as usize;
         let principal_header = r.optional_with(
             "TOLLGATE_PRINCIPAL_HEADER",
             "header holding the authenticated principal, set by a trusted proxy (e.g. x-amzn-oidc-identity)",
@@ -248,52 +298,16 @@ impl IngressConfig {
         // in the scheduled `audit-reconciler` function).
         let reconcile = ReconcileSettings::read(r);
         let recorder = RecorderSettings {
-            commit_max_batch: r.range(
-                "TOLLGATE_COMMIT_MAX_BATCH",
-                DEFAULT_COMMIT_MAX_BATCH,
-                1,
-                10_000,
-                "most records per group commit",
-            ) as usize,
-            commit_max_inflight: r.range(
-                "TOLLGATE_COMMIT_MAX_INFLIGHT",
-                DEFAULT_COMMIT_MAX_INFLIGHT,
-                1,
-                64,
-                "group commits in flight at once",
-            ) as usize,
-            commit_retry: ms(r.range(
-                "TOLLGATE_COMMIT_RETRY_MS",
-                DEFAULT_COMMIT_RETRY_MS,
-                0,
-                60_000,
-                "how long a failing commit is retried before its requests get 503",
-            )),
-            commit_linger: ms(r.range(
-                "TOLLGATE_COMMIT_LINGER_MS",
-                DEFAULT_COMMIT_LINGER_MS,
-                0,
-                10_000,
-                "how long a commit waits for more records (trades latency for fewer, larger commits: Data API calls)",
-            )),
+            commit_max_batch: r.whole(&COMMIT_MAX_BATCH) as usize,
+            commit_max_inflight: r.whole(&COMMIT_MAX_INFLIGHT) as usize,
+            commit_retry: r.millis(&COMMIT_RETRY),
+            commit_linger: r.millis(&COMMIT_LINGER),
             audit_max_events: reconcile.max_batch_events,
             audit_max_bytes: reconcile.max_batch_bytes,
-            audit_max_age: ms(r.range(
-                "TOLLGATE_AUDIT_BATCH_MAX_AGE_MS",
-                DEFAULT_AUDIT_BATCH_MAX_AGE_MS,
-                1,
-                60_000,
-                "longest an audit batch stays open before it is sent",
-            )),
+            audit_max_age: r.millis(&AUDIT_BATCH_MAX_AGE),
             audit_function: reconcile.audit_function.clone(),
         };
-        let reconcile_interval = ms(r.range(
-            "TOLLGATE_RECONCILE_INTERVAL_MS",
-            DEFAULT_RECONCILE_INTERVAL_MS,
-            0,
-            86_400_000,
-            "period of the in-process reconciler that re-drives unaudited rows (0: off, as when the scheduled audit-reconciler function runs)",
-        ));
+        let reconcile_interval = r.millis(&RECONCILE_INTERVAL);
         let target_group_arn = r.parse(
             "TOLLGATE_TARGET_GROUP_ARN",
             DEFAULT_TARGET_GROUP_ARN.to_string(),

@@ -324,7 +324,7 @@ mod tests {
         .unwrap();
         assert_eq!(t.routes()[0].record, Recording::Before);
         assert_eq!(t.routes()[1].record, Recording::After, "after is the default");
-        let grace = Duration::from_millis(tollgate_core::reconcile::DEFAULT_INTENT_GRACE_MS);
+        let grace = tollgate_core::reconcile::INTENT_GRACE.default;
         assert!(t.write_ahead_problems(grace, Duration::from_secs(2)).is_empty());
         let problems = t.write_ahead_problems(Duration::from_secs(600), Duration::from_secs(2));
         assert_eq!(problems.len(), 1, "{problems:?}");

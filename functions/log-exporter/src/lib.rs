@@ -14,13 +14,20 @@ use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tollgate_core::model::ScheduledEvent;
-use tollgate_core::settings::SettingsReader;
+use tollgate_core::settings::{Millis, SettingsReader};
 
 /// Default of `TOLLGATE_EXPORT_PREFIX`.
 pub const DEFAULT_EXPORT_PREFIX: &str = "cloudwatch-logs";
-/// Default of `TOLLGATE_EXPORT_TASK_TIMEOUT_MS`: how long one export may take (the function's
+/// `TOLLGATE_EXPORT_TASK_TIMEOUT_MS`: how long one export may take (the function's
 /// own timeout is 15 minutes for all groups).
-pub const DEFAULT_EXPORT_TASK_TIMEOUT_MS: u64 = 240_000;
+pub const EXPORT_TASK_TIMEOUT: Millis = Millis {
+    env: "TOLLGATE_EXPORT_TASK_TIMEOUT_MS",
+    default: Duration::from_secs(240),
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(900),
+    help: "longest wait for one export task",
+};
+
 /// Pause between status polls of a running export.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -50,13 +57,7 @@ impl ExportSettings {
             DEFAULT_EXPORT_PREFIX.to_string(),
             "key prefix of the log exports",
         );
-        let task_timeout = Duration::from_millis(r.range(
-            "TOLLGATE_EXPORT_TASK_TIMEOUT_MS",
-            DEFAULT_EXPORT_TASK_TIMEOUT_MS,
-            1_000,
-            900_000,
-            "longest wait for one export task",
-        ));
+        let task_timeout = r.millis(&EXPORT_TASK_TIMEOUT);
         if log_groups.is_empty() {
             r.error("TOLLGATE_EXPORT_LOG_GROUPS names no log group");
         }
