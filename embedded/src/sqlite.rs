@@ -260,6 +260,30 @@ fn bind<'a>(params: &'a [(String, Param<'a>)]) -> Vec<(&'a str, &'a dyn ToSql)> 
     params.iter().map(|(n, v)| (n.as_str(), v as &dyn ToSql)).collect()
 }
 
+/// Runs an UPDATE keyed by `:request_id` once per id, with `fixed` parameters, in one
+/// transaction; returns the rows changed.
+fn update_each(
+    conn: &mut Connection,
+    sql: &str,
+    ids: &[String],
+    fixed: &[(&str, &dyn ToSql)],
+) -> Result<u64, LogError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let mut changed = 0u64;
+    {
+        let mut stmt = tx.prepare_cached(sql).map_err(map_err)?;
+        for id in ids {
+            let mut params: Vec<(&str, &dyn ToSql)> = fixed.to_vec();
+            params.push((":request_id", id as &dyn ToSql));
+            changed += stmt.execute(params.as_slice()).map_err(map_err)? as u64;
+        }
+    }
+    tx.commit().map_err(map_err)?;
+    Ok(changed)
+}
+
 fn row_to_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
     let received: String = row.get(3)?;
     let received_at = tollgate_core::clock::parse_stored(&received).ok_or_else(|| {
@@ -349,22 +373,9 @@ impl RequestLog for SqliteRequestLog {
     fn mark_audited<'a>(&'a self, key: &'a str, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
         let key = key.to_string();
         let ids = request_ids.to_vec();
-        Box::pin(self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let mut changed = 0u64;
-            {
-                let mut stmt = tx.prepare_cached(sql::MARK_AUDITED).map_err(map_err)?;
-                for id in &ids {
-                    changed += stmt
-                        .execute(&[(":audit_key", &key as &dyn ToSql), (":request_id", id as &dyn ToSql)][..])
-                        .map_err(map_err)? as u64;
-                }
-            }
-            tx.commit().map_err(map_err)?;
-            Ok(changed)
-        }))
+        Box::pin(
+            self.write(move |conn| update_each(conn, sql::MARK_AUDITED, &ids, &[(":audit_key", &key as &dyn ToSql)])),
+        )
     }
 
     fn pending_audits(
@@ -393,22 +404,7 @@ impl RequestLog for SqliteRequestLog {
 
     fn note_redrive_failure<'a>(&'a self, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
         let ids = request_ids.to_vec();
-        Box::pin(self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let mut changed = 0u64;
-            {
-                let mut stmt = tx.prepare_cached(sql::NOTE_REDRIVE_FAILURE).map_err(map_err)?;
-                for id in &ids {
-                    changed += stmt
-                        .execute(&[(":request_id", id as &dyn ToSql)][..])
-                        .map_err(map_err)? as u64;
-                }
-            }
-            tx.commit().map_err(map_err)?;
-            Ok(changed)
-        }))
+        Box::pin(self.write(move |conn| update_each(conn, sql::NOTE_REDRIVE_FAILURE, &ids, &[])))
     }
 
     fn count_set_aside(&self, max_attempts: u32) -> BoxFuture<'_, Result<u64, LogError>> {
