@@ -325,6 +325,11 @@ impl Pipeline {
         self.close_current();
         self.ship_ready();
         while self.ships.join_next().await.is_some() {}
+        if self.lost > 0 {
+            // Answered (503) but never written: the queue of kept records overflowed, or the
+            // request log never came back before shutdown.
+            tracing::error!(records_lost = self.lost, "recorder stopped with records the request log never took");
+        }
     }
 
     fn current(&self) -> Option<&OpenBatch> {
