@@ -328,7 +328,10 @@ impl Pipeline {
         if self.lost > 0 {
             // Answered (503) but never written: the queue of kept records overflowed, or the
             // request log never came back before shutdown.
-            tracing::error!(records_lost = self.lost, "recorder stopped with records the request log never took");
+            tracing::error!(
+                records_lost = self.lost,
+                "recorder stopped with records the request log never took"
+            );
         }
     }
 

@@ -210,14 +210,7 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
 
     // Faults over: the scheduled reconciler (intents past 2 s, rows past 3 s) catches up.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let reconciler = stack.lambda_invoker();
-    let schedule = std::fs::read(root.join("events/audit-reconciler-schedule.json")).unwrap();
-    let caught_up = eventually(Duration::from_secs(120), || async {
-        use tollgate_core::ports::Invoker;
-        let _ = reconciler.invoke("audit-reconciler", schedule.clone().into()).await;
-        stack.rows().1 == 0
-    })
-    .await;
+    let caught_up = stack.reconcile_until_caught_up(Duration::from_secs(120)).await;
     assert!(caught_up, "rows left unaudited: {}", stack.rows().1);
 
     let seen = seen.lock().unwrap().clone();

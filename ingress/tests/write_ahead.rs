@@ -188,14 +188,7 @@ async fn an_ingress_killed_while_functions_run_leaves_a_row_for_every_invocation
     // The scheduled reconciler, once the intents are past their grace (2 s in the stack's
     // environment), finalizes them and sends their audit events.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let reconciler = stack.lambda_invoker();
-    let schedule = std::fs::read(root.join("events/audit-reconciler-schedule.json")).unwrap();
-    let caught_up = eventually(Duration::from_secs(60), || async {
-        use tollgate_core::ports::Invoker;
-        let _ = reconciler.invoke("audit-reconciler", schedule.clone().into()).await;
-        stack.rows().1 == 0
-    })
-    .await;
+    let caught_up = stack.reconcile_until_caught_up(Duration::from_secs(60)).await;
     assert!(caught_up, "rows left unaudited: {}", stack.rows().1);
 
     let rows = stack.rows_by_id();

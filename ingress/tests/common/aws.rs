@@ -242,6 +242,19 @@ impl AwsStack {
         out
     }
 
+    /// Runs the scheduled reconciler (the deployed function, invoked with the schedule's event)
+    /// until no row is unaudited, or `limit` passes; false if rows are left.
+    pub async fn reconcile_until_caught_up(&self, limit: std::time::Duration) -> bool {
+        use tollgate_core::ports::Invoker;
+        let reconciler = self.lambda_invoker();
+        let schedule = std::fs::read(super::workspace_root().join("events/audit-reconciler-schedule.json")).unwrap();
+        super::eventually(limit, || async {
+            let _ = reconciler.invoke("audit-reconciler", schedule.clone().into()).await;
+            self.rows().1 == 0
+        })
+        .await
+    }
+
     /// A Lambda client on the emulator (one attempt per call), as the ingress makes.
     pub fn lambda_invoker(&self) -> tollgate_aws::lambda::LambdaInvoker {
         let endpoint = self
