@@ -47,13 +47,6 @@ impl LocalInvoker {
         }
     }
 
-    /// Names of the functions it can call.
-    pub fn function_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.functions.keys().cloned().collect();
-        names.sort();
-        names
-    }
-
     fn function(&self, name: &str) -> Result<Arc<dyn LocalFunction>, InvokeError> {
         self.functions
             .get(name)

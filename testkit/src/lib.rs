@@ -208,11 +208,6 @@ impl Postgres {
         ))
     }
 
-    /// A libpq-style connection string for database `db`.
-    pub fn conninfo(&self, db: &str) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port)
-    }
-
     /// Runs SQL through `psql` (for set-up in tests).
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
