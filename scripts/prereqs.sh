@@ -131,7 +131,7 @@ ensure_rust_toolchain() {
 # The tools the test command needs.
 ensure_test_tools() {
     ensure_postgresql
-    ensure_tool moto cargo-lambda awscli
+    ensure_tool moto cargo-lambda awscli schemathesis
 }
 
 # The deployment checks' tools.

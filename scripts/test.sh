@@ -4,7 +4,7 @@
 # cargo lambda watch) and stop them afterwards; one that cannot start a stand-in fails, it is
 # never skipped. What it installs: PostgreSQL (Debian's package, when no server binaries are
 # there), the Rust toolchain of rust-toolchain.toml, and the pinned Python tools it uses (moto,
-# cargo-lambda, awscli), each in its own environment under $TOLLGATE_TOOLS_DIR.
+# cargo-lambda, awscli, schemathesis), each in its own environment under $TOLLGATE_TOOLS_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
@@ -13,7 +13,9 @@ ensure_rust_toolchain
 ensure_test_tools
 TOLLGATE_PATH="$PATH" python3 -S scripts/check-tools.py --installed
 cargo test --workspace "$@"
-# The events files through the real Lambda runtime API (cargo lambda watch + invoke), on a full run.
+# On a full run: the events files through the real Lambda runtime API (cargo lambda watch +
+# invoke), and the public API against its OpenAPI document (schemathesis, live ingress).
 if [ $# -eq 0 ]; then
     bash scripts/invoke-events.sh
+    bash scripts/schemathesis.sh
 fi

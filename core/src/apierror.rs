@@ -1,6 +1,8 @@
-//! Every error tollgate answers with, in one table: its stable code, HTTP status and default
-//! message ([`ErrorCode`]), shared by the ingress and the functions, and the JSON body every
-//! error response carries.
+//! Every error tollgate answers with, in one table: its stable code, HTTP status and title
+//! ([`ErrorCode`]), shared by the ingress and the functions, and the body every error response
+//! carries: RFC 9457 problem details (`application/problem+json`), with our stable `code` and
+//! the `request_id` as extension members. `docs/errors.md` is generated from the same table
+//! ([`markdown_table`]; a test keeps it so).
 
 use serde::Serialize;
 
@@ -29,8 +31,9 @@ macro_rules! error_codes {
                 match self { $(ErrorCode::$variant => $status,)* }
             }
 
-            /// The message sent when there is nothing more specific to say (never a backend's
-            /// own text).
+            /// The problem type's title (RFC 9457 `title`: the same for every occurrence), also
+            /// the `detail` when there is nothing more specific to say (never a backend's own
+            /// text).
             pub const fn message(self) -> &'static str {
                 match self { $(ErrorCode::$variant => $message,)* }
             }
@@ -76,9 +79,9 @@ pub const OUTCOME_UNKNOWN_MESSAGE: &str =
     "the ingress stopped after the write-ahead intent and before the answer; the function may have run";
 
 impl ErrorCode {
-    /// Whether a client should retry later (503: these carry `Retry-After`).
+    /// Whether a client should retry later (429 and 503: these carry `Retry-After`).
     pub const fn is_retryable(self) -> bool {
-        self.status() == 503
+        matches!(self.status(), 429 | 503)
     }
 }
 
@@ -88,34 +91,75 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// `{"error":{"code":"...","message":"...","request_id":"..."}}`
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    /// The error.
-    pub error: ErrorDetail<'a>,
-}
+/// The media type of every error body (RFC 9457 section 3).
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// The inside of [`ErrorBody`].
+/// Where the problem types live: `type` is `/problems/<code>`, a relative reference with the full
+/// path (the form RFC 9457 section 3.1.1 recommends for relative type URIs); each is described
+/// in `docs/errors.md` and in the OpenAPI document.
+pub const PROBLEM_TYPE_PREFIX: &str = "/problems/";
+
+/// The request log's path for one request: a problem's `instance` (the occurrence, which a
+/// caller with the scope can look up).
+pub const INSTANCE_PREFIX: &str = "/v1/requests/";
+
+/// An RFC 9457 problem details object with tollgate's extension members.
 #[derive(Debug, Serialize)]
-pub struct ErrorDetail<'a> {
-    /// Stable, machine-readable code (snake_case).
-    pub code: &'a str,
-    /// Human-readable message; never carries backend details.
-    pub message: &'a str,
-    /// The request id, also in the `x-request-id` header.
+pub struct Problem<'a> {
+    /// `/problems/<code>`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// The problem type's summary ([`ErrorCode::message`]).
+    pub title: &'static str,
+    /// The HTTP status of the response (the same as the response's own).
+    pub status: u16,
+    /// This occurrence: what exactly was wrong (never a backend's own text).
+    pub detail: &'a str,
+    /// `/v1/requests/<request id>`: this occurrence's record in the request log (absent only
+    /// when a function is called without a request id, outside the ingress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Extension: the stable, machine-readable code (snake_case).
+    pub code: &'static str,
+    /// Extension: the request id, also in the `x-request-id` header.
     pub request_id: &'a str,
 }
 
-/// Serializes the error body.
-pub fn error_json(code: ErrorCode, message: &str, request_id: &str) -> Vec<u8> {
-    serde_json::to_vec(&ErrorBody {
-        error: ErrorDetail {
+impl<'a> Problem<'a> {
+    /// The problem for `code`, with `detail` and the request's id.
+    pub fn new(code: ErrorCode, detail: &'a str, request_id: &'a str) -> Self {
+        Problem {
+            type_uri: format!("{PROBLEM_TYPE_PREFIX}{}", code.as_str()),
+            title: code.message(),
+            status: code.status(),
+            detail,
+            instance: (!request_id.is_empty()).then(|| format!("{INSTANCE_PREFIX}{request_id}")),
             code: code.as_str(),
-            message,
             request_id,
-        },
-    })
-    .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error","request_id":""}}"#.to_vec())
+        }
+    }
+}
+
+/// Serializes the problem body (`application/problem+json`).
+pub fn problem_json(code: ErrorCode, detail: &str, request_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&Problem::new(code, detail, request_id))
+        .unwrap_or_else(|_| br#"{"type":"about:blank","title":"Internal Server Error","status":500}"#.to_vec())
+}
+
+/// `docs/errors.md`'s table, generated from [`ErrorCode::ALL`].
+pub fn markdown_table() -> String {
+    let mut out = String::from("| `code` | status | `type` | title | retry |\n|---|---|---|---|---|\n");
+    for c in ErrorCode::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | `{PROBLEM_TYPE_PREFIX}{}` | {} | {} |\n",
+            c.as_str(),
+            c.status(),
+            c.as_str(),
+            c.message(),
+            if c.is_retryable() { "`Retry-After`" } else { "" }
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -125,10 +169,29 @@ mod tests {
     #[test]
     fn shape() {
         let v: serde_json::Value =
-            serde_json::from_slice(&error_json(ErrorCode::RequestNotFound, "no \"x\"", "r1")).unwrap();
-        assert_eq!(v["error"]["code"], "request_not_found");
-        assert_eq!(v["error"]["message"], "no \"x\"");
-        assert_eq!(v["error"]["request_id"], "r1");
+            serde_json::from_slice(&problem_json(ErrorCode::RequestNotFound, "no \"x\"", "r1")).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "type": "/problems/request_not_found",
+                "title": "no request with this id",
+                "status": 404,
+                "detail": "no \"x\"",
+                "instance": "/v1/requests/r1",
+                "code": "request_not_found",
+                "request_id": "r1",
+            })
+        );
+    }
+
+    #[test]
+    fn errors_doc_is_the_table() {
+        let doc = include_str!("../../docs/errors.md");
+        let table = markdown_table();
+        assert!(
+            doc.contains(&table),
+            "docs/errors.md does not hold the error table as the code has it; paste this:\n\n{table}"
+        );
     }
 
     #[test]

@@ -13,10 +13,19 @@ pub struct LogGuard {
 /// background thread in batches (one write per line cost a syscall on every request), and
 /// never dropped: a full buffer makes the logger wait.
 pub fn init_json_logs() -> LogGuard {
+    init_json_logs_on(std::io::stdout())
+}
+
+/// The same logs on stderr: for commands whose stdout is their result (`tollgate export`).
+pub fn init_json_logs_to_stderr() -> LogGuard {
+    init_json_logs_on(std::io::stderr())
+}
+
+fn init_json_logs_on<W: std::io::Write + Send + 'static>(out: W) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stdout());
+        .finish(out);
     let installed = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

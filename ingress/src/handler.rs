@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tollgate_core::apierror::{error_json, ErrorCode};
+use tollgate_core::apierror::{problem_json, ErrorCode, PROBLEM_JSON};
 use tollgate_core::model::{AuditError, AuditEvent, AuditRequest, AuditResponse, AuditSource, RequestRecord};
 use tollgate_core::ports::{InvokeError, Invoker};
 use tollgate_core::{clock, ids};
@@ -168,7 +168,7 @@ impl Rejection {
 
     fn reply(&self, request_id: &str) -> FunctionReply {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for (n, v) in &self.headers {
             headers.insert(n.clone(), v.clone());
@@ -179,7 +179,7 @@ impl Rejection {
         FunctionReply {
             status: StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             headers,
-            body: Bytes::from(error_json(self.code, &self.message, request_id)),
+            body: Bytes::from(problem_json(self.code, &self.message, request_id)),
         }
     }
 }
@@ -352,6 +352,41 @@ fn route<'s>(state: &'s AppState, ctx: &mut Ctx) -> Result<&'s Route, Rejection>
     }
 }
 
+/// The OpenAPI document of the public API (`api/openapi.json`), served at [`OPENAPI_PATH`].
+pub const OPENAPI: &str = include_str!("../../api/openapi.json");
+/// Where the ingress serves [`OPENAPI`]: answered by the ingress itself, and recorded like any
+/// request (route `/openapi.json`, no function).
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The health check's path (GET and HEAD are answered before anything else, unrecorded).
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// Phase 2, for what the ingress answers itself: the OpenAPI document, and a 405 for any other
+/// method on it or on the health check (recorded). `None` for the rest.
+fn builtin(ctx: &mut Ctx) -> Option<Result<FunctionReply, Rejection>> {
+    let path = ctx.parts.uri.path();
+    if path != OPENAPI_PATH && path != HEALTH_PATH {
+        return None;
+    }
+    ctx.route = Some(path.to_string());
+    if ctx.parts.method != Method::GET && ctx.parts.method != Method::HEAD {
+        let mut r = Rejection::new(
+            ErrorCode::MethodNotAllowed,
+            format!("method {} is not allowed here", truncate(ctx.parts.method.as_str(), 32)),
+        );
+        r.headers.push((header::ALLOW, HeaderValue::from_static("GET, HEAD")));
+        return Some(Err(r));
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    Some(Ok(FunctionReply {
+        status: StatusCode::OK,
+        headers,
+        body: Bytes::from_static(OPENAPI.as_bytes()),
+    }))
+}
+
 /// Phase 3: the body, within its size limit, time limit and the shared body budget. The
 /// buffer grows with the bytes that arrive (a declared `Content-Length` reserves budget but
 /// allocates nothing).
@@ -476,24 +511,21 @@ async fn hand_off(state: &AppState, ctx: &mut Ctx, route: &Route, body: &Bytes) 
     })
 }
 
-/// The error code of a function's own error answer (`{"error":{"code":...}}`, as tollgate's
-/// functions answer), for the record.
+/// The error code of a function's own error answer (an RFC 9457 problem with a `code`, as
+/// tollgate's functions answer), for the record.
 fn function_error_code(reply: &FunctionReply) -> Option<String> {
     if reply.status.as_u16() < 400 {
         return None;
     }
+    // An RFC 9457 problem with our `code` extension member.
     #[derive(serde::Deserialize)]
-    struct Body<'a> {
+    struct Problem<'a> {
         #[serde(borrow)]
-        error: Inner<'a>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Inner<'a> {
         code: Cow<'a, str>,
     }
-    serde_json::from_slice::<Body>(&reply.body)
+    serde_json::from_slice::<Problem>(&reply.body)
         .ok()
-        .map(|b| truncate(&b.error.code, 64))
+        .map(|b| truncate(&b.code, 64))
         .filter(|c| !c.is_empty())
 }
 
@@ -804,7 +836,7 @@ pub async fn handle(
         .map(String::from);
     let client_chosen_id = client_id.is_some();
     let request_id = client_id.unwrap_or_else(ids::new_request_id);
-    if parts.uri.path() == "/healthz" && (parts.method == Method::GET || parts.method == Method::HEAD) {
+    if parts.uri.path() == HEALTH_PATH && (parts.method == Method::GET || parts.method == Method::HEAD) {
         return health(&state, &request_id);
     }
     let trace_id = header_str(&parts.headers, &X_AMZN_TRACE_ID)
@@ -833,6 +865,9 @@ pub async fn handle(
 
     let outcome = async {
         admit(&state, &mut ctx)?;
+        if let Some(answer) = builtin(&mut ctx) {
+            return answer;
+        }
         let route = route(&state, &mut ctx)?;
         let body = read_body(&state, &mut ctx, body).await?;
         if route.record == Recording::Before {
@@ -923,18 +958,18 @@ mod tests {
 
     #[test]
     fn a_functions_error_answer_names_its_code() {
-        let reply = |status: u16, body: &'static str| FunctionReply {
+        let reply = |status: u16, body: &[u8]| FunctionReply {
             status: StatusCode::from_u16(status).unwrap(),
             headers: HeaderMap::new(),
-            body: Bytes::from_static(body.as_bytes()),
+            body: Bytes::copy_from_slice(body),
         };
-        let e = br#"{"error":{"code":"invalid_parameter","message":"m","request_id":"r"}}"#;
+        let e = tollgate_core::apierror::problem_json(ErrorCode::InvalidParameter, "m", "r");
         assert_eq!(
-            function_error_code(&reply(400, std::str::from_utf8(e).unwrap())).as_deref(),
+            function_error_code(&reply(400, &e)).as_deref(),
             Some("invalid_parameter")
         );
-        assert_eq!(function_error_code(&reply(200, std::str::from_utf8(e).unwrap())), None);
-        assert_eq!(function_error_code(&reply(500, "plain text")), None);
+        assert_eq!(function_error_code(&reply(200, &e)), None);
+        assert_eq!(function_error_code(&reply(500, b"plain text")), None);
     }
 
     #[tokio::test]

@@ -4,8 +4,10 @@
 
 pub mod alb;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod handler;
+pub mod ops;
 pub mod recorder;
 pub mod registry;
 pub mod routes;

@@ -1,14 +1,17 @@
 //! `tollgate`: the ingress. `cargo run` starts it in embedded mode on 127.0.0.1:8080.
 //!
 //! `tollgate migrate` applies the request log's schema migrations (SQLite in embedded mode,
-//! Aurora through the Data API in aws mode) and exits.
+//! Aurora through the Data API in aws mode) and exits; `tollgate requests list|get` and
+//! `tollgate export` read the request log; `tollgate help` lists them all (see `cli.rs`).
 
 use anyhow::Context;
 use std::process::ExitCode;
 use tollgate_core::backends::Mode;
 use tollgate_core::settings::SettingsReader;
 use tollgate_ingress::app;
+use tollgate_ingress::cli::{self, Command, RequestsCommand};
 use tollgate_ingress::config::IngressConfig;
+use tollgate_ingress::ops;
 use tollgate_ingress::routes::RouteTable;
 
 // mimalloc: the request path allocates per request (JSON, headers, records); glibc malloc
@@ -17,17 +20,17 @@ use tollgate_ingress::routes::RouteTable;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let migrate_only = args.first().is_some_and(|a| a == "migrate");
-    if migrate_only {
-        args.remove(0);
-    }
-    let mut reader = SettingsReader::new(std::env::vars(), args);
-    let config = IngressConfig::read(&mut reader);
-    if reader.help_requested() {
-        print!("{}", reader.help_text("tollgate [migrate]"));
+    let invocation = match cli::parse(std::env::args_os()) {
+        Ok(i) => i,
+        // --help, --version, help <command>, and clap's own usage errors (exit code 2).
+        Err(e) => e.exit(),
+    };
+    if let Command::Completions { shell } = invocation.command {
+        cli::completions(shell, &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    let mut reader = SettingsReader::new(std::env::vars(), invocation.setting_args);
+    let config = IngressConfig::read(&mut reader);
     let config = match (config, reader.finish()) {
         (Ok(c), Ok(_)) => c,
         (Err(e), _) | (_, Err(e)) => {
@@ -35,7 +38,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let logs = tollgate_core::logging::init_json_logs();
+    let serving = matches!(invocation.command, Command::Serve);
+    // The operator commands print their results on stdout: their logs go to stderr.
+    let logs = if serving {
+        tollgate_core::logging::init_json_logs()
+    } else {
+        tollgate_core::logging::init_json_logs_to_stderr()
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -43,27 +52,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = if migrate_only {
-        runtime.block_on(migrate(config))
-    } else {
-        let routes = RouteTable::load(&config.routes_file).and_then(|routes| {
-            let problems = routes.write_ahead_problems(config.reconcile.intent_grace, config.recorder.commit_retry);
-            if problems.is_empty() {
-                Ok(routes)
-            } else {
-                Err(problems)
-            }
-        });
-        match routes {
-            Ok(routes) => runtime.block_on(run(config, routes)),
-            Err(errors) => {
-                eprintln!("tollgate: invalid route table:");
-                for e in errors {
-                    eprintln!("  - {e}");
+    let result = match invocation.command {
+        Command::Serve => {
+            let routes = RouteTable::load(&config.routes_file).and_then(|routes| {
+                let problems = routes.write_ahead_problems(config.reconcile.intent_grace, config.recorder.commit_retry);
+                if problems.is_empty() {
+                    Ok(routes)
+                } else {
+                    Err(problems)
                 }
-                return ExitCode::from(2);
+            });
+            match routes {
+                Ok(routes) => runtime.block_on(run(config, routes)),
+                Err(errors) => {
+                    eprintln!("tollgate: invalid route table:");
+                    for e in errors {
+                        eprintln!("  - {e}");
+                    }
+                    return ExitCode::from(2);
+                }
             }
         }
+        Command::Migrate => runtime.block_on(migrate(config)),
+        Command::Requests(RequestsCommand::List(args)) => {
+            runtime.block_on(ops::list(&config, &args, &mut std::io::stdout()))
+        }
+        Command::Requests(RequestsCommand::Get { request_id }) => {
+            runtime.block_on(ops::get(&config, &request_id, &mut std::io::stdout()))
+        }
+        Command::Export(args) => runtime
+            .block_on(ops::export(&config, &args, &mut std::io::stdout()))
+            .map(|n| eprintln!("tollgate: exported {n} record(s)")),
+        Command::Completions { .. } => unreachable!("handled before the settings"),
     };
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
-use tollgate_core::apierror::{error_json, ErrorCode};
+use tollgate_core::apierror::{problem_json, ErrorCode};
 use tollgate_core::audit::{self, new_batch_id};
 use tollgate_core::backoff::{self, full_jitter, retry};
 use tollgate_core::model::{AuditError, AuditEvent, InsertOutcome, NewRecord, RequestRecord};
@@ -88,7 +88,7 @@ impl Submission {
         }
         self.record.status = code.status();
         self.record.error_code = Some(code.as_str().to_string());
-        self.record.response_bytes = error_json(code, code.message(), &self.record.request_id).len() as u64;
+        self.record.response_bytes = problem_json(code, code.message(), &self.record.request_id).len() as u64;
         self.event.response.delivered = false;
         self.event.error = Some(AuditError {
             code: code.as_str().to_string(),

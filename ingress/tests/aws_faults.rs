@@ -126,14 +126,17 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
 
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    // The load lasts at least `total` requests and until every fault phase has run under it,
+    // however fast this machine serves them.
+    let phases_done = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<BTreeMap<String, Seen>>> = Arc::default();
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
-            let (next, done, seen) = (next.clone(), done.clone(), seen.clone());
+            let (next, done, seen, phases_done) = (next.clone(), done.clone(), seen.clone(), phases_done.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
+                    if i >= total && phases_done.load(Ordering::Relaxed) {
                         break;
                     }
                     let (id, s) = one(addr, i).await;
@@ -148,7 +151,7 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
     let mut kills = 0;
     let mut phases = Vec::new();
     let mut round = 0usize;
-    while next.load(Ordering::Relaxed) < total {
+    while round < 6 || next.load(Ordering::Relaxed) < total {
         // The kill first (the load is sure to outlast one), then the others.
         let phase = (round + 5) % 6;
         round += 1;
@@ -200,7 +203,11 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
             }
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
+        if round >= 6 {
+            phases_done.store(true, Ordering::Relaxed);
+        }
     }
+    phases_done.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
@@ -240,8 +247,12 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
                 assert_eq!(row.0, *status, "{id}: the row's status is not what its client saw");
             }
             Seen::Left => {
+                // Gone before the answer (499), lost with a killed ingress (0), or answered
+                // before its client left 10 ms in, which only a quick refusal can be (503, or
+                // 502 function_unavailable while the Lambda endpoint is down).
                 if let Some(row) = rows.get(id) {
-                    assert!(row.0 == 499 || row.0 == 0 || row.0 == 503, "{id}: {row:?}");
+                    let quick = row.0 == 503 || (row.0 == 502 && row.1 == "function_unavailable");
+                    assert!(row.0 == 499 || row.0 == 0 || quick, "{id}: {row:?}");
                 }
             }
             Seen::Cut => {}
@@ -253,8 +264,9 @@ async fn aws_mode_keeps_every_execution_on_record_through_faults_and_a_kill() {
     assert_eq!(audited, row_ids, "rows and audit events differ");
     assert!(audits.values().all(|&n| n == 1), "an audit event written twice");
     let unknown = rows.values().filter(|r| r.1 == "outcome_unknown").count();
+    let sent = seen.len();
     eprintln!(
-        "aws fault soak: {total} sent in {:.1} s (total {:.1} s), seen {by_seen:?}; {} executed, {} rows ({unknown} outcome_unknown), {} audit events; {kills} SIGKILLs; phases {phases:?}; Data API proxy {:?}; S3 proxy {:?}",
+        "aws fault soak: {sent} sent (at least {total}) in {:.1} s (total {:.1} s), seen {by_seen:?}; {} executed, {} rows ({unknown} outcome_unknown), {} audit events; {kills} SIGKILLs; phases {phases:?}; Data API proxy {:?}; S3 proxy {:?}",
         load_time.as_secs_f64(),
         started.elapsed().as_secs_f64(),
         executed_ids.len(),

@@ -407,3 +407,57 @@ fn a_function_added_by_the_checklist_passes_and_each_forgotten_piece_is_named() 
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// The crates of `cargo tree -p <package> -e normal` (what a release build of it links), by name.
+fn linked_crates(package: &str, features: &[&str]) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(root())
+        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", package]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let out = cmd.output().expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+/// What only embedded mode needs: an AWS build of a Lambda links none of it.
+const EMBEDDED_ONLY: [&str; 3] = ["tollgate-embedded", "rusqlite", "libsqlite3-sys"];
+
+#[test]
+fn no_lambda_links_the_embedded_adapters_unless_asked_to() {
+    let mut checked = 0;
+    for f in registry::functions() {
+        let manifest: toml::Value = toml::from_str(&read(&root().join(&f.package).join("Cargo.toml"))).unwrap();
+        let package = manifest["package"]["name"].as_str().unwrap();
+        let linked = linked_crates(package, &[]);
+        let found: Vec<&str> = EMBEDDED_ONLY.iter().copied().filter(|c| linked.contains(*c)).collect();
+        assert!(
+            found.is_empty(),
+            "{} ({package}) links {found:?} in its default build: put them behind its `embedded` feature",
+            f.name
+        );
+        // Where the function has embedded mode, its feature is what brings the adapters in (so
+        // the check above looks at the right names).
+        if manifest.get("features").and_then(|t| t.get("embedded")).is_some() {
+            let with = linked_crates(package, &["embedded"]);
+            assert!(
+                EMBEDDED_ONLY.iter().all(|c| with.contains(*c)),
+                "{package} --features embedded should link {EMBEDDED_ONLY:?}"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, registry::functions().len());
+    // And the ingress, which runs embedded mode by default, does link them: the names are right.
+    let ingress = linked_crates("tollgate-ingress", &[]);
+    assert!(EMBEDDED_ONLY.iter().all(|c| ingress.contains(*c)), "{ingress:?}");
+}

@@ -282,3 +282,28 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// Asserts that `body` is tollgate's RFC 9457 problem for `code`, answered with `status`, for the
+/// request `request_id`: every standard member, typed as the RFC says (`type` and `instance`
+/// URI references, `status` the response's own), and the `code` and `request_id` extensions.
+pub fn assert_problem(body: &serde_json::Value, status: u16, code: &str, request_id: &str) {
+    use tollgate_core::apierror::{ErrorCode, INSTANCE_PREFIX, PROBLEM_TYPE_PREFIX};
+    let known = ErrorCode::ALL
+        .iter()
+        .find(|c| c.as_str() == code)
+        .unwrap_or_else(|| panic!("{code} is not in the error table"));
+    assert_eq!(body["type"], format!("{PROBLEM_TYPE_PREFIX}{code}"), "{body}");
+    assert_eq!(body["title"], known.message(), "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(known.status(), status, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    assert_eq!(body["instance"], format!("{INSTANCE_PREFIX}{request_id}"), "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["request_id"], request_id, "{body}");
+    let members: Vec<&String> = body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    assert_eq!(
+        members.len(),
+        7,
+        "only the RFC 9457 members and our two extensions: {body}"
+    );
+}

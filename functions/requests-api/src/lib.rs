@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::convert::Infallible;
 use std::sync::Arc;
-use tollgate_core::apierror::{error_json, ErrorCode};
+use tollgate_core::apierror::{problem_json, ErrorCode, PROBLEM_JSON};
 use tollgate_core::model::{RecordQuery, RequestRecord, StoredRecord};
 use tollgate_core::ports::{ObjectStore, RequestLog};
 
@@ -65,6 +65,16 @@ impl ApiError {
             ErrorCode::InvalidParameter,
             format!("invalid query parameter {name}: {why}"),
         )
+    }
+
+    /// The code of the shared table it answers with.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The problem body it answers with (RFC 9457), for `request_id`.
+    pub fn problem(&self, request_id: &str) -> Vec<u8> {
+        problem_json(self.code, &self.message, request_id)
     }
 }
 
@@ -185,9 +195,13 @@ pub fn parse_list_query(params: &[(String, String)]) -> Result<RecordQuery, ApiE
 }
 
 fn json_response(status: u16, body: Vec<u8>, request_id: &str) -> Response<Body> {
+    response(status, "application/json", body, request_id)
+}
+
+fn response(status: u16, content_type: &str, body: Vec<u8>, request_id: &str) -> Response<Body> {
     let mut b = Response::builder()
         .status(status)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("cache-control", "no-store");
     if !request_id.is_empty() {
         b = b.header("x-request-id", request_id);
@@ -198,7 +212,8 @@ fn json_response(status: u16, body: Vec<u8>, request_id: &str) -> Response<Body>
 }
 
 fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
-    let mut resp = json_response(e.code.status(), error_json(e.code, &e.message, request_id), request_id);
+    let body = e.problem(request_id);
+    let mut resp = response(e.code.status(), PROBLEM_JSON, body, request_id);
     if e.code.is_retryable() {
         resp.headers_mut()
             .insert("retry-after", http::HeaderValue::from_static("1"));
@@ -258,7 +273,8 @@ impl RequestsApi {
         }
     }
 
-    async fn list(&self, q: &RecordQuery) -> Result<(u16, Vec<u8>), ApiError> {
+    /// `GET /v1/requests`: one page of records, newest first, and the cursor of the next page.
+    pub async fn list(&self, q: &RecordQuery) -> Result<(u16, Vec<u8>), ApiError> {
         let rows = self.log.query(q).await.map_err(|e| log_failure(&e))?;
         let next_cursor = (rows.len() == q.limit)
             .then(|| rows.last().map(|r| encode_cursor(&r.record)))
@@ -276,7 +292,8 @@ impl RequestsApi {
         Ok((200, serde_json::to_vec(&body).unwrap_or_default()))
     }
 
-    async fn get(&self, id: &str) -> Result<(u16, Vec<u8>), ApiError> {
+    /// `GET /v1/requests/{id}`: the record and its audit event (from its object once written).
+    pub async fn get(&self, id: &str) -> Result<(u16, Vec<u8>), ApiError> {
         let row: StoredRecord = self
             .log
             .get(id)

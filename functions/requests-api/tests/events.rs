@@ -42,9 +42,14 @@ async fn every_requests_api_event_is_answered() {
             }
             "requests-api-bad-parameter.json" => {
                 assert_eq!(resp["statusCode"], 400);
-                assert_eq!(body["error"]["code"], "invalid_parameter");
-                assert_eq!(body["error"]["request_id"], "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a72");
-                assert!(body["error"]["message"].as_str().unwrap().contains("limit"));
+                assert_eq!(resp["headers"]["content-type"], "application/problem+json");
+                tollgate_testkit::assert_problem(
+                    &body,
+                    400,
+                    "invalid_parameter",
+                    "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a72",
+                );
+                assert!(body["detail"].as_str().unwrap().contains("limit"));
             }
             other => panic!("no expectation for {other}"),
         }

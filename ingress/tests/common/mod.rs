@@ -276,13 +276,21 @@ impl Reply {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
-    /// Asserts the JSON error shape and that it carries the header's request id.
+    /// Asserts the RFC 9457 problem (its media type and shape) and that it carries the header's
+    /// request id.
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
-        let v = self.json();
-        assert_eq!(v["error"]["code"], code, "{v}");
-        assert_eq!(v["error"]["request_id"], self.request_id(), "{v}");
-        assert!(v["error"]["message"].is_string());
+        assert_eq!(
+            self.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some(tollgate_core::apierror::PROBLEM_JSON)
+        );
+        if tollgate_core::apierror::ErrorCode::ALL
+            .iter()
+            .any(|c| c.as_str() == code && c.is_retryable())
+        {
+            assert!(self.headers.contains_key("retry-after"), "{code} without Retry-After");
+        }
+        tollgate_testkit::assert_problem(&self.json(), status, code, &self.request_id());
     }
 }
 
