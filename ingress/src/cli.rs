@@ -121,6 +121,9 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
     pub format: ExportFormat,
+    /// Records read per page, 1-1000.
+    #[arg(long, default_value = "1000")]
+    pub page_size: String,
 }
 
 /// Export formats.

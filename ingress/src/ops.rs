@@ -9,9 +9,6 @@ use anyhow::Context;
 use std::io::Write;
 use tollgate_requests_api::{parse_list_query, ApiError, RequestsApi};
 
-/// Records per page of an export (the API's largest page).
-pub const EXPORT_PAGE: usize = 1000;
-
 async fn api(config: &IngressConfig) -> anyhow::Result<RequestsApi> {
     let backends = tollgate_aws::backends::open(&config.mode)
         .await
@@ -52,7 +49,7 @@ pub async fn export(config: &IngressConfig, args: &ExportArgs, out: &mut dyn Wri
     let mut list = ListArgs {
         since: args.since.clone(),
         until: args.until.clone(),
-        limit: EXPORT_PAGE.to_string(),
+        limit: args.page_size.clone(),
         ..ListArgs::default()
     };
     let mut written = 0u64;
