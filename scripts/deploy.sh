@@ -34,7 +34,7 @@ with open("samconfig.toml", "rb") as f:
 PY
 }
 stack="$(read_config global stack_name)"
-base_overrides="$(read_config deploy parameter_overrides)"
+base_overrides="$(read_config global parameter_overrides)"
 
 deploy() { # [image tag]; without one, ImageTag keeps its default (empty: no tasks)
     local overrides="$base_overrides"

@@ -82,6 +82,18 @@ pub async fn start(
     invoker: Arc<dyn Invoker>,
 ) -> std::io::Result<Running> {
     let listener = TcpListener::bind(config.listen).await?;
+    start_on(listener, config, routes, log, invoker).await
+}
+
+/// [`start`] on a listener bound already (the binary binds before it opens any store, so that a
+/// port in use is reported before anything is created on disk).
+pub async fn start_on(
+    listener: TcpListener,
+    config: IngressConfig,
+    routes: RouteTable,
+    log: Arc<dyn RequestLog>,
+    invoker: Arc<dyn Invoker>,
+) -> std::io::Result<Running> {
     let local_addr = listener.local_addr()?;
     let config = Arc::new(config);
     let (recorder, recorder_task) = recorder::start(config.recorder.clone(), log.clone(), invoker.clone());

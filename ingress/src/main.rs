@@ -108,6 +108,17 @@ async fn migrate(config: IngressConfig) -> anyhow::Result<()> {
 }
 
 async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
+    // The port first: in use, it is reported before any store is opened or created.
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "{} is already in use: set TOLLGATE_LISTEN (or --listen) to another address, e.g. --listen 127.0.0.1:8081",
+                config.listen
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("listening on {}", config.listen))
+        }
+    })?;
     let backends = tollgate_aws::backends::open(&config.mode)
         .await
         .map_err(anyhow::Error::msg)
@@ -128,7 +139,7 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let listen = config.listen;
     let data_dir = config.mode.storage.data_dir.clone();
-    let running = app::start(config, routes, backends.log.clone(), invoker)
+    let running = app::start_on(listener, config, routes, backends.log.clone(), invoker)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(listen = %running.local_addr, mode = %mode, data_dir = %data_dir.display(), "tollgate ready");

@@ -128,3 +128,20 @@ async fn requests_and_export_read_what_the_ingress_recorded() {
     assert!(none.status.success());
     assert_eq!(stdout(&none), "");
 }
+
+#[test]
+fn a_port_in_use_names_the_setting_and_creates_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = TempDir::new("port-in-use");
+    let dir = data.0.join("never");
+    let out = tollgate(&["--listen", &addr, "--data-dir", dir.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{addr} is already in use")), "{err}");
+    assert!(err.contains("TOLLGATE_LISTEN") && err.contains("--listen"), "{err}");
+    assert!(
+        !dir.exists(),
+        "the data directory was created before the port was checked"
+    );
+}

@@ -712,15 +712,26 @@ fn samconfig_has_dev_and_prod_with_parameters_the_template_declares() {
         let c = &config[env];
         stacks.insert(c["global"]["parameters"]["stack_name"].as_str().unwrap().to_string());
         let deploy = &c["deploy"]["parameters"];
+        let global = &c["global"]["parameters"];
         assert_eq!(deploy["resolve_s3"].as_bool(), Some(true), "{env}");
         assert!(
             deploy["capabilities"].as_str().unwrap().contains("CAPABILITY_IAM"),
             "{env}"
         );
-        assert_eq!(c["build"]["parameters"]["cached"].as_bool(), Some(true), "{env}");
+        // A cached build is keyed on the function's CodeUri (its package) and misses a change
+        // to the shared crates it links: never cached on the deploy path.
+        assert_ne!(
+            c["build"]["parameters"].get("cached").and_then(|v| v.as_bool()),
+            Some(true),
+            "{env}: cached sam build"
+        );
+        assert!(
+            deploy.get("parameter_overrides").is_none(),
+            "{env}: overrides are global, shared by build, deploy and sync"
+        );
         assert_eq!(c["build"]["parameters"]["parallel"].as_bool(), Some(true), "{env}");
         assert_eq!(c["validate"]["parameters"]["lint"].as_bool(), Some(true), "{env}");
-        for pair in deploy["parameter_overrides"].as_str().unwrap().split_whitespace() {
+        for pair in global["parameter_overrides"].as_str().unwrap().split_whitespace() {
             let (name, value) = pair.split_once('=').unwrap();
             let p = &t.doc["Parameters"][name];
             assert!(p.is_mapping(), "{env}: {name} is not a template parameter");
@@ -769,7 +780,7 @@ fn every_environment_asks_fargate_for_a_size_it_has() {
         t.parameter_default("ContainerMemory").parse::<u64>().unwrap(),
     )];
     for env in ["default", "prod"] {
-        let overrides = config[env]["deploy"]["parameters"]["parameter_overrides"]
+        let overrides = config[env]["global"]["parameters"]["parameter_overrides"]
             .as_str()
             .unwrap();
         let get = |name: &str| {
