@@ -129,8 +129,16 @@ ensure_rust_toolchain() {
 }
 
 # The tools the test command needs.
+# jq, for the example API client (examples/client.sh) and its test.
+ensure_jq() {
+    if command -v jq >/dev/null 2>&1; then return; fi
+    echo "installing jq" >&2
+    apt_install jq
+}
+
 ensure_test_tools() {
     ensure_postgresql
+    ensure_jq
     ensure_tool moto cargo-lambda awscli schemathesis
 }
 

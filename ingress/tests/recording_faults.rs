@@ -52,7 +52,9 @@ async fn an_outage_refuses_before_the_function_and_keeps_what_already_ran() {
         2,
         "no function ran while the log was down"
     );
-    assert_eq!(request(addr, "GET", "/healthz", &[], "").await.status, 503);
+    let health = request(addr, "GET", "/healthz", &[], "").await;
+    assert_eq!(health.status, 503);
+    assert!(health.headers.contains_key("retry-after"), "every 503 says when to retry");
 
     flaky.down.store(false, Ordering::SeqCst);
     let all = ["before", "ran", "refused-1", "refused-2"];
