@@ -95,8 +95,8 @@ impl std::fmt::Display for ErrorCode {
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Where the problem types live: `type` is `/problems/<code>`, a relative reference with the full
-/// path (the form RFC 9457 section 3.1.1 recommends for relative type URIs); each is described
-/// in `docs/errors.md` and in the OpenAPI document.
+/// path (the form RFC 9457 section 3.1.1 recommends for relative type URIs). The ingress answers
+/// it with the type's description ([`problem_type_json`]); `docs/errors.md` lists them all.
 pub const PROBLEM_TYPE_PREFIX: &str = "/problems/";
 
 /// The request log's path for one request: a problem's `instance` (the occurrence, which a
@@ -144,6 +144,25 @@ impl<'a> Problem<'a> {
 pub fn problem_json(code: ErrorCode, detail: &str, request_id: &str) -> Vec<u8> {
     serde_json::to_vec(&Problem::new(code, detail, request_id))
         .unwrap_or_else(|_| br#"{"type":"about:blank","title":"Internal Server Error","status":500}"#.to_vec())
+}
+
+/// The code a problem type URI (`/problems/<code>`) names, if it is one of the table's.
+pub fn code_of_type(path: &str) -> Option<ErrorCode> {
+    let name = path.strip_prefix(PROBLEM_TYPE_PREFIX)?;
+    ErrorCode::ALL.iter().copied().find(|c| c.as_str() == name)
+}
+
+/// What a problem type URI resolves to: the type's description (RFC 9457 encourages resolvable
+/// type URIs), in JSON.
+pub fn problem_type_json(code: ErrorCode) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "type": format!("{PROBLEM_TYPE_PREFIX}{}", code.as_str()),
+        "code": code.as_str(),
+        "title": code.message(),
+        "status": code.status(),
+        "retry_after": code.is_retryable(),
+    }))
+    .unwrap_or_default()
 }
 
 /// `docs/errors.md`'s table, generated from [`ErrorCode::ALL`].

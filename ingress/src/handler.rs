@@ -361,14 +361,23 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// The health check's path (GET and HEAD are answered before anything else, unrecorded).
 pub const HEALTH_PATH: &str = "/healthz";
 
-/// Phase 2, for what the ingress answers itself: the OpenAPI document, and a 405 for any other
-/// method on it or on the health check (recorded). `None` for the rest.
+/// The route of the problem types (`type` of every problem), answered by the ingress.
+pub const PROBLEMS_ROUTE: &str = "/problems/{code}";
+
+/// Phase 2, for what the ingress answers itself (each recorded like any request): the OpenAPI
+/// document, the problem types, and a 405 for any other method on them or on the health check.
+/// `None` for the rest.
 fn builtin(ctx: &mut Ctx) -> Option<Result<FunctionReply, Rejection>> {
     let path = ctx.parts.uri.path();
-    if path != OPENAPI_PATH && path != HEALTH_PATH {
+    let problem = path.starts_with(tollgate_core::apierror::PROBLEM_TYPE_PREFIX);
+    if path != OPENAPI_PATH && path != HEALTH_PATH && !problem {
         return None;
     }
-    ctx.route = Some(path.to_string());
+    ctx.route = Some(if problem {
+        PROBLEMS_ROUTE.to_string()
+    } else {
+        path.to_string()
+    });
     if ctx.parts.method != Method::GET && ctx.parts.method != Method::HEAD {
         let mut r = Rejection::new(
             ErrorCode::MethodNotAllowed,
@@ -377,13 +386,26 @@ fn builtin(ctx: &mut Ctx) -> Option<Result<FunctionReply, Rejection>> {
         r.headers.push((header::ALLOW, HeaderValue::from_static("GET, HEAD")));
         return Some(Err(r));
     }
+    let body = if problem {
+        match tollgate_core::apierror::code_of_type(path) {
+            Some(code) => Bytes::from(tollgate_core::apierror::problem_type_json(code)),
+            None => {
+                return Some(Err(Rejection::new(
+                    ErrorCode::RouteNotFound,
+                    "no problem type by this name",
+                )))
+            }
+        }
+    } else {
+        Bytes::from_static(OPENAPI.as_bytes())
+    };
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     Some(Ok(FunctionReply {
         status: StatusCode::OK,
         headers,
-        body: Bytes::from_static(OPENAPI.as_bytes()),
+        body,
     }))
 }
 

@@ -13,7 +13,12 @@ async fn the_shell_client_runs_against_a_live_ingress() {
     let proc = Proc::spawn(&workspace_root(), &[("TOLLGATE_DATA_DIR", data.0.to_str().unwrap())]);
     // Four earlier POSTs, so that with the client's own there are 5: pages of 2, 2 and 1.
     for i in 0..4 {
-        assert_eq!(request(proc.addr, "POST", &format!("/v1/echo/{i}"), &[], "x").await.status, 200);
+        assert_eq!(
+            request(proc.addr, "POST", &format!("/v1/echo/{i}"), &[], "x")
+                .await
+                .status,
+            200
+        );
     }
     let out = Command::new("bash")
         .arg(workspace_root().join("examples/client.sh"))

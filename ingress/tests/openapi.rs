@@ -9,11 +9,15 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use tollgate_ingress::handler::{OPENAPI, OPENAPI_PATH};
+use tollgate_ingress::handler::{OPENAPI, OPENAPI_PATH, PROBLEMS_ROUTE};
 use tollgate_ingress::routes::RouteTable;
 
 /// What the ingress answers itself, besides the routes.
-const BUILTIN: [(&str, &[&str]); 2] = [("/healthz", &["get"]), (OPENAPI_PATH, &["get"])];
+const BUILTIN: [(&str, &[&str]); 3] = [
+    ("/healthz", &["get"]),
+    (OPENAPI_PATH, &["get"]),
+    (PROBLEMS_ROUTE, &["get"]),
+];
 
 /// The OpenAPI path of a route pattern: `{*rest}` (the rest of the path) is `{rest}`.
 fn openapi_path(pattern: &str) -> String {
@@ -113,6 +117,25 @@ fn the_spec_describes_exactly_the_routes() {
 }
 
 #[test]
+fn the_spec_lists_every_error_code() {
+    let spec = spec();
+    let listed: Vec<&str> = spec["components"]["schemas"]["ProblemCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let table: Vec<&str> = tollgate_core::apierror::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(
+        listed, table,
+        "components.schemas.ProblemCode.enum vs core/src/apierror.rs"
+    );
+}
+
+#[test]
 fn a_route_added_without_its_spec_is_named() {
     let mut routes = std::fs::read_to_string(workspace_root().join("routes.toml")).unwrap();
     routes.push_str("\n[[routes]]\npath = \"/v1/orders/{id}\"\nmethods = [\"GET\", \"DELETE\"]\nfunction = \"echo\"\ntimeout_ms = 1000\n");
@@ -193,6 +216,17 @@ async fn the_ingress_serves_the_spec_records_it_and_answers_as_it_says() {
     assert_eq!(rec.status, 200, "{:?}", rec.body);
     assert_eq!(rec.json()["request"]["route"], OPENAPI_PATH);
     assert_eq!(rec.json()["request"]["function_name"], Value::Null);
+    // Every problem's type resolves, here, to its description; an unknown one is a 404.
+    let t = request(ing.addr, "GET", "/problems/invalid_parameter", &[], "").await;
+    assert_eq!(t.status, 200);
+    assert_eq!(t.json()["status"], 400);
+    assert_eq!(t.json()["type"], "/problems/invalid_parameter");
+    let (props, _) = schema_fields("ProblemType");
+    let got: BTreeSet<String> = t.json().as_object().unwrap().keys().cloned().collect();
+    assert_eq!(got, props, "ProblemType schema vs the answer");
+    request(ing.addr, "GET", "/problems/no_such_thing", &[], "")
+        .await
+        .assert_error(404, "route_not_found");
     let (props, _) = schema_fields("Problem");
     let problem = request(ing.addr, "GET", "/v1/requests?limit=0", &[], "").await;
     problem.assert_error(400, "invalid_parameter");

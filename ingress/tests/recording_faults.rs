@@ -54,7 +54,10 @@ async fn an_outage_refuses_before_the_function_and_keeps_what_already_ran() {
     );
     let health = request(addr, "GET", "/healthz", &[], "").await;
     assert_eq!(health.status, 503);
-    assert!(health.headers.contains_key("retry-after"), "every 503 says when to retry");
+    assert!(
+        health.headers.contains_key("retry-after"),
+        "every 503 says when to retry"
+    );
 
     flaky.down.store(false, Ordering::SeqCst);
     let all = ["before", "ran", "refused-1", "refused-2"];
