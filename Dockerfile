@@ -25,9 +25,10 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
 # The dependency layer.
-RUN cargo chef cook --release --locked --package tollgate-ingress --recipe-path recipe.json
+# aws mode needs the AWS SDK adapters (the `aws` feature; `cargo run` leaves them out).
+RUN cargo chef cook --release --locked --package tollgate-ingress --features aws --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --package tollgate-ingress --bin tollgate \
+RUN cargo build --release --locked --package tollgate-ingress --features aws --bin tollgate \
     && install -D -m 0755 target/release/tollgate /out/tollgate \
     && install -D -m 0644 routes.toml /out/routes.toml
 

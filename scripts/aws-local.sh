@@ -32,7 +32,7 @@ PROFILE="${TOLLGATE_PROFILE:-dev}"
 mapfile -t local_functions < <(python3 -S -c 'import tomllib; [print(f["name"]) for f in tomllib.load(open("functions.toml","rb"))["functions"] if f["local_stack"]]')
 mapfile -t function_packages < <(python3 -S -c 'import tomllib; [print("-p", tomllib.load(open(f["package"] + "/Cargo.toml","rb"))["package"]["name"]) for f in tomllib.load(open("functions.toml","rb"))["functions"] if f["local_stack"]]')
 # shellcheck disable=SC2068 # each line is "-p <crate>": two words
-cargo build --profile "$PROFILE" -p tollgate-ingress -p dataapi-local ${function_packages[@]}
+cargo build --profile "$PROFILE" -p tollgate-ingress --features tollgate-ingress/aws -p dataapi-local ${function_packages[@]}
 if [ "$PROFILE" = dev ]; then BIN=target/debug; else BIN="target/$PROFILE"; fi
 
 PG_PORT=$(free_port)

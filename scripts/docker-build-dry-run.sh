@@ -28,10 +28,10 @@ echo "== planner: cargo chef prepare"
 (cd "$work/planner" && cargo chef prepare --recipe-path recipe.json)
 echo "== dependency layer: cargo chef cook (recipe only)"
 cp "$work/planner/recipe.json" "$work/build/"
-(cd "$work/build" && cargo chef cook --release --locked --package tollgate-ingress --recipe-path recipe.json)
+(cd "$work/build" && cargo chef cook --release --locked --package tollgate-ingress --features aws --recipe-path recipe.json)
 echo "== source layer: cargo build"
 cp -r "$work/planner/." "$work/build/"
-(cd "$work/build" && cargo build --release --locked --package tollgate-ingress --bin tollgate 2>&1) | tee "$work/build.log"
+(cd "$work/build" && cargo build --release --locked --package tollgate-ingress --features aws --bin tollgate 2>&1) | tee "$work/build.log"
 outside="$(grep ' Compiling ' "$work/build.log" | grep -v "($work/build/" || true)"
 if [ -n "$outside" ]; then
     echo "the source layer recompiled dependencies (the cook layer did not cache them):"

@@ -1,11 +1,11 @@
 //! The ingress's settings: every one an environment variable with a flag mirror, parsed up
 //! front, all problems reported together (see `tollgate_core::settings`).
 
+use crate::backends::ModeSettings;
 use http::HeaderName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tollgate_aws::backends::ModeSettings;
 use tollgate_core::reconcile::ReconcileSettings;
 use tollgate_core::redact::{Redactor, DEFAULT_REDACTED_QUERY_PARAMS};
 use tollgate_core::settings::{Millis, SettingDoc, SettingsError, SettingsReader, Whole};

@@ -98,7 +98,7 @@ fn main() -> ExitCode {
 }
 
 async fn migrate(config: IngressConfig) -> anyhow::Result<()> {
-    let backends = tollgate_aws::backends::open(&config.mode)
+    let backends = tollgate_ingress::backends::open(&config.mode)
         .await
         .map_err(anyhow::Error::msg)?;
     let applied = backends.log.migrate().await.context("applying migrations")?;
@@ -119,7 +119,7 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
             anyhow::Error::new(e).context(format!("listening on {}", config.listen))
         }
     })?;
-    let backends = tollgate_aws::backends::open(&config.mode)
+    let backends = tollgate_ingress::backends::open(&config.mode)
         .await
         .map_err(anyhow::Error::msg)
         .context("opening the request log and object store")?;
@@ -134,7 +134,7 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
             .collect();
         anyhow::ensure!(missing.is_empty(), "no embedded function named {}", missing.join(", "));
     }
-    let invoker = tollgate_aws::backends::invoker(&config.mode, || app::embedded_functions(&backends))
+    let invoker = tollgate_ingress::backends::invoker(&config.mode, || app::embedded_functions(&backends))
         .await
         .map_err(anyhow::Error::msg)?;
     let listen = config.listen;

@@ -10,7 +10,7 @@ use std::io::Write;
 use tollgate_requests_api::{parse_list_query, ApiError, RequestsApi};
 
 async fn api(config: &IngressConfig) -> anyhow::Result<RequestsApi> {
-    let backends = tollgate_aws::backends::open(&config.mode)
+    let backends = crate::backends::open(&config.mode)
         .await
         .map_err(anyhow::Error::msg)
         .context("opening the request log and object store")?;

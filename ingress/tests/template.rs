@@ -390,6 +390,9 @@ fn every_function_is_a_cargo_lambda_binary_with_events() {
 
 #[test]
 fn the_task_environment_is_exactly_the_ingress_settings_and_parses() {
+    if !cfg!(feature = "aws") {
+        panic!("the task runs the ingress in aws mode: test it built with its aws feature (`cargo test --workspace` does; alone: cargo test -p tollgate-ingress --features aws)");
+    }
     let t = Template::load();
     let env: Vec<(String, String)> = t.container()["Environment"]
         .as_sequence()
@@ -430,7 +433,8 @@ fn the_task_environment_is_exactly_the_ingress_settings_and_parses() {
             "TaskMemory {mib}"
         );
     }
-    let aws = config.mode.aws.as_ref().unwrap();
+    let aws_settings = ModeSettings::read(&mut SettingsReader::new(env.clone(), Vec::new()));
+    let aws = aws_settings.aws.as_ref().unwrap();
     assert_eq!(aws.function_prefix, "tollgate-dev-");
     assert!(
         aws.s3.kms_key_id.is_some(),

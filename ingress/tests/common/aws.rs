@@ -162,6 +162,12 @@ pub struct AwsStack {
 
 impl AwsStack {
     pub async fn start() -> Self {
+        if !cfg!(feature = "aws") {
+            panic!(
+                "the aws-mode tests run the ingress binary in aws mode: build it with its aws feature \
+                 (`cargo test --workspace` does; alone: cargo test -p tollgate-ingress --features aws)"
+            );
+        }
         build_functions();
         let pg = Postgres::start();
         pg.psql("postgres", "CREATE DATABASE tollgate");
