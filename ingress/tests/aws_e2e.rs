@@ -80,6 +80,18 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
     })
     .await;
     assert!(written, "audit event not written");
+    // The operator's command reads the same record and event, through the Data API and S3.
+    let cli = std::process::Command::new(binary())
+        .current_dir(&root)
+        .args(["requests", "get", &id])
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "tollgate requests get in aws mode: {cli:?}");
+    let got: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(got["request"]["request_id"], id);
+    assert_eq!(got["audit"]["state"], "written");
+    assert_eq!(got["audit"]["event"]["request"]["body_bytes"], 4);
 
     // The Lambda endpoint goes away: routes answer 502 (and are recorded), audit batches fail.
     stack.lambda.down();
