@@ -803,3 +803,22 @@ fn every_environment_asks_fargate_for_a_size_it_has() {
         );
     }
 }
+
+#[test]
+fn the_operations_doc_says_what_each_alarm_means() {
+    let t = Template::load();
+    let alarms: BTreeSet<String> = t.of_type("AWS::CloudWatch::Alarm").into_iter().collect();
+    let doc = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let documented: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("| `")?
+                .split_once("Alarm` |")
+                .map(|(name, _)| format!("{name}Alarm"))
+        })
+        .collect();
+    assert_eq!(
+        documented, alarms,
+        "docs/operations.md's alarm table vs template.yaml's alarms"
+    );
+}
