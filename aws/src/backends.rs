@@ -19,6 +19,8 @@ pub struct AwsSettings {
     pub s3_force_path_style: bool,
     /// Prefix of the deployed Lambda function names (`<stack>-`).
     pub function_prefix: String,
+    /// The alias each function is invoked through (`echo` -> `live`); the others unqualified.
+    pub function_aliases: Vec<(String, String)>,
 }
 
 impl AwsSettings {
@@ -48,6 +50,18 @@ impl AwsSettings {
             String::new(),
             "aws mode: prefix of the deployed Lambda function names (the stack sets `<stack>-`)",
         );
+        let mut function_aliases = Vec::new();
+        for pair in r.list(
+            "TOLLGATE_FUNCTION_ALIASES",
+            "aws mode: function=alias pairs; each is invoked through that alias (the stack sets echo=live,requests-api=live)",
+        ) {
+            match pair.split_once('=') {
+                Some((f, a)) if !f.is_empty() && !a.is_empty() && !a.contains(':') => {
+                    function_aliases.push((f.to_string(), a.to_string()))
+                }
+                _ => r.error(format!("TOLLGATE_FUNCTION_ALIASES: {pair:?} is not function=alias")),
+            }
+        }
         if mode != Mode::Aws {
             return None;
         }
@@ -77,6 +91,7 @@ impl AwsSettings {
             },
             s3_force_path_style,
             function_prefix,
+            function_aliases,
         })
     }
 }
@@ -142,7 +157,9 @@ pub async fn invoker(
 
 /// The Lambda invoker from the environment's SDK configuration.
 pub async fn lambda_invoker(settings: &AwsSettings) -> LambdaInvoker {
-    LambdaInvoker::from_config(sdk::lambda(&sdk::config().await)).with_function_prefix(settings.function_prefix.clone())
+    LambdaInvoker::from_config(sdk::lambda(&sdk::config().await))
+        .with_function_prefix(settings.function_prefix.clone())
+        .with_aliases(settings.function_aliases.iter().cloned())
 }
 
 /// Reads the mode's settings from this process's environment and arguments and opens its

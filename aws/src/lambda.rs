@@ -14,6 +14,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_lambda::Client;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::time::Duration;
 use tollgate_core::ports::{BoxFuture, InvokeError, Invoker};
 
@@ -22,6 +23,7 @@ use tollgate_core::ports::{BoxFuture, InvokeError, Invoker};
 pub struct LambdaInvoker {
     client: Client,
     function_prefix: String,
+    aliases: HashMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -87,7 +89,15 @@ impl LambdaInvoker {
         Self {
             client,
             function_prefix: String::new(),
+            aliases: HashMap::new(),
         }
+    }
+
+    /// Invokes each named function through its alias (the `Qualifier` of Invoke): a route
+    /// function's `live` alias is what CodeDeploy shifts to a new version, canary first.
+    pub fn with_aliases(mut self, aliases: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.aliases = aliases.into_iter().collect();
+        self
     }
 
     /// Prepends `prefix` to every function name invoked: route tables and settings name
@@ -122,6 +132,7 @@ impl LambdaInvoker {
         self.client
             .invoke()
             .function_name(self.deployed_name(function))
+            .set_qualifier(self.aliases.get(function).cloned())
             .invocation_type(kind)
             .payload(Blob::new(payload.to_vec()))
             .send()

@@ -81,6 +81,14 @@ fn problems(root: &Path) -> Vec<String> {
         .flat_map(|st| st["Resource"].as_sequence().cloned().unwrap_or_default())
         .filter_map(|r| intrinsic_arg(&r))
         .collect();
+    let task_aliases: Vec<String> = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|e| e["Name"] == "TOLLGATE_FUNCTION_ALIASES")
+        .and_then(|e| e["Value"].as_str())
+        .map(|v| v.split(',').map(String::from).collect())
+        .unwrap_or_default();
     for f in &functions {
         let (name, package) = (f.name.as_str(), f.package.as_str());
         if !members.contains(package) {
@@ -139,11 +147,44 @@ fn problems(root: &Path) -> Vec<String> {
         if f.kind == Kind::Http && !routed.contains(name) {
             out.push(format!("[route] no route in routes.toml calls {name}"));
         }
-        let called = matches!(f.kind, Kind::Http | Kind::AuditWriter);
-        if called != task_invokes.contains(&format!("{}.Arn", f.template)) {
+        // A route function through its `live` alias only (what CodeDeploy shifts), the audit
+        // writer itself.
+        let (called, target) = match f.kind {
+            Kind::Http => (true, format!("{}.Alias", f.template)),
+            Kind::AuditWriter => (true, format!("{}.Arn", f.template)),
+            _ => (false, format!("{}.Arn", f.template)),
+        };
+        let granted: Vec<&String> = task_invokes
+            .iter()
+            .filter(|r| r.split('.').next() == Some(f.template.as_str()))
+            .collect();
+        if f.kind == Kind::Http {
+            let alarmed_deploy = props["DeploymentPreference"]["Alarms"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(intrinsic_arg)
+                .any(|a| {
+                    let alarm = &resources[a.as_str()]["Properties"];
+                    alarm["MetricName"] == "Errors"
+                        && intrinsic_arg(&alarm["Dimensions"][0]["Value"]).as_deref() == Some(f.template.as_str())
+                });
+            if props["AutoPublishAlias"] != "live" || !alarmed_deploy {
+                out.push(format!(
+                    "[invoke] {} needs AutoPublishAlias: live and a DeploymentPreference on its errors alarm",
+                    f.template
+                ));
+            }
+            if !task_aliases.contains(&format!("{name}=live")) {
+                out.push(format!(
+                    "[invoke] the task's TOLLGATE_FUNCTION_ALIASES lacks {name}=live"
+                ));
+            }
+        }
+        if called && granted != [&target] || !called && !granted.is_empty() {
             out.push(format!(
-                "[invoke] the task role {} lambda:InvokeFunction on {}",
-                if called { "lacks" } else { "must not have" },
+                "[invoke] the task role must have lambda:InvokeFunction on {} and nothing else of {}: has {granted:?}",
+                if called { target.as_str() } else { "none" },
                 f.template
             ));
         }
@@ -403,7 +444,36 @@ fn a_function_added_by_the_checklist_passes_and_each_forgotten_piece_is_named() 
         "{:?}",
         problems(&d2)
     );
-    for d in [dir, d, d2] {
+    // A route function without its alias, or invoked past it ($LATEST), is named too.
+    let d3 = scratch();
+    yaml_edit(&d3, &|r| {
+        r["EchoFunction"]["Properties"]
+            .as_mapping_mut()
+            .unwrap()
+            .remove("AutoPublishAlias");
+    });
+    assert!(
+        problems(&d3)
+            .iter()
+            .any(|p| p.contains("EchoFunction needs AutoPublishAlias")),
+        "{:?}",
+        problems(&d3)
+    );
+    let d4 = scratch();
+    let p = d4.join("template.yaml");
+    std::fs::write(
+        &p,
+        read(&p).replace("- !Ref EchoFunction.Alias", "- !GetAtt EchoFunction.Arn"),
+    )
+    .unwrap();
+    assert!(
+        problems(&d4)
+            .iter()
+            .any(|p| p.starts_with("[invoke] the task role must have lambda:InvokeFunction on EchoFunction.Alias")),
+        "{:?}",
+        problems(&d4)
+    );
+    for d in [dir, d, d2, d3, d4] {
         let _ = std::fs::remove_dir_all(d);
     }
 }
