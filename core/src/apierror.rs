@@ -146,10 +146,16 @@ pub fn problem_json(code: ErrorCode, detail: &str, request_id: &str) -> Vec<u8> 
         .unwrap_or_else(|_| br#"{"type":"about:blank","title":"Internal Server Error","status":500}"#.to_vec())
 }
 
+impl ErrorCode {
+    /// The code named `name` (as sent in `code`), if it is one of the table's.
+    pub fn from_code(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| c.as_str() == name)
+    }
+}
+
 /// The code a problem type URI (`/problems/<code>`) names, if it is one of the table's.
 pub fn code_of_type(path: &str) -> Option<ErrorCode> {
-    let name = path.strip_prefix(PROBLEM_TYPE_PREFIX)?;
-    ErrorCode::ALL.iter().copied().find(|c| c.as_str() == name)
+    ErrorCode::from_code(path.strip_prefix(PROBLEM_TYPE_PREFIX)?)
 }
 
 /// What a problem type URI resolves to: the type's description (RFC 9457 encourages resolvable

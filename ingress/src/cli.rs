@@ -143,8 +143,12 @@ pub fn setting_docs() -> Vec<SettingDoc> {
 
 /// The full command: the derived subcommands plus one global option per setting.
 pub fn command() -> clap::Command {
+    command_with(&setting_docs())
+}
+
+fn command_with(docs: &[SettingDoc]) -> clap::Command {
     let mut cmd = Cli::command();
-    for doc in setting_docs() {
+    for doc in docs {
         let long = flag_for(doc.env);
         let mut arg = Arg::new(doc.env)
             .long(long.trim_start_matches("--").to_string())
@@ -178,24 +182,25 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let mut cmd = command();
+    let docs = setting_docs();
+    let mut cmd = command_with(&docs);
     let matches = cmd.try_get_matches_from_mut(args)?;
     let cli = Cli::from_arg_matches(&matches)?;
     Ok(Invocation {
         command: cli.command.unwrap_or(Command::Serve),
-        setting_args: setting_args(&matches),
+        setting_args: setting_args(&matches, &docs),
     })
 }
 
 /// The settings given explicitly, from whichever (sub)command level they were written at.
-fn setting_args(matches: &ArgMatches) -> Vec<String> {
+fn setting_args(matches: &ArgMatches, docs: &[SettingDoc]) -> Vec<String> {
     let mut level = matches;
     // Global options propagate down: the innermost subcommand's matches hold them all.
     while let Some((_, sub)) = level.subcommand() {
         level = sub;
     }
     let mut out = Vec::new();
-    for doc in setting_docs() {
+    for doc in docs {
         if matches!(level.value_source(doc.env), Some(ValueSource::CommandLine)) {
             if let Some(v) = level.get_one::<String>(doc.env) {
                 out.push(format!("{}={v}", flag_for(doc.env)));

@@ -340,16 +340,21 @@ fn route<'s>(state: &'s AppState, ctx: &mut Ctx) -> Result<&'s Route, Rejection>
         RouteMatch::NotFound => Err(Rejection::of(ErrorCode::RouteNotFound)),
         RouteMatch::MethodNotAllowed(allow) => {
             let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
-            let mut r = Rejection::new(
-                ErrorCode::MethodNotAllowed,
-                format!("method {} is not allowed here", truncate(ctx.parts.method.as_str(), 32)),
-            );
-            if let Ok(v) = HeaderValue::from_str(&list) {
-                r.headers.push((header::ALLOW, v));
-            }
-            Err(r)
+            Err(method_not_allowed(&ctx.parts.method, HeaderValue::from_str(&list).ok()))
         }
     }
+}
+
+/// 405 for `method`, with the methods the path takes in `Allow`.
+fn method_not_allowed(method: &Method, allow: Option<HeaderValue>) -> Rejection {
+    let mut r = Rejection::new(
+        ErrorCode::MethodNotAllowed,
+        format!("method {} is not allowed here", truncate(method.as_str(), 32)),
+    );
+    if let Some(v) = allow {
+        r.headers.push((header::ALLOW, v));
+    }
+    r
 }
 
 /// The OpenAPI document of the public API (`api/openapi.json`), served at [`OPENAPI_PATH`].
@@ -379,12 +384,10 @@ fn builtin(ctx: &mut Ctx) -> Option<Result<FunctionReply, Rejection>> {
         path.to_string()
     });
     if ctx.parts.method != Method::GET && ctx.parts.method != Method::HEAD {
-        let mut r = Rejection::new(
-            ErrorCode::MethodNotAllowed,
-            format!("method {} is not allowed here", truncate(ctx.parts.method.as_str(), 32)),
-        );
-        r.headers.push((header::ALLOW, HeaderValue::from_static("GET, HEAD")));
-        return Some(Err(r));
+        return Some(Err(method_not_allowed(
+            &ctx.parts.method,
+            Some(HeaderValue::from_static("GET, HEAD")),
+        )));
     }
     let body = if problem {
         match tollgate_core::apierror::code_of_type(path) {

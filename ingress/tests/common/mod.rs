@@ -284,10 +284,7 @@ impl Reply {
             self.headers.get("content-type").and_then(|v| v.to_str().ok()),
             Some(tollgate_core::apierror::PROBLEM_JSON)
         );
-        if tollgate_core::apierror::ErrorCode::ALL
-            .iter()
-            .any(|c| c.as_str() == code && c.is_retryable())
-        {
+        if tollgate_core::apierror::ErrorCode::from_code(code).is_some_and(|c| c.is_retryable()) {
             assert!(self.headers.contains_key("retry-after"), "{code} without Retry-After");
         }
         tollgate_testkit::assert_problem(&self.json(), status, code, &self.request_id());
