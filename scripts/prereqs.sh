@@ -129,16 +129,21 @@ ensure_rust_toolchain() {
 }
 
 # The tools the test command needs.
-# jq, for the example API client (examples/client.sh) and its test.
-ensure_jq() {
-    if command -v jq >/dev/null 2>&1; then return; fi
-    echo "installing jq" >&2
-    apt_install jq
+# curl and jq, for the documented command lines, the example API client (examples/client.sh)
+# and the scripts that talk to a running ingress.
+ensure_http_tools() {
+    local tool
+    for tool in curl jq; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "installing $tool" >&2
+            apt_install "$tool"
+        fi
+    done
 }
 
 ensure_test_tools() {
     ensure_postgresql
-    ensure_jq
+    ensure_http_tools
     ensure_tool moto cargo-lambda awscli schemathesis
 }
 

@@ -2,7 +2,7 @@
 # The README's test command: installs what the tests need (idempotently), then runs them all.
 # Tests start their own stand-ins (a private PostgreSQL per test, dataapi-local, moto,
 # cargo lambda watch) and stop them afterwards; one that cannot start a stand-in fails, it is
-# never skipped. What it installs: jq and PostgreSQL's server binaries (Debian's packages, each
+# never skipped. What it installs: curl, jq and PostgreSQL's server binaries (Debian's packages, each
 # only when missing), the Rust toolchain of rust-toolchain.toml, and the pinned Python tools it
 # uses (moto, cargo-lambda, awscli, schemathesis), each in its own environment under
 # $TOLLGATE_TOOLS_DIR.
