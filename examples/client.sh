@@ -5,9 +5,17 @@
 #
 #   bash examples/client.sh [base-url]        # default http://127.0.0.1:8080 (cargo run)
 #
+# Reading the request log needs an API key with requests:read (or requests:read:own): it is
+# taken from TOLLGATE_TOKEN, else from .tollgate/admin-key (what `cargo run` writes on its first
+# start), and sent as `Authorization: Bearer <key>`. Keep it out of shell history and logs.
+#
 # ingress/tests/examples.rs runs it against a live ingress.
 set -euo pipefail
 base="${1:-http://127.0.0.1:8080}"
+token="${TOLLGATE_TOKEN:-$(cat .tollgate/admin-key 2>/dev/null || true)}"
+[ -n "$token" ] || { echo "set TOLLGATE_TOKEN to an API key with requests:read (tollgate keys create)" >&2; exit 2; }
+# The key goes to curl on its standard input (a config line), never on its command line.
+auth() { printf 'header = "Authorization: Bearer %s"\n' "$token"; }
 
 # 1. A call. Its answer names its record in x-request-id.
 headers="$(mktemp)"
@@ -19,11 +27,11 @@ echo "request id: $id"
 
 # 2. Its record, and its audit event once the audit writer has written it (within a second).
 for _ in $(seq 1 50); do
-    state="$(curl -fsS "$base/v1/requests/$id" | jq -r '.audit.state')"
+    state="$(auth | curl -fsS -K - "$base/v1/requests/$id" | jq -r '.audit.state')"
     [ "$state" = written ] && break
     sleep 0.1
 done
-curl -fsS "$base/v1/requests/$id" \
+auth | curl -fsS -K - "$base/v1/requests/$id" \
     | jq -c '{status: .request.status, route: .request.route, audit: .audit.state, object: .audit.object_key, body_sha256: .audit.event.request.body_sha256}'
 
 # 3. Every POST to echo, newest first, a page of 2 at a time, following next_cursor.
@@ -32,7 +40,7 @@ pages=0
 records=0
 cursor=""
 while :; do
-    page="$(curl -fsS "$url${cursor:+&cursor=$cursor}")"
+    page="$(auth | curl -fsS -K - "$url${cursor:+&cursor=$cursor}")"
     pages=$((pages + 1))
     records=$((records + $(jq '.requests | length' <<<"$page")))
     cursor="$(jq -r '.next_cursor // empty' <<<"$page")"
@@ -41,6 +49,6 @@ done
 echo "POSTs to echo: $records record(s) in $pages page(s)"
 
 # 4. A problem: the status, the stable code to branch on, and where its own record is.
-status="$(curl -sS -o /tmp/tollgate-problem.$$ -w '%{http_code}' "$base/v1/requests?limit=5000")"
+status="$(auth | curl -sS -K - -o /tmp/tollgate-problem.$$ -w '%{http_code}' "$base/v1/requests?limit=5000")"
 jq -c --arg status "$status" '{http_status: ($status | tonumber), code, detail, instance}' /tmp/tollgate-problem.$$
 rm -f /tmp/tollgate-problem.$$

@@ -33,12 +33,16 @@ done
 curl -fsS "$base/healthz" >/dev/null || { echo "tollgate is not serving on $base" >&2; exit 1; }
 # A cursor the API issued (see api/schemathesis.toml).
 for _ in 1 2; do curl -fsS -o /dev/null "$base/v1/echo"; done
-TOLLGATE_ST_CURSOR="$(curl -fsS "$base/v1/requests?limit=1" | python3 -S -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])')"
+# The request log needs a key: the one the first start wrote (schemathesis's ignored_auth check
+# also calls every secured operation without it and expects 401).
+auth_header="Authorization: Bearer $(cat "$work/data/admin-key")"
+TOLLGATE_ST_CURSOR="$(curl -fsS -H "$auth_header" "$base/v1/requests?limit=1" | python3 -S -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])')"
 export TOLLGATE_ST_CURSOR
 # From the scratch directory: schemathesis keeps a cache in its working directory. One worker:
 # with several, Python 3.11's ast module fails under Hypothesis's threads ("AST constructor
 # recursion depth mismatch", a CPython bug), an error of the tool, not of the API.
 (cd "$work" && schemathesis --config-file "$OLDPWD/api/schemathesis.toml" run "$base/openapi.json" \
+    --header "$auth_header" \
     --checks all \
     --exclude-checks use_after_free,ensure_resource_availability \
     --max-examples "$max_examples" \

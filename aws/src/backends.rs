@@ -119,8 +119,10 @@ pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
     match (&settings.storage.mode, &settings.aws) {
         (Mode::Aws, Some(aws)) => {
             let sdk = sdk::config().await;
+            let log = DataApiRequestLog::new(sdk::rds_data(&sdk), aws.data_api.clone());
             Ok(Backends {
-                log: Arc::new(DataApiRequestLog::new(sdk::rds_data(&sdk), aws.data_api.clone())),
+                keys: Arc::new(log.clone()),
+                log: Arc::new(log),
                 store: Arc::new(S3ObjectStore::new(
                     sdk::s3(&sdk, aws.s3_force_path_style),
                     aws.s3.clone(),

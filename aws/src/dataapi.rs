@@ -16,9 +16,10 @@ use aws_sdk_rdsdata::types::{Field, RecordsFormatType, SqlParameter, TypeHint};
 use aws_sdk_rdsdata::Client;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
+use tollgate_core::access::{join_scopes, split_scopes, ApiKeyRecord, PrincipalKind};
 use tollgate_core::backoff::{self, retry, Policy};
 use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord};
-use tollgate_core::ports::{BoxFuture, LogError, RequestLog};
+use tollgate_core::ports::{BoxFuture, KeyStore, LogError, RequestLog};
 use tollgate_core::sql::{self, SqlValue};
 
 /// The Data API's request limit is 4 MiB; batches are split well under it.
@@ -106,6 +107,10 @@ fn row_json(row: &NewRecord) -> Value {
         "audit_batch": row.audit_batch,
         "audit_payload": row.audit_payload,
         "intent": row.intent,
+        "principal_kind": r.principal_kind.as_str(),
+        "principal_name": r.principal_name,
+        "scopes": tollgate_core::access::join_scopes(&r.scopes),
+        "access": r.access,
     })
 }
 
@@ -118,6 +123,9 @@ fn estimated_bytes(row: &NewRecord) -> usize {
         + r.query.as_ref().map_or(0, String::len)
         + r.user_agent.as_ref().map_or(0, String::len)
         + r.principal.as_ref().map_or(0, String::len)
+        + r.principal_name.as_ref().map_or(0, String::len)
+        + r.scopes.iter().map(|s| s.len() + 1).sum::<usize>()
+        + r.access.len()
         + r.route.as_ref().map_or(0, String::len);
     4 * (text + row.audit_payload.len()) + 1024
 }
@@ -398,6 +406,10 @@ fn row_to_record(row: &Map<String, Value>) -> Result<StoredRecord, LogError> {
             request_bytes: number(row, "request_bytes")? as u64,
             response_bytes: number(row, "response_bytes")? as u64,
             error_code: text(row, "error_code"),
+            principal_kind: PrincipalKind::from_stored(&text(row, "principal_kind").unwrap_or_default()),
+            principal_name: text(row, "principal_name"),
+            scopes: split_scopes(&text(row, "scopes").unwrap_or_default()),
+            access: text(row, "access").unwrap_or_default(),
         },
         audit_batch: text(row, "audit_batch").unwrap_or_default(),
         audit_key: text(row, "audit_key"),
@@ -626,6 +638,79 @@ impl RequestLog for DataApiRequestLog {
             let params = params.iter().map(|(n, v)| param(n, v)).collect();
             let (_, rows) = self.execute(&text, params, None, true).await?;
             rows.iter().map(row_to_record).collect()
+        })
+    }
+}
+
+fn timestamp_of(row: &Map<String, Value>, col: &str) -> Result<Option<OffsetDateTime>, LogError> {
+    text(row, col)
+        .map(|t| parse_timestamp(&t).ok_or_else(|| LogError::Failed(format!("bad {col} {t}"))))
+        .transpose()
+}
+
+fn row_to_key(row: &Map<String, Value>) -> Result<ApiKeyRecord, LogError> {
+    Ok(ApiKeyRecord {
+        key_id: text_of(row, "key_id")?,
+        name: text_of(row, "name")?,
+        scopes: split_scopes(&text_of(row, "scopes")?),
+        secret_sha256: text_of(row, "secret_sha256")?,
+        created_at: timestamp_of(row, "created_at")?.ok_or_else(|| LogError::Failed("created_at missing".into()))?,
+        expires_at: timestamp_of(row, "expires_at")?,
+        revoked_at: timestamp_of(row, "revoked_at")?,
+    })
+}
+
+impl KeyStore for DataApiRequestLog {
+    fn create_key<'a>(&'a self, key: &'a ApiKeyRecord) -> BoxFuture<'a, Result<(), LogError>> {
+        Box::pin(async move {
+            let params = vec![
+                param("key_id", &SqlValue::Text(key.key_id.clone())),
+                param("name", &SqlValue::Text(key.name.clone())),
+                param("scopes", &SqlValue::Text(join_scopes(&key.scopes))),
+                param("secret_sha256", &SqlValue::Text(key.secret_sha256.clone())),
+                param("created_at", &SqlValue::Timestamp(key.created_at)),
+                param(
+                    "expires_at",
+                    &key.expires_at.map_or(SqlValue::Null, SqlValue::Timestamp),
+                ),
+            ];
+            // One attempt: a retried INSERT after a lost answer would clash with its own row.
+            self.execute_under(&backoff::DATA_API.once(), sql::keys::INSERT, params, None, false)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn find_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, LogError>> {
+        Box::pin(async move {
+            let params = vec![param("key_id", &SqlValue::Text(key_id.to_string()))];
+            let (_, rows) = self.execute(sql::keys::FIND, params, None, true).await?;
+            rows.first().map(row_to_key).transpose()
+        })
+    }
+
+    fn list_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKeyRecord>, LogError>> {
+        Box::pin(async move {
+            let (_, rows) = self.execute(sql::keys::LIST, Vec::new(), None, true).await?;
+            rows.iter().map(row_to_key).collect()
+        })
+    }
+
+    fn revoke_key<'a>(&'a self, key_id: &'a str, at: OffsetDateTime) -> BoxFuture<'a, Result<bool, LogError>> {
+        Box::pin(async move {
+            let params = vec![
+                param("key_id", &SqlValue::Text(key_id.to_string())),
+                param("revoked_at", &SqlValue::Timestamp(at)),
+            ];
+            let (_, rows) = self.execute(sql::keys::REVOKE, params, None, true).await?;
+            Ok(!rows.is_empty())
+        })
+    }
+
+    fn count_keys(&self) -> BoxFuture<'_, Result<u64, LogError>> {
+        Box::pin(async move {
+            let (_, rows) = self.execute(sql::keys::COUNT, Vec::new(), None, true).await?;
+            Ok(rows.first().map(|r| number(r, "n")).transpose()?.unwrap_or(0.0) as u64)
         })
     }
 }

@@ -36,18 +36,20 @@ async fn data_api_request_log_meets_the_contract() {
         log.migrate().await.unwrap(),
         vec![
             "0001_api_requests".to_string(),
-            "0002_write_ahead_and_redrive".to_string()
+            "0002_write_ahead_and_redrive".to_string(),
+            "0003_principals_and_api_keys".to_string()
         ]
     );
     assert!(log.migrate().await.unwrap().is_empty(), "migrations apply once");
     tollgate_testkit::contract::request_log(&log).await;
+    tollgate_testkit::contract::key_store(&log).await;
     assert_eq!(
         pg.psql(
             "tollgate",
             "SELECT count(*) FROM schema_migrations WHERE checksum IS NOT NULL"
         )
         .trim(),
-        "2"
+        "3"
     );
     // A migration whose text changed after it was applied is refused, by name.
     pg.psql(

@@ -445,7 +445,7 @@ fn start_tollgate_write_ahead(o: &Options, logs: &Path, data: &Path) -> Result<S
     let routes = logs.join("routes-write-ahead.toml");
     std::fs::write(
         &routes,
-        "[[routes]]\npath = \"/v1/echo\"\nmethods = [\"ANY\"]\nfunction = \"echo\"\ntimeout_ms = 10000\nrecord = \"before\"\n",
+        "[[routes]]\npath = \"/v1/echo\"\nmethods = [\"ANY\"]\nfunction = \"echo\"\ntimeout_ms = 10000\nrecord = \"before\"\nauth = \"none\"\n",
     )
     .map_err(|e| e.to_string())?;
     start_tollgate_with(o, logs, data, &routes, "tollgate-write-ahead")

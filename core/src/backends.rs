@@ -1,6 +1,6 @@
 //! Which adapters a process uses, chosen by `TOLLGATE_MODE`.
 
-use crate::ports::{ObjectStore, RequestLog};
+use crate::ports::{KeyStore, ObjectStore, RequestLog};
 use crate::settings::SettingsReader;
 use std::fmt;
 use std::path::PathBuf;
@@ -75,6 +75,8 @@ pub struct Backends {
     pub log: Arc<dyn RequestLog>,
     /// The audit object store.
     pub store: Arc<dyn ObjectStore>,
+    /// The API keys (in the request log's database).
+    pub keys: Arc<dyn KeyStore>,
 }
 
 /// Why the backends could not be opened.

@@ -53,6 +53,29 @@ pub mod serde_ts {
     }
 }
 
+/// Serde helpers for optional timestamps in the stored form.
+pub mod serde_ts_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    /// Serializes in the stored form, or null.
+    pub fn serialize<S: Serializer>(ts: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(t) => s.serialize_str(&super::format(*t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes any RFC 3339 text, or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        text.map(|t| {
+            super::parse_stored(&t).ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 timestamp: {t}")))
+        })
+        .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! reconciler ([`reconcile`]) and the settings reader ([`settings`]). The embedded storage
 //! adapters are `tollgate-embedded`; the port contracts are in `tollgate-testkit`.
 
+pub mod access;
 pub mod apierror;
 pub mod audit;
 pub mod backends;
@@ -22,7 +23,7 @@ pub mod redact;
 pub mod settings;
 pub mod sql;
 
-pub use ports::{BoxFuture, InvokeError, Invoker, LogError, ObjectStore, RequestLog, StoreError};
+pub use ports::{BoxFuture, InvokeError, Invoker, KeyStore, LogError, ObjectStore, RequestLog, StoreError};
 
 pub use lambda_http;
 pub use lambda_runtime;

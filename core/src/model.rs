@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 /// Version of the audit event schema written by this build.
-pub const AUDIT_EVENT_VERSION: &str = "1";
+/// `"2"`: the principal is the verified one (`{kind, id, name, scopes}`, never a header a
+/// client set) and every event carries the access decision; `"1"` had a principal string.
+pub const AUDIT_EVENT_VERSION: &str = "2";
 
 /// One API request's metadata: a row of `api_requests`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,8 +41,21 @@ pub struct RequestRecord {
     pub client_ip: Option<String>,
     /// `User-Agent` header.
     pub user_agent: Option<String>,
-    /// Authenticated principal, from the configured principal header.
+    /// The verified principal's id (`None`: anonymous).
     pub principal: Option<String>,
+    /// How the principal was verified.
+    #[serde(default)]
+    pub principal_kind: crate::access::PrincipalKind,
+    /// The principal's display name, if any.
+    #[serde(default)]
+    pub principal_name: Option<String>,
+    /// The scopes it was granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The access decision, as stored: `allowed:<policy>`, `refused:<reason>` or
+    /// `not_evaluated` (see [`crate::access::Access::stored`]).
+    #[serde(default)]
+    pub access: String,
     /// Request body size in bytes (as read, or as declared when rejected unread).
     pub request_bytes: u64,
     /// Response body size in bytes.
@@ -123,7 +138,7 @@ pub struct RecordQuery {
     pub method: Option<String>,
     /// Path prefix.
     pub path_prefix: Option<String>,
-    /// Exact principal.
+    /// Exact principal id.
     pub principal: Option<String>,
     /// Resume after this (received_at, request_id), exclusive.
     pub after: Option<(OffsetDateTime, String)>,
@@ -192,10 +207,10 @@ pub struct AuditError {
     pub message: String,
 }
 
-/// Audit event v1 (fields informed by CloudTrail's record and OWASP's logging cheat sheet).
+/// Audit event v2 (fields informed by CloudTrail's record and OWASP's logging cheat sheet).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// Schema version (`"1"`).
+    /// Schema version ([`AUDIT_EVENT_VERSION`]).
     pub event_version: String,
     /// Unique id of this event.
     pub event_id: String,
@@ -208,8 +223,10 @@ pub struct AuditEvent {
     pub trace_id: Option<String>,
     /// Who sent it.
     pub source: AuditSource,
-    /// Authenticated principal.
-    pub principal: Option<String>,
+    /// The verified principal (anonymous unless a credential was verified).
+    pub principal: crate::access::Principal,
+    /// The access decision taken on the request.
+    pub access: crate::access::Access,
     /// What was asked.
     pub request: AuditRequest,
     /// Matched route pattern.

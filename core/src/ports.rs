@@ -3,6 +3,7 @@
 //! Each has an AWS adapter (aws mode) and an embedded adapter (the default), and one
 //! contract every adapter must meet.
 
+use crate::access::ApiKeyRecord;
 use crate::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, StoredRecord};
 use bytes::Bytes;
 use std::future::Future;
@@ -126,6 +127,25 @@ pub trait RequestLog: Send + Sync + 'static {
 
     /// Rows matching the query, newest first.
     fn query<'a>(&'a self, query: &'a RecordQuery) -> BoxFuture<'a, Result<Vec<StoredRecord>, LogError>>;
+}
+
+/// tollgate's API keys, kept in the request log's database (`api_keys`): only the SHA-256 of
+/// each secret.
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores a new key (its id must be new).
+    fn create_key<'a>(&'a self, key: &'a ApiKeyRecord) -> BoxFuture<'a, Result<(), LogError>>;
+
+    /// One key by id, revoked and expired ones included.
+    fn find_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, LogError>>;
+
+    /// Every key, oldest first.
+    fn list_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKeyRecord>, LogError>>;
+
+    /// Revokes a key at `at`; false when there is no such key or it already was revoked.
+    fn revoke_key<'a>(&'a self, key_id: &'a str, at: OffsetDateTime) -> BoxFuture<'a, Result<bool, LogError>>;
+
+    /// How many keys exist, revoked ones included.
+    fn count_keys(&self) -> BoxFuture<'_, Result<u64, LogError>>;
 }
 
 /// Errors of the object store.

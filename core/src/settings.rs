@@ -134,6 +134,15 @@ impl SettingsReader {
         Self::new(std::env::vars(), std::env::args().skip(1))
     }
 
+    /// A setting that no longer exists: set, it is an error saying `why` (not documented in
+    /// `--help`), so a deployment that relied on it fails loudly instead of silently changing.
+    pub fn removed(&mut self, env: &'static str, why: &str) {
+        let flag = flag_for(env);
+        if self.flags.remove(&flag).is_some() || self.env.contains_key(env) {
+            self.errors.push(format!("{env} was removed: {why}"));
+        }
+    }
+
     /// Whether `--help` was given.
     pub fn help_requested(&self) -> bool {
         self.help_requested

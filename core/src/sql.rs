@@ -32,7 +32,8 @@ impl From<Option<String>> for SqlValue {
 /// Columns of `api_requests` in the order every SELECT returns them.
 pub const COLUMNS: &str = "request_id, event_id, trace_id, received_at, method, path, query, route, \
      function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
-     response_bytes, error_code, audit_batch, audit_key, audit_payload, intent";
+     response_bytes, error_code, audit_batch, audit_key, audit_payload, intent, principal_kind, \
+     principal_name, scopes, access";
 
 /// What an insert does when the request id is taken: a row that is the write-ahead intent of
 /// the same event is replaced by the record (the request's answer); anything else is left
@@ -43,7 +44,9 @@ pub const ON_CONFLICT: &str = "ON CONFLICT (request_id) DO UPDATE SET trace_id =
      client_ip = excluded.client_ip, user_agent = excluded.user_agent, principal = excluded.principal, \
      request_bytes = excluded.request_bytes, response_bytes = excluded.response_bytes, \
      error_code = excluded.error_code, audit_batch = excluded.audit_batch, \
-     audit_payload = excluded.audit_payload, intent = excluded.intent \
+     audit_payload = excluded.audit_payload, intent = excluded.intent, \
+     principal_kind = excluded.principal_kind, principal_name = excluded.principal_name, \
+     scopes = excluded.scopes, access = excluded.access \
      WHERE api_requests.intent AND api_requests.event_id = excluded.event_id";
 
 /// Insert of one row (SQLite; the Data API inserts a whole commit in one statement with the
@@ -52,10 +55,12 @@ pub static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "INSERT INTO api_requests (request_id, event_id, trace_id, received_at, method, path, \
          query, route, function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
-         response_bytes, error_code, audit_batch, audit_key, audit_payload, intent) VALUES (:request_id, \
+         response_bytes, error_code, audit_batch, audit_key, audit_payload, intent, principal_kind, \
+         principal_name, scopes, access) VALUES (:request_id, \
          :event_id, :trace_id, :received_at, :method, :path, :query, :route, :function_name, :status, \
          :latency_ms, :client_ip, :user_agent, :principal, :request_bytes, :response_bytes, :error_code, \
-         :audit_batch, NULL, :audit_payload, :intent) {ON_CONFLICT}"
+         :audit_batch, NULL, :audit_payload, :intent, :principal_kind, :principal_name, :scopes, :access) \
+         {ON_CONFLICT}"
     )
 });
 
@@ -118,7 +123,8 @@ pub fn pending_audits(
 /// stay small (the Data API's responses are limited to 1 MiB).
 pub const LIST_COLUMNS: &str = "request_id, event_id, trace_id, received_at, method, path, query, route, \
      function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
-     response_bytes, error_code, audit_batch, audit_key, NULL AS audit_payload, intent";
+     response_bytes, error_code, audit_batch, audit_key, NULL AS audit_payload, intent, principal_kind, \
+     principal_name, scopes, access";
 
 /// Versioned SQLite migrations (embedded mode), the twins of [`POSTGRES_MIGRATIONS`].
 pub const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
@@ -129,6 +135,10 @@ pub const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_write_ahead_and_redrive",
         include_str!("../migrations/sqlite/0002_write_ahead_and_redrive.sql"),
+    ),
+    (
+        "0003_principals_and_api_keys",
+        include_str!("../migrations/sqlite/0003_principals_and_api_keys.sql"),
     ),
 ];
 
@@ -142,7 +152,32 @@ pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
         "0002_write_ahead_and_redrive",
         include_str!("../migrations/postgres/0002_write_ahead_and_redrive.sql"),
     ),
+    (
+        "0003_principals_and_api_keys",
+        include_str!("../migrations/postgres/0003_principals_and_api_keys.sql"),
+    ),
 ];
+
+/// tollgate's API keys (`api_keys`): only the SHA-256 of each secret is stored.
+pub mod keys {
+    /// Columns in the order every SELECT returns them.
+    pub const COLUMNS: &str = "key_id, name, scopes, secret_sha256, created_at, expires_at, revoked_at";
+    /// A new key.
+    pub const INSERT: &str = "INSERT INTO api_keys (key_id, name, scopes, secret_sha256, created_at, expires_at, \
+         revoked_at) VALUES (:key_id, :name, :scopes, :secret_sha256, :created_at, :expires_at, NULL)";
+    /// One key by id.
+    pub const FIND: &str = "SELECT key_id, name, scopes, secret_sha256, created_at, expires_at, revoked_at \
+         FROM api_keys WHERE key_id = :key_id";
+    /// Every key, oldest first.
+    pub const LIST: &str = "SELECT key_id, name, scopes, secret_sha256, created_at, expires_at, revoked_at \
+         FROM api_keys ORDER BY created_at, key_id";
+    /// Revokes a key unless it already is; returns the key id when it was revoked now.
+    pub const REVOKE: &str =
+        "UPDATE api_keys SET revoked_at = :revoked_at WHERE key_id = :key_id AND revoked_at IS NULL RETURNING key_id";
+    /// How many keys there are (revoked ones included): the first start makes one only in an
+    /// empty table.
+    pub const COUNT: &str = "SELECT count(*) AS n FROM api_keys";
+}
 
 /// Splits a migration file into statements (the Data API runs one statement per call): on `;`
 /// outside string literals (`'...'`, with `''` inside), quoted identifiers (`"..."`),
@@ -341,15 +376,18 @@ pub mod postgres {
         format!(
             "INSERT INTO api_requests (request_id, event_id, trace_id, received_at, method, path, \
              query, route, function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
-             response_bytes, error_code, audit_batch, audit_key, audit_payload, intent) \
+             response_bytes, error_code, audit_batch, audit_key, audit_payload, intent, principal_kind, \
+             principal_name, scopes, access) \
              SELECT r.request_id, r.event_id, r.trace_id, r.received_at, r.method, r.path, r.query, r.route, \
              r.function_name, r.status, r.latency_ms, r.client_ip, r.user_agent, r.principal, r.request_bytes, \
-             r.response_bytes, r.error_code, r.audit_batch, NULL, r.audit_payload::json, r.intent \
+             r.response_bytes, r.error_code, r.audit_batch, NULL, r.audit_payload::json, r.intent, \
+             r.principal_kind, r.principal_name, r.scopes, r.access \
              FROM json_to_recordset(:rows) AS r(request_id varchar, event_id uuid, trace_id varchar, \
              received_at timestamp, method varchar, path text, query text, route text, function_name text, \
              status smallint, latency_ms float8, client_ip varchar, user_agent text, principal text, \
              request_bytes bigint, response_bytes bigint, error_code varchar, audit_batch uuid, audit_payload text, \
-             intent boolean) {} RETURNING request_id",
+             intent boolean, principal_kind varchar, principal_name text, scopes text, access varchar) {} \
+             RETURNING request_id",
             super::ON_CONFLICT
         )
     });

@@ -20,6 +20,7 @@ pub fn open(settings: &StorageSettings) -> Result<Backends, OpenError> {
     let log = sqlite::SqliteRequestLog::open(settings.data_dir.join(DB_FILE))?;
     let store = dirstore::DirObjectStore::open(settings.data_dir.join(OBJECTS_DIR))?;
     Ok(Backends {
+        keys: Arc::new(log.clone()),
         log: Arc::new(log),
         store: Arc::new(store),
     })

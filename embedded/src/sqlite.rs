@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
+use tollgate_core::access::{join_scopes, split_scopes, ApiKeyRecord};
 use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord};
-use tollgate_core::ports::{BoxFuture, LogError, RequestLog};
+use tollgate_core::ports::{BoxFuture, KeyStore, LogError, RequestLog};
 use tollgate_core::sql::{self, SqlValue};
 
 /// Versioned migrations (`tollgate_core::sql`), applied in order and recorded in
@@ -204,7 +205,7 @@ impl SqliteRequestLog {
 }
 
 /// The INSERT's parameters, in the order [`bind_insert`] binds them.
-const INSERT_PARAMS: [&str; 20] = [
+const INSERT_PARAMS: [&str; 24] = [
     ":request_id",
     ":event_id",
     ":trace_id",
@@ -225,6 +226,10 @@ const INSERT_PARAMS: [&str; 20] = [
     ":audit_batch",
     ":audit_payload",
     ":intent",
+    ":principal_kind",
+    ":principal_name",
+    ":scopes",
+    ":access",
 ];
 
 fn bind_insert(stmt: &mut rusqlite::CachedStatement<'_>, idx: &[usize], row: &NewRecord) -> rusqlite::Result<()> {
@@ -249,6 +254,10 @@ fn bind_insert(stmt: &mut rusqlite::CachedStatement<'_>, idx: &[usize], row: &Ne
     stmt.raw_bind_parameter(idx[17], &row.audit_batch)?;
     stmt.raw_bind_parameter(idx[18], &row.audit_payload)?;
     stmt.raw_bind_parameter(idx[19], row.intent)?;
+    stmt.raw_bind_parameter(idx[20], r.principal_kind.as_str())?;
+    stmt.raw_bind_parameter(idx[21], &r.principal_name)?;
+    stmt.raw_bind_parameter(idx[22], tollgate_core::access::join_scopes(&r.scopes))?;
+    stmt.raw_bind_parameter(idx[23], &r.access)?;
     Ok(())
 }
 
@@ -308,6 +317,10 @@ fn row_to_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
             request_bytes: row.get::<_, i64>(14)? as u64,
             response_bytes: row.get::<_, i64>(15)? as u64,
             error_code: row.get(16)?,
+            principal_kind: tollgate_core::access::PrincipalKind::from_stored(&row.get::<_, String>(21)?),
+            principal_name: row.get(22)?,
+            scopes: tollgate_core::access::split_scopes(&row.get::<_, Option<String>>(23)?.unwrap_or_default()),
+            access: row.get(24)?,
         },
         audit_batch: row.get(17)?,
         audit_key: row.get(18)?,
@@ -464,6 +477,86 @@ impl RequestLog for SqliteRequestLog {
             let n = named(&params);
             let rows = stmt.query_map(bind(&n).as_slice(), row_to_record).map_err(map_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        }))
+    }
+}
+
+fn timestamp_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<OffsetDateTime>> {
+    match row.get::<_, Option<String>>(i)? {
+        None => Ok(None),
+        Some(t) => tollgate_core::clock::parse_stored(&t).map(Some).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, "bad timestamp".into())
+        }),
+    }
+}
+
+fn row_to_key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        key_id: row.get(0)?,
+        name: row.get(1)?,
+        scopes: split_scopes(&row.get::<_, String>(2)?),
+        secret_sha256: row.get(3)?,
+        created_at: timestamp_at(row, 4)?.ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Null, "no created_at".into())
+        })?,
+        expires_at: timestamp_at(row, 5)?,
+        revoked_at: timestamp_at(row, 6)?,
+    })
+}
+
+impl KeyStore for SqliteRequestLog {
+    fn create_key<'a>(&'a self, key: &'a ApiKeyRecord) -> BoxFuture<'a, Result<(), LogError>> {
+        let params = vec![
+            ("key_id", SqlValue::Text(key.key_id.clone())),
+            ("name", SqlValue::Text(key.name.clone())),
+            ("scopes", SqlValue::Text(join_scopes(&key.scopes))),
+            ("secret_sha256", SqlValue::Text(key.secret_sha256.clone())),
+            ("created_at", SqlValue::Timestamp(key.created_at)),
+            ("expires_at", key.expires_at.map_or(SqlValue::Null, SqlValue::Timestamp)),
+        ];
+        Box::pin(self.write(move |conn| {
+            let n = named(&params);
+            conn.execute(sql::keys::INSERT, bind(&n).as_slice()).map_err(map_err)?;
+            Ok(())
+        }))
+    }
+
+    fn find_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, LogError>> {
+        let id = key_id.to_string();
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql::keys::FIND).map_err(map_err)?;
+            stmt.query_row(&[(":key_id", &id as &dyn ToSql)][..], row_to_key)
+                .optional()
+                .map_err(map_err)
+        }))
+    }
+
+    fn list_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKeyRecord>, LogError>> {
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql::keys::LIST).map_err(map_err)?;
+            let rows = stmt.query_map([], row_to_key).map_err(map_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        }))
+    }
+
+    fn revoke_key<'a>(&'a self, key_id: &'a str, at: OffsetDateTime) -> BoxFuture<'a, Result<bool, LogError>> {
+        let params = vec![
+            ("key_id", SqlValue::Text(key_id.to_string())),
+            ("revoked_at", SqlValue::Timestamp(at)),
+        ];
+        Box::pin(self.write(move |conn| {
+            let n = named(&params);
+            let mut stmt = conn.prepare_cached(sql::keys::REVOKE).map_err(map_err)?;
+            let mut rows = stmt.query(bind(&n).as_slice()).map_err(map_err)?;
+            Ok(rows.next().map_err(map_err)?.is_some())
+        }))
+    }
+
+    fn count_keys(&self) -> BoxFuture<'_, Result<u64, LogError>> {
+        Box::pin(self.read(move |conn| {
+            conn.query_row(sql::keys::COUNT, [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(map_err)
         }))
     }
 }

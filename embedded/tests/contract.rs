@@ -11,6 +11,7 @@ async fn sqlite_request_log_meets_the_contract() {
     let dir = temp("sqlite");
     let log = tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).expect("open");
     tollgate_testkit::contract::request_log(&log).await;
+    tollgate_testkit::contract::key_store(&log).await;
     // Reopening applies no migration twice and keeps the rows.
     drop(log);
     let log = tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).expect("reopen");

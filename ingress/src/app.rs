@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tollgate_core::backends::Backends;
 use tollgate_core::http_fn::http_function;
 use tollgate_core::local::LocalFunction;
-use tollgate_core::ports::{Invoker, RequestLog};
+use tollgate_core::ports::{Invoker, KeyStore, RequestLog};
 use tollgate_core::reconcile::reconcile_once;
 
 /// The functions linked into the process in embedded mode, by function name: the registry's
@@ -79,10 +79,11 @@ pub async fn start(
     config: IngressConfig,
     routes: RouteTable,
     log: Arc<dyn RequestLog>,
+    keys: Arc<dyn KeyStore>,
     invoker: Arc<dyn Invoker>,
 ) -> std::io::Result<Running> {
     let listener = TcpListener::bind(config.listen).await?;
-    start_on(listener, config, routes, log, invoker).await
+    start_on(listener, config, routes, log, keys, invoker).await
 }
 
 /// [`start`] on a listener bound already (the binary binds before it opens any store, so that a
@@ -92,12 +93,14 @@ pub async fn start_on(
     config: IngressConfig,
     routes: RouteTable,
     log: Arc<dyn RequestLog>,
+    keys: Arc<dyn KeyStore>,
     invoker: Arc<dyn Invoker>,
 ) -> std::io::Result<Running> {
     let local_addr = listener.local_addr()?;
     let config = Arc::new(config);
     let (recorder, recorder_task) = recorder::start(config.recorder.clone(), log.clone(), invoker.clone());
-    let state = Arc::new(AppState::new(config.clone(), routes, invoker.clone(), recorder));
+    let auth = crate::auth::Authenticator::new(keys, config.auth_cache);
+    let state = Arc::new(AppState::new(config.clone(), routes, invoker.clone(), recorder, auth));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let reconciler = {

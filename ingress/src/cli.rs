@@ -42,6 +42,9 @@ pub enum Command {
     /// Write records received in a time range to standard output, oldest page last, one JSON
     /// object a line.
     Export(ExportArgs),
+    /// Manage API keys (kept in the request log's database; only a hash of each secret).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a completion script for a shell.
     Completions {
         /// The shell.
@@ -59,6 +62,51 @@ pub enum RequestsCommand {
         /// The request id (the `x-request-id` of its answer).
         request_id: String,
     },
+}
+
+/// `tollgate keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key and print its secret, once (`tg_<key id>_<secret>`); only its hash is kept.
+    Create {
+        /// What the key is for (shown in `keys list` and in every record it makes).
+        #[arg(long)]
+        name: String,
+        /// Scopes it grants, comma-separated (e.g. requests:read or requests:read:own).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// It stops working after this long: a number and a unit, s, m, h or d (e.g. 90d).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List every key (never a secret), oldest first, one JSON object a line.
+    List,
+    /// Revoke a key: it stops working within TOLLGATE_AUTH_CACHE_MS.
+    Revoke {
+        /// The key id (the part after `tg_` in the key, as `keys list` shows it).
+        key_id: String,
+    },
+}
+
+/// A duration such as `90d`, `12h`, `30m` or `45s`.
+pub fn parse_expiry(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 90d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    if n == 0 || n > 36_500 * 86_400 / secs {
+        return Err(format!("{text:?}: between 1 s and 100 years"));
+    }
+    Ok(std::time::Duration::from_secs(n * secs))
 }
 
 /// The filters of `GET /v1/requests`, with the same names and the same checks.

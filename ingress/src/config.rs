@@ -2,7 +2,6 @@
 //! front, all problems reported together (see `tollgate_core::settings`).
 
 use crate::backends::ModeSettings;
-use http::HeaderName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -173,6 +172,15 @@ pub const RECONCILE_INTERVAL: Millis = Millis {
     help: "period of the in-process reconciler that re-drives unaudited rows (0: off, as when the scheduled audit-reconciler function runs)",
 };
 
+/// How long an API key lookup is trusted: a revoked key stops working within this time.
+pub const AUTH_CACHE: Millis = Millis {
+    env: "TOLLGATE_AUTH_CACHE_MS",
+    default: Duration::from_secs(10),
+    min: Duration::ZERO,
+    max: Duration::from_secs(300),
+    help: "how long an API key lookup is cached; a revocation takes effect within it (0: every request reads the key store)",
+};
+
 /// What the ALB event names as its target group when no ALB is involved.
 pub const DEFAULT_TARGET_GROUP_ARN: &str =
     "arn:aws:elasticloadbalancing:local:000000000000:targetgroup/tollgate/ingress";
@@ -236,8 +244,8 @@ pub struct IngressConfig {
     pub drain_timeout: Duration,
     /// Proxies appending to `X-Forwarded-For`.
     pub trusted_proxies: usize,
-    /// Header carrying the authenticated principal.
-    pub principal_header: Option<HeaderName>,
+    /// How long an API key lookup is cached.
+    pub auth_cache: Duration,
     /// Redaction policy.
     pub redactor: Redactor,
     /// Recording pipeline.
@@ -273,10 +281,10 @@ impl IngressConfig {
         };
         let drain_timeout = r.millis(&DRAIN_TIMEOUT);
         let trusted_proxies = r.whole(&TRUSTED_PROXIES) as usize;
-        let principal_header = r.optional_with(
+        let auth_cache = r.millis(&AUTH_CACHE);
+        r.removed(
             "TOLLGATE_PRINCIPAL_HEADER",
-            "header holding the authenticated principal, set by a trusted proxy (e.g. x-amzn-oidc-identity)",
-            |v| HeaderName::from_bytes(v.trim().to_ascii_lowercase().as_bytes()).map_err(|e| e.to_string()),
+            "a header any client can set is never a principal; callers are verified by API key, JWT or the ALB's signed OIDC token (docs/configuration.md)",
         );
         let extra_headers = r.list("TOLLGATE_REDACT_HEADERS",
             "headers redacted in records, audit events and logs, besides authorization, proxy-authorization, cookie, set-cookie, x-api-key, x-amz-security-token");
@@ -287,13 +295,6 @@ impl IngressConfig {
             Some(list) => Redactor::new(&extra_headers, list.iter().map(String::as_str)),
             None => Redactor::new(&extra_headers, DEFAULT_REDACTED_QUERY_PARAMS.iter().copied()),
         };
-        if let Some(p) = &principal_header {
-            if redactor.is_secret_header(p.as_str()) {
-                r.error(format!(
-                    "TOLLGATE_PRINCIPAL_HEADER={p}: a redacted header cannot be the principal"
-                ));
-            }
-        }
         // The audit writer and batch limits are shared with the reconciler (same settings
         // in the scheduled `audit-reconciler` function).
         let reconcile = ReconcileSettings::read(r);
@@ -320,7 +321,7 @@ impl IngressConfig {
             limits,
             drain_timeout,
             trusted_proxies,
-            principal_header,
+            auth_cache,
             redactor,
             recorder,
             reconcile,
@@ -373,10 +374,14 @@ mod tests {
     }
 
     #[test]
-    fn a_redacted_header_cannot_be_the_principal() {
-        let err = IngressConfig::from_sources(env(&[("TOLLGATE_PRINCIPAL_HEADER", "Authorization")]), Vec::new())
-            .unwrap_err()
-            .to_string();
+    fn the_principal_is_never_taken_from_a_header() {
+        // TOLLGATE_PRINCIPAL_HEADER is gone: a principal is only what the access phase verified.
+        let err = IngressConfig::from_sources(
+            env(&[("TOLLGATE_PRINCIPAL_HEADER", "x-amzn-oidc-identity")]),
+            Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("TOLLGATE_PRINCIPAL_HEADER"), "{err}");
     }
 }

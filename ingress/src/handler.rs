@@ -1,5 +1,5 @@
-//! One request, in phases: **admit** (head checks, load and health) -> **route** -> **read
-//! body** -> (**write ahead**: on a `record = "before"` route, a durable intent) -> **hand
+//! One request, in phases: **admit** (head checks, load and health) -> **route** -> **access**
+//! (the verified caller and the route's policy: `auth.rs`) -> **read body** -> (**write ahead**: on a `record = "before"` route, a durable intent) -> **hand
 //! off** (invoke the function) -> **record** (durable row and audit event) -> **answer**. Each phase reads and fills the request's [`Ctx`]; any phase may end the request
 //! with a [`Rejection`] (an [`ErrorCode`] of the shared table), which is recorded like any
 //! answer.
@@ -13,6 +13,7 @@
 //! a body or waiting for a function are answered and recorded as 503 `shutting_down`.
 
 use crate::alb::{self, FunctionReply};
+use crate::auth::Authenticator;
 use crate::config::IngressConfig;
 use crate::recorder::RecorderHandle;
 use crate::routes::{Recording, Route, RouteMatch, RouteTable};
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tollgate_core::access::{Access, Principal, PRINCIPAL_HEADER};
 use tollgate_core::apierror::{problem_json, ErrorCode, PROBLEM_JSON};
 use tollgate_core::model::{AuditError, AuditEvent, AuditRequest, AuditResponse, AuditSource, RequestRecord};
 use tollgate_core::ports::{InvokeError, Invoker};
@@ -84,6 +86,8 @@ pub struct AppState {
     pub invoker: Arc<dyn Invoker>,
     /// Where records go.
     pub recorder: RecorderHandle,
+    /// Who is calling (the access phase).
+    pub auth: Authenticator,
     /// Set on SIGTERM: health checks fail so the load balancer stops sending.
     pub draining: AtomicBool,
     /// Fired at the drain timeout: requests still reading or waiting for a function stop.
@@ -101,6 +105,7 @@ impl AppState {
         routes: RouteTable,
         invoker: Arc<dyn Invoker>,
         recorder: RecorderHandle,
+        auth: Authenticator,
     ) -> Self {
         let limits = &config.limits;
         let budget_units = (limits.max_buffered_body_bytes / BUDGET_UNIT).min(Semaphore::MAX_PERMITS as u64) as usize;
@@ -111,6 +116,7 @@ impl AppState {
             routes,
             invoker,
             recorder,
+            auth,
             draining: AtomicBool::new(false),
             cutoff: Signal::default(),
         }
@@ -201,6 +207,10 @@ struct Ctx {
     body: Option<Bytes>,
     body_seen: u64,
     invoked: bool,
+    /// The verified caller (anonymous until the access phase verifies a credential).
+    principal: Principal,
+    /// The access decision (not evaluated until the access phase).
+    access: Access,
     /// Fired when the client is gone (hyper dropped the request's future).
     client_gone: Arc<Signal>,
     /// Held until the request is recorded.
@@ -345,6 +355,27 @@ fn route<'s>(state: &'s AppState, ctx: &mut Ctx) -> Result<&'s Route, Rejection>
     }
 }
 
+/// Phase 2b: who is calling, and whether the route lets them in. A refusal is recorded with
+/// the reason (and, for a 403, the principal that was verified) and never reaches a function.
+async fn authorize(state: &AppState, ctx: &mut Ctx, route: &Route) -> Result<(), Rejection> {
+    match state.auth.authorize(&ctx.parts.headers, route).await {
+        Ok(verdict) => {
+            ctx.principal = verdict.principal;
+            ctx.access = verdict.access;
+            Ok(())
+        }
+        Err(refusal) => {
+            ctx.principal = refusal.principal;
+            ctx.access = Access::refused(refusal.reason);
+            let mut r = Rejection::new(refusal.code, refusal.detail);
+            if let Some(c) = refusal.challenge {
+                r.headers.push((header::WWW_AUTHENTICATE, c));
+            }
+            Err(r)
+        }
+    }
+}
+
 /// 405 for `method`, with the methods the path takes in `Allow`.
 fn method_not_allowed(method: &Method, allow: Option<HeaderValue>) -> Rejection {
     let mut r = Rejection::new(
@@ -383,6 +414,8 @@ fn builtin(ctx: &mut Ctx) -> Option<Result<FunctionReply, Rejection>> {
     } else {
         path.to_string()
     });
+    // The contract and the problem types are public documents.
+    ctx.access = Access::allowed("public");
     if ctx.parts.method != Method::GET && ctx.parts.method != Method::HEAD {
         return Some(Err(method_not_allowed(
             &ctx.parts.method,
@@ -496,6 +529,13 @@ async fn hand_off(state: &AppState, ctx: &mut Ctx, route: &Route, body: &Bytes) 
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(X_REQUEST_ID, v);
     }
+    // The function learns who called from the ingress only: a client's own copy is dropped
+    // (it stays in the audit event's request headers, as evidence of the attempt).
+    headers.remove(PRINCIPAL_HEADER);
+    let principal = serde_json::to_string(&ctx.principal).unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&principal) {
+        headers.insert(HeaderName::from_static(PRINCIPAL_HEADER), v);
+    }
     if let Ok(v) = HeaderValue::from_str(&ctx.trace_id) {
         headers.insert(X_AMZN_TRACE_ID, v);
     }
@@ -569,7 +609,8 @@ struct Facts {
     function: Option<String>,
     client_ip: Option<String>,
     user_agent: Option<String>,
-    principal: Option<String>,
+    principal: Principal,
+    access: Access,
     body_sha256: Option<String>,
     request_bytes: u64,
     latency_ms: f64,
@@ -611,12 +652,8 @@ impl Facts {
             function: ctx.function.clone(),
             client_ip: Some(client_ip(&parts.headers, ctx.peer.ip(), config.trusted_proxies).to_string()),
             user_agent: header_str(&parts.headers, &header::USER_AGENT).map(|s| truncate(s, MAX_META_CHARS)),
-            principal: config
-                .principal_header
-                .as_ref()
-                .and_then(|h| header_str(&parts.headers, h))
-                .filter(|p| !p.is_empty())
-                .map(|s| truncate(s, MAX_META_CHARS)),
+            principal: ctx.principal.clone(),
+            access: ctx.access.clone(),
             body_sha256: ctx.body.as_deref().map(hex_sha256),
             request_bytes,
             latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
@@ -637,6 +674,7 @@ impl Facts {
                 user_agent: self.user_agent.clone(),
             },
             principal: self.principal.clone(),
+            access: self.access.clone(),
             request: AuditRequest {
                 method: self.method.clone(),
                 path: self.path.clone(),
@@ -666,7 +704,11 @@ impl Facts {
             latency_ms: self.latency_ms,
             client_ip: self.client_ip,
             user_agent: self.user_agent,
-            principal: self.principal,
+            principal_kind: self.principal.kind,
+            principal_name: self.principal.name.map(|n| truncate(&n, MAX_META_CHARS)),
+            principal: self.principal.id,
+            scopes: self.principal.scopes,
+            access: self.access.stored(),
             request_bytes: self.request_bytes,
             response_bytes: answer.response_bytes,
             error_code: answer.error_code,
@@ -815,7 +857,8 @@ pub async fn record_connection_event(
         function: None,
         client_ip: Some(peer.ip().to_string()),
         user_agent: None,
-        principal: None,
+        principal: Principal::anonymous(),
+        access: Access::default(),
         body_sha256: None,
         request_bytes: bytes_seen,
         latency_ms: 0.0,
@@ -887,6 +930,8 @@ pub async fn handle(
         body: None,
         body_seen: 0,
         invoked: false,
+        principal: Principal::anonymous(),
+        access: Access::default(),
         client_gone,
         _permits: Vec::new(),
     };
@@ -897,6 +942,7 @@ pub async fn handle(
             return answer;
         }
         let route = route(&state, &mut ctx)?;
+        authorize(&state, &mut ctx, route).await?;
         let body = read_body(&state, &mut ctx, body).await?;
         if route.record == Recording::Before {
             write_ahead(&state, &mut ctx).await?;

@@ -4,6 +4,7 @@
 
 pub mod alb;
 pub mod app;
+pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use tollgate_core::backends::Mode;
 use tollgate_core::settings::SettingsReader;
 use tollgate_ingress::app;
-use tollgate_ingress::cli::{self, Command, RequestsCommand};
+use tollgate_ingress::cli::{self, Command, KeysCommand, RequestsCommand};
 use tollgate_ingress::config::IngressConfig;
 use tollgate_ingress::ops;
 use tollgate_ingress::routes::RouteTable;
@@ -83,6 +83,21 @@ fn main() -> ExitCode {
         Command::Export(args) => runtime
             .block_on(ops::export(&config, &args, &mut std::io::stdout()))
             .map(|n| eprintln!("tollgate: exported {n} record(s)")),
+        Command::Keys(KeysCommand::Create {
+            name,
+            scopes,
+            expires_in,
+        }) => runtime.block_on(ops::keys_create(
+            &config,
+            &name,
+            &scopes,
+            expires_in.as_deref(),
+            &mut std::io::stdout(),
+        )),
+        Command::Keys(KeysCommand::List) => runtime.block_on(ops::keys_list(&config, &mut std::io::stdout())),
+        Command::Keys(KeysCommand::Revoke { key_id }) => {
+            runtime.block_on(ops::keys_revoke(&config, &key_id, &mut std::io::stdout()))
+        }
         Command::Completions { .. } => unreachable!("handled before the settings"),
     };
     let code = match result {
@@ -139,9 +154,21 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let listen = config.listen;
     let data_dir = config.mode.storage.data_dir.clone();
-    let running = app::start_on(listener, config, routes, backends.log.clone(), invoker)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
+    if mode == Mode::Embedded {
+        ops::first_start_admin_key(&*backends.keys, &data_dir)
+            .await
+            .context("creating the first API key")?;
+    }
+    let running = app::start_on(
+        listener,
+        config,
+        routes,
+        backends.log.clone(),
+        backends.keys.clone(),
+        invoker,
+    )
+    .await
+    .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(listen = %running.local_addr, mode = %mode, data_dir = %data_dir.display(), "tollgate ready");
     wait_for_signal().await?;
     tracing::info!("shutdown signal received; draining");

@@ -71,3 +71,139 @@ pub async fn export(config: &IngressConfig, args: &ExportArgs, out: &mut dyn Wri
     out.flush()?;
     Ok(written)
 }
+
+/// The key store of the mode (the request log's database).
+async fn key_store(config: &IngressConfig) -> anyhow::Result<std::sync::Arc<dyn tollgate_core::KeyStore>> {
+    let backends = crate::backends::open(&config.mode)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("opening the request log")?;
+    Ok(backends.keys)
+}
+
+/// Makes and stores a key; the returned token is the only copy of its secret.
+pub async fn create_key(
+    keys: &dyn tollgate_core::KeyStore,
+    name: &str,
+    scopes: &[String],
+    expires_in: Option<std::time::Duration>,
+) -> anyhow::Result<tollgate_core::access::IssuedApiKey> {
+    anyhow::ensure!(!name.trim().is_empty(), "a key needs a name");
+    let scopes: Vec<String> = scopes
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    anyhow::ensure!(!scopes.is_empty(), "a key needs at least one scope");
+    if let Some(bad) = scopes.iter().find(|s| !tollgate_core::access::valid_scope(s)) {
+        anyhow::bail!("{bad:?} is not a valid scope (printable ASCII, no spaces or quotes)");
+    }
+    let issued = tollgate_core::access::issue_api_key()?;
+    let now = tollgate_core::clock::now();
+    let record = tollgate_core::access::ApiKeyRecord {
+        key_id: issued.key_id.clone(),
+        name: name.trim().to_string(),
+        scopes,
+        secret_sha256: issued.secret_sha256.clone(),
+        created_at: now,
+        expires_at: expires_in.map(|d| now + d),
+        revoked_at: None,
+    };
+    keys.create_key(&record).await.context("storing the key")?;
+    Ok(issued)
+}
+
+/// `tollgate keys create`: prints the key (the only time its secret is shown).
+pub async fn keys_create(
+    config: &IngressConfig,
+    name: &str,
+    scopes: &[String],
+    expires_in: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let expires_in = expires_in
+        .map(crate::cli::parse_expiry)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let keys = key_store(config).await?;
+    let issued = create_key(&*keys, name, scopes, expires_in).await?;
+    writeln!(out, "{}", issued.token)?;
+    eprintln!(
+        "tollgate: key {} created; the line above is its only copy (send it as Authorization: Bearer <key>)",
+        issued.key_id
+    );
+    Ok(())
+}
+
+/// `tollgate keys list`: every key, one JSON object a line, never a secret.
+pub async fn keys_list(config: &IngressConfig, out: &mut dyn Write) -> anyhow::Result<()> {
+    let keys = key_store(config).await?;
+    for key in keys.list_keys().await.context("listing keys")? {
+        serde_json::to_writer(&mut *out, &key)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// `tollgate keys revoke ID`.
+pub async fn keys_revoke(config: &IngressConfig, key_id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let keys = key_store(config).await?;
+    if keys
+        .revoke_key(key_id, tollgate_core::clock::now())
+        .await
+        .context("revoking the key")?
+    {
+        writeln!(
+            out,
+            "revoked {key_id}; running ingresses refuse it within their key cache time (TOLLGATE_AUTH_CACHE_MS)"
+        )?;
+        Ok(())
+    } else {
+        anyhow::bail!("no unrevoked key {key_id}")
+    }
+}
+
+/// The embedded first start: with no key at all, one `requests:read` key is made so that the
+/// request log can be read at once, written to `<data dir>/admin-key` (mode 0600, created only
+/// if absent) and shown on the terminal only (never in the logs). Returns the file written.
+pub async fn first_start_admin_key(
+    keys: &dyn tollgate_core::KeyStore,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    if keys.count_keys().await.context("counting keys")? > 0 {
+        return Ok(None);
+    }
+    let path = data_dir.join(ADMIN_KEY_FILE);
+    // The file first: if it cannot be made (it exists, say), no key is stored that nobody holds.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?
+    };
+    let issued = match create_key(keys, "admin (first start)", &["requests:read".to_string()], None).await {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    writeln!(file, "{}", issued.token)?;
+    file.sync_all()?;
+    tracing::info!(key_id = %issued.key_id, file = %path.display(), scopes = "requests:read", "first start: API key created");
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\ntollgate: first start: an API key with scope requests:read (shown once; also in {}):\n\n    {}\n",
+            path.display(),
+            issued.token
+        );
+    }
+    Ok(Some(path))
+}
+
+/// Where the embedded first start writes its key, inside the data directory.
+pub const ADMIN_KEY_FILE: &str = "admin-key";

@@ -32,6 +32,37 @@ struct RouteSpec {
     timeout_ms: u64,
     #[serde(default)]
     record: Recording,
+    /// Required: a route without it is a start-up error (no route is open by accident).
+    auth: Option<AuthPolicy>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// Which credentials a route accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthPolicy {
+    /// Anonymous callers are let through; a credential that is presented is still verified
+    /// (a bad one is refused: a client that sends a key expects it to count).
+    None,
+    /// A tollgate API key.
+    ApiKey,
+    /// A JWT access token (or, behind an ALB that authenticates, its signed OIDC token).
+    Jwt,
+    /// Either.
+    Any,
+}
+
+impl AuthPolicy {
+    /// The policy as written in `routes.toml`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ApiKey => "api_key",
+            Self::Jwt => "jwt",
+            Self::Any => "any",
+        }
+    }
 }
 
 /// When a route's request is first made durable.
@@ -68,6 +99,10 @@ pub struct Route {
     pub timeout: Duration,
     /// When the request is first made durable.
     pub record: Recording,
+    /// Which credentials it accepts.
+    pub auth: AuthPolicy,
+    /// Scopes of which the caller needs at least one (empty: none needed).
+    pub scopes: Vec<String>,
 }
 
 /// The result of matching a request.
@@ -162,6 +197,25 @@ impl RouteTable {
             if !(1..=MAX_TIMEOUT_MS).contains(&spec.timeout_ms) {
                 errors.push(format!("{at}: timeout_ms must be 1-{MAX_TIMEOUT_MS}"));
             }
+            let auth = match spec.auth {
+                Some(a) => a,
+                None => {
+                    errors.push(format!(
+                        "{at}: no auth (none, api_key, jwt or any): every route says who may call it"
+                    ));
+                    AuthPolicy::None
+                }
+            };
+            for scope in &spec.scopes {
+                if !tollgate_core::access::valid_scope(scope) {
+                    errors.push(format!("{at}: invalid scope {scope:?}"));
+                }
+            }
+            if auth == AuthPolicy::None && !spec.scopes.is_empty() {
+                errors.push(format!(
+                    "{at}: scopes need credentials: auth = \"none\" lets anonymous callers in"
+                ));
+            }
             if let Ok(segments) = segments {
                 routes.push(Route {
                     pattern: spec.path,
@@ -170,6 +224,8 @@ impl RouteTable {
                     function: spec.function,
                     timeout: Duration::from_millis(spec.timeout_ms),
                     record: spec.record,
+                    auth,
+                    scopes: spec.scopes,
                 });
             }
         }
@@ -296,12 +352,40 @@ mod tests {
             "#,
         )
         .unwrap_err();
-        assert_eq!(errs.len(), 6, "{errs:?}");
+        // 5 in the first route, the {*x} in the second, and neither says who may call it.
+        assert_eq!(errs.len(), 8, "{errs:?}");
+        assert_eq!(errs.iter().filter(|e| e.contains("no auth")).count(), 2, "{errs:?}");
         assert!(RouteTable::parse("routes = 3").is_err());
         let bad = RouteTable::parse(
             "[[routes]]\npath = \"/a\"\nmethods = [\"GET\"]\nfunction = \"f\"\ntimeout_ms = 5\nrecord = \"sometimes\"\n",
         );
         assert!(bad.is_err(), "record is after or before");
+    }
+
+    #[test]
+    fn every_route_says_who_may_call_it() {
+        let route = |extra: &str| {
+            RouteTable::parse(&format!(
+                "[[routes]]\npath = \"/a\"\nmethods = [\"GET\"]\nfunction = \"f\"\ntimeout_ms = 5\n{extra}"
+            ))
+        };
+        assert!(route("").unwrap_err()[0].contains("no auth"));
+        assert!(route("auth = \"open\"\n").is_err());
+        assert!(route("auth = \"none\"\nscopes = [\"a\"]\n").unwrap_err()[0].contains("scopes need credentials"));
+        assert!(route("auth = \"api_key\"\nscopes = [\"a b\"]\n").unwrap_err()[0].contains("invalid scope"));
+        let t = route("auth = \"any\"\nscopes = [\"r:read\"]\n").unwrap();
+        assert_eq!(t.routes()[0].auth, AuthPolicy::Any);
+        assert_eq!(t.routes()[0].scopes, vec!["r:read".to_string()]);
+        // The shipped table: echo is open (a demo), the request log needs a read scope.
+        for r in table().routes() {
+            if r.function == "requests-api" {
+                assert_eq!(r.auth, AuthPolicy::Any, "{}", r.pattern);
+                assert_eq!(
+                    r.scopes,
+                    vec!["requests:read".to_string(), "requests:read:own".to_string()]
+                );
+            }
+        }
     }
 
     #[test]
@@ -314,11 +398,13 @@ mod tests {
             function = "f"
             timeout_ms = 600000
             record = "before"
+            auth = "none"
             [[routes]]
             path = "/b"
             methods = ["POST"]
             function = "f"
             timeout_ms = 900000
+            auth = "none"
             "#,
         )
         .unwrap();

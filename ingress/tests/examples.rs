@@ -23,6 +23,10 @@ async fn the_shell_client_runs_against_a_live_ingress() {
     let out = Command::new("bash")
         .arg(workspace_root().join("examples/client.sh"))
         .arg(format!("http://{}", proc.addr))
+        .env(
+            "TOLLGATE_TOKEN",
+            token_for(proc.addr).expect("the first start wrote a key"),
+        )
         .output()
         .expect("bash runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -138,7 +138,7 @@ fn the_spec_lists_every_error_code() {
 #[test]
 fn a_route_added_without_its_spec_is_named() {
     let mut routes = std::fs::read_to_string(workspace_root().join("routes.toml")).unwrap();
-    routes.push_str("\n[[routes]]\npath = \"/v1/orders/{id}\"\nmethods = [\"GET\", \"DELETE\"]\nfunction = \"echo\"\ntimeout_ms = 1000\n");
+    routes.push_str("\n[[routes]]\npath = \"/v1/orders/{id}\"\nmethods = [\"GET\", \"DELETE\"]\nfunction = \"echo\"\ntimeout_ms = 1000\nauth = \"none\"\n");
     let found = problems(&routes, &spec());
     assert_eq!(
         found,

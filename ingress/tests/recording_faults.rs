@@ -150,10 +150,12 @@ async fn a_resuming_cluster_gets_its_503_within_the_commit_budget() {
         config,
         RouteTable::parse(&test_routes()).unwrap(),
         resuming,
+        backends.keys.clone(),
         Arc::new(LocalInvoker::new(app::embedded_functions(&backends))),
     )
     .await
     .unwrap();
+    register_token(running.local_addr, admin_token(&backends).await);
     let started = Instant::now();
     let r = request(running.local_addr, "GET", "/v1/echo/x", &[], "").await;
     let took = started.elapsed();

@@ -26,6 +26,22 @@ fn record(id: &str, at: OffsetDateTime, status: u16, method: &str, path: &str) -
             client_ip: Some("192.0.2.1".into()),
             user_agent: Some("contract".into()),
             principal: if status == 200 { Some("alice".into()) } else { None },
+            principal_kind: if status == 200 {
+                tollgate_core::access::PrincipalKind::ApiKey
+            } else {
+                tollgate_core::access::PrincipalKind::Anonymous
+            },
+            principal_name: (status == 200).then(|| "Alice's key".into()),
+            scopes: if status == 200 {
+                vec!["requests:read:own".into(), "orders:write".into()]
+            } else {
+                Vec::new()
+            },
+            access: if status == 200 {
+                "allowed:scope=requests:read:own".into()
+            } else {
+                "refused:unknown_key".into()
+            },
             request_bytes: 3,
             response_bytes: 4,
             error_code: None,
@@ -56,6 +72,10 @@ pub fn sample_record(request_id: &str, audit_batch: &str) -> NewRecord {
             client_ip: None,
             user_agent: None,
             principal: None,
+            principal_kind: Default::default(),
+            principal_name: None,
+            scopes: Vec::new(),
+            access: "allowed:auth=none".into(),
             request_bytes: 0,
             response_bytes: 0,
             error_code: None,
@@ -465,4 +485,44 @@ pub async fn invoker(invoker: &dyn tollgate_core::ports::Invoker) {
         .await
         .expect("asynchronous invoke accepted");
     invoker.drain().await;
+}
+
+/// The `KeyStore` contract. `keys` must be empty.
+pub async fn key_store(keys: &dyn tollgate_core::KeyStore) {
+    use tollgate_core::access::ApiKeyRecord;
+    assert_eq!(keys.count_keys().await.expect("count"), 0);
+    assert!(keys.find_key("0000000000000000").await.expect("find").is_none());
+    let at = tollgate_core::clock::parse_rfc3339("2026-11-25T22:10:04.123Z").expect("ts");
+    let key = |id: &str, expires: Option<time::OffsetDateTime>| ApiKeyRecord {
+        key_id: id.into(),
+        name: format!("key {id}"),
+        scopes: vec!["requests:read".into(), "requests:read:own".into()],
+        secret_sha256: tollgate_core::access::secret_hash(id),
+        created_at: at,
+        expires_at: expires,
+        revoked_at: None,
+    };
+    let a = key("00000000000000aa", None);
+    let b = key("00000000000000bb", Some(at + time::Duration::days(90)));
+    keys.create_key(&a).await.expect("create a");
+    keys.create_key(&b).await.expect("create b");
+    assert!(keys.create_key(&a).await.is_err(), "a key id is never reused");
+    assert_eq!(keys.count_keys().await.expect("count"), 2);
+    assert_eq!(keys.find_key(&a.key_id).await.expect("find"), Some(a.clone()));
+    assert_eq!(keys.find_key(&b.key_id).await.expect("find"), Some(b.clone()));
+    assert_eq!(keys.list_keys().await.expect("list"), vec![a.clone(), b.clone()]);
+    let revoked_at = at + time::Duration::hours(1);
+    assert!(keys.revoke_key(&a.key_id, revoked_at).await.expect("revoke"));
+    assert!(
+        !keys.revoke_key(&a.key_id, revoked_at).await.expect("revoke again"),
+        "revoked once"
+    );
+    assert!(!keys
+        .revoke_key("00000000000000cc", revoked_at)
+        .await
+        .expect("revoke unknown"));
+    let found = keys.find_key(&a.key_id).await.expect("find").expect("still there");
+    assert_eq!(found.revoked_at, Some(revoked_at));
+    assert_eq!(found.unusable_at(revoked_at), Some("revoked_key"));
+    assert_eq!(keys.count_keys().await.expect("count"), 2, "revoked keys still count");
 }

@@ -5,6 +5,12 @@
 //!   100); opaque `cursor`; newest first.
 //! - `GET /v1/requests/{request_id}`: the record, and its audit event: from the outbox while
 //!   pending, from its audit object once written.
+//!
+//! Who may read what: the caller is the principal the ingress verified and passed in
+//! `x-tollgate-principal` (the ingress drops any copy a client sends). `requests:read` reads
+//! every record; `requests:read:own` only records whose principal is the caller's, whatever
+//! filter it passes (another principal's record is "not found", so its existence does not
+//! leak); without either, or without a verified caller, nothing.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -13,6 +19,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::convert::Infallible;
 use std::sync::Arc;
+use tollgate_core::access::{Principal, PRINCIPAL_HEADER};
 use tollgate_core::apierror::{problem_json, ErrorCode, PROBLEM_JSON};
 use tollgate_core::model::{RecordQuery, RequestRecord, StoredRecord};
 use tollgate_core::ports::{ObjectStore, RequestLog};
@@ -33,6 +40,66 @@ pub const LIST_PARAMS: &[&str] = &[
     "limit",
     "cursor",
 ];
+
+/// The scope that reads every record.
+pub const SCOPE_READ_ALL: &str = "requests:read";
+/// The scope that reads the caller's own records only.
+pub const SCOPE_READ_OWN: &str = "requests:read:own";
+
+/// Whose records a caller may read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// Every record (`requests:read`; the operator commands).
+    All,
+    /// Only records whose principal is this id (`requests:read:own`).
+    Own(String),
+}
+
+impl Reader {
+    /// The reader for the principal the ingress passed, or why it may read nothing.
+    pub fn of(header: Option<&[u8]>) -> Result<Self, ApiError> {
+        let refused = |why: &str| ApiError::new(ErrorCode::InsufficientScope, why.to_string());
+        let header =
+            header.ok_or_else(|| refused("no verified caller: this function answers through the tollgate ingress"))?;
+        let principal: Principal =
+            serde_json::from_slice(header).map_err(|_| refused("the caller could not be read"))?;
+        if principal.has_scope(SCOPE_READ_ALL) {
+            Ok(Self::All)
+        } else if principal.has_scope(SCOPE_READ_OWN) {
+            principal
+                .id
+                .map(Self::Own)
+                .ok_or_else(|| refused("an anonymous caller has no records of its own"))
+        } else {
+            Err(refused(
+                "reading the request log needs requests:read or requests:read:own",
+            ))
+        }
+    }
+
+    /// The query narrowed to what this reader may see; `None` when it can see nothing (a
+    /// `requests:read:own` caller asking for another principal's records).
+    pub fn narrow(&self, mut q: RecordQuery) -> Option<RecordQuery> {
+        match self {
+            Self::All => Some(q),
+            Self::Own(id) => match &q.principal {
+                Some(asked) if asked != id => None,
+                _ => {
+                    q.principal = Some(id.clone());
+                    Some(q)
+                }
+            },
+        }
+    }
+
+    /// Whether this reader may see a record.
+    pub fn may_read(&self, record: &RequestRecord) -> bool {
+        match self {
+            Self::All => true,
+            Self::Own(id) => record.principal.as_deref() == Some(id.as_str()),
+        }
+    }
+}
 
 /// The function, over its two ports.
 #[derive(Clone)]
@@ -251,6 +318,7 @@ impl RequestsApi {
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
             return Err(ApiError::new(ErrorCode::MethodNotAllowed, "only GET is allowed"));
         }
+        let reader = Reader::of(req.headers().get(PRINCIPAL_HEADER).map(|v| v.as_bytes()))?;
         match rest {
             "" | "/" => {
                 let params = req.query_string_parameters();
@@ -261,14 +329,17 @@ impl RequestsApi {
                     }
                 }
                 pairs.dedup();
-                self.list(&parse_list_query(&pairs)?).await
+                match reader.narrow(parse_list_query(&pairs)?) {
+                    Some(q) => self.list(&q).await,
+                    None => Ok((200, br#"{"requests":[],"next_cursor":null}"#.to_vec())),
+                }
             }
             id => {
                 let id = id.trim_start_matches('/');
                 if !tollgate_core::ids::is_valid_request_id(id) {
                     return Err(ApiError::of(ErrorCode::RequestNotFound));
                 }
-                self.get(id).await
+                self.get_as(id, &reader).await
             }
         }
     }
@@ -294,11 +365,17 @@ impl RequestsApi {
 
     /// `GET /v1/requests/{id}`: the record and its audit event (from its object once written).
     pub async fn get(&self, id: &str) -> Result<(u16, Vec<u8>), ApiError> {
+        self.get_as(id, &Reader::All).await
+    }
+
+    /// [`Self::get`] for a reader: another principal's record is not found.
+    pub async fn get_as(&self, id: &str, reader: &Reader) -> Result<(u16, Vec<u8>), ApiError> {
         let row: StoredRecord = self
             .log
             .get(id)
             .await
             .map_err(|e| log_failure(&e))?
+            .filter(|r| reader.may_read(&r.record))
             .ok_or_else(|| ApiError::of(ErrorCode::RequestNotFound))?;
         let event_text: Option<String> = match (&row.audit_key, &row.audit_payload) {
             (Some(key), _) => Some(self.event_from_object(key, id).await?),
@@ -384,6 +461,49 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.message.contains("until"));
+    }
+
+    #[test]
+    fn readers_see_only_what_their_scope_grants() {
+        let p = |scopes: &[&str], id: Option<&str>| {
+            serde_json::to_vec(&Principal {
+                kind: tollgate_core::access::PrincipalKind::ApiKey,
+                id: id.map(String::from),
+                name: None,
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            Reader::of(Some(&p(&["requests:read", "x"], Some("k1")))).unwrap(),
+            Reader::All
+        );
+        let own = Reader::of(Some(&p(&["requests:read:own"], Some("k1")))).unwrap();
+        assert_eq!(own, Reader::Own("k1".into()));
+        for refused in [
+            Reader::of(None),
+            Reader::of(Some(b"not json")),
+            Reader::of(Some(&p(&["other"], Some("k1")))),
+            Reader::of(Some(&p(&["requests:read:own"], None))),
+        ] {
+            assert_eq!(refused.unwrap_err().code(), ErrorCode::InsufficientScope);
+        }
+        let q = own.narrow(RecordQuery::default()).unwrap();
+        assert_eq!(q.principal.as_deref(), Some("k1"));
+        let asked_own = RecordQuery {
+            principal: Some("k1".into()),
+            ..Default::default()
+        };
+        assert!(own.narrow(asked_own).is_some());
+        let asked_other = RecordQuery {
+            principal: Some("k2".into()),
+            ..Default::default()
+        };
+        assert!(own.narrow(asked_other.clone()).is_none());
+        assert_eq!(
+            Reader::All.narrow(asked_other).unwrap().principal.as_deref(),
+            Some("k2")
+        );
     }
 
     #[test]

@@ -50,6 +50,7 @@ path = "/v1/fault/{kind}"
 methods = ["GET", "POST"]
 function = "fault"
 timeout_ms = 300
+auth = "none"
 "#;
 
 /// A write-ahead route the tests add: echo, with a durable intent before each invocation.
@@ -60,6 +61,7 @@ methods = ["POST"]
 function = "echo"
 timeout_ms = 10000
 record = "before"
+auth = "none"
 "#;
 
 /// The shipped routes plus the fault route and the write-ahead route.
@@ -94,9 +96,19 @@ pub fn fault_function() -> Arc<dyn LocalFunction> {
     })
 }
 
+/// A new `requests:read` key in these backends: its token.
+pub async fn admin_token(backends: &Backends) -> String {
+    tollgate_ingress::ops::create_key(&*backends.keys, "tests", &["requests:read".to_string()], None)
+        .await
+        .unwrap()
+        .token
+}
+
 /// An in-process ingress over a temporary data dir.
 pub struct InProcess {
     pub addr: SocketAddr,
+    /// A `requests:read` API key (`Authorization: Bearer <token>`).
+    pub token: String,
     pub backends: Backends,
     pub running: Option<Running>,
     pub dir: TempDir,
@@ -129,16 +141,20 @@ impl InProcess {
         functions.insert("fault".into(), fault_function());
         wrap(&mut functions);
         let routes = RouteTable::parse(&test_routes()).unwrap();
+        let token = admin_token(&backends).await;
         let running = app::start(
             config,
             routes,
             backends.log.clone(),
+            backends.keys.clone(),
             Arc::new(LocalInvoker::new(functions)),
         )
         .await
         .unwrap();
+        register_token(running.local_addr, token.clone());
         Self {
             addr: running.local_addr,
+            token,
             backends,
             running: Some(running),
             dir,
@@ -215,6 +231,32 @@ impl Proc {
                 panic!("tollgate did not become ready: {:?}", lines.lock().unwrap());
             }
         };
+        // Its request log is read with a key: the embedded first start wrote one; in aws mode
+        // one is made through the CLI over the same stores.
+        let env_of = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        let token = if env_of("TOLLGATE_MODE").as_deref() == Some("aws") {
+            let mut cmd = Command::new(binary());
+            cmd.current_dir(cwd)
+                .args(["keys", "create", "--name", "tests", "--scopes", "requests:read"]);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let out = cmd.output().expect("tollgate keys create");
+            assert!(
+                out.status.success(),
+                "keys create: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            let dir = env_of("TOLLGATE_DATA_DIR").map_or_else(|| cwd.join(".tollgate"), |d| cwd.join(d));
+            std::fs::read_to_string(dir.join("admin-key"))
+                .ok()
+                .map(|t| t.trim().to_string())
+        };
+        if let Some(t) = token {
+            register_token(addr, t);
+        }
         Self { child, addr, lines }
     }
 
@@ -295,6 +337,21 @@ impl Reply {
 pub struct Client {
     sender: SendRequest<Full<Bytes>>,
     addr: SocketAddr,
+    anonymous: bool,
+}
+
+/// The `requests:read` key of each running ingress under test, by address: requests to
+/// `/v1/requests*` carry it unless they bring their own credential or the client is anonymous.
+static TOKENS: std::sync::LazyLock<Mutex<HashMap<SocketAddr, String>>> = std::sync::LazyLock::new(Default::default);
+
+/// Registers the key requests to `addr` read the request log with.
+pub fn register_token(addr: SocketAddr, token: String) {
+    TOKENS.lock().unwrap().insert(addr, token);
+}
+
+/// The key registered for `addr`.
+pub fn token_for(addr: SocketAddr) -> Option<String> {
+    TOKENS.lock().unwrap().get(&addr).cloned()
 }
 
 impl Client {
@@ -306,7 +363,19 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Self { sender, addr }
+        Self {
+            sender,
+            addr,
+            anonymous: false,
+        }
+    }
+
+    /// A client that never adds the registered key (the access tests).
+    pub async fn anonymous(addr: SocketAddr) -> Self {
+        Self {
+            anonymous: true,
+            ..Self::connect(addr).await
+        }
     }
 
     pub async fn send(
@@ -322,6 +391,14 @@ impl Client {
             .header("host", self.addr.to_string());
         for (k, v) in headers {
             b = b.header(*k, *v);
+        }
+        let own_credential = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("x-api-key"));
+        if !self.anonymous && !own_credential && path.starts_with("/v1/requests") {
+            if let Some(t) = token_for(self.addr) {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
         }
         let req = b.body(Full::new(body.into())).unwrap();
         // A hung server must fail the test, not hang it.
@@ -557,14 +634,17 @@ impl Faulty {
             inner: backends.log.clone(),
             down: std::sync::atomic::AtomicBool::new(false),
         });
+        let token = admin_token(&backends).await;
         let running = app::start(
             config_for(data_dir, extra),
             RouteTable::parse(&test_routes()).unwrap(),
             flaky.clone(),
+            backends.keys.clone(),
             Arc::new(LocalInvoker::new(functions)),
         )
         .await
         .unwrap();
+        register_token(running.local_addr, token);
         Self {
             running,
             flaky,
