@@ -157,8 +157,10 @@ impl AlbOidcVerifier {
             return Err(AuthFailure::Malformed);
         };
         let header: AlbHeader = decode_json(h64)?;
-        if header.alg.as_deref() != Some("ES256") {
-            return Err(AuthFailure::AlgorithmNotAllowed);
+        match header.alg.as_deref() {
+            Some("ES256") => {}
+            Some(_) => return Err(AuthFailure::AlgorithmNotAllowed),
+            None => return Err(AuthFailure::Malformed),
         }
         // Checked before any key fetch, so junk tokens cannot make us fetch; it is checked
         // again in effect by the signature, which covers the header.
