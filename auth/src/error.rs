@@ -97,12 +97,9 @@ impl std::error::Error for ConfigError {}
 pub(crate) fn from_jose(e: &jsonwebtoken::errors::Error) -> AuthFailure {
     use jsonwebtoken::errors::ErrorKind as K;
     match e.kind() {
-        K::InvalidSignature
-        | K::InvalidEcdsaKey
-        | K::InvalidEddsaKey
-        | K::InvalidRsaKey(_)
-        | K::InvalidKeyFormat
-        | K::Provider(_) => AuthFailure::BadSignature,
+        K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat | K::Crypto(_) => {
+            AuthFailure::BadSignature
+        }
         K::ExpiredSignature => AuthFailure::Expired,
         K::ImmatureSignature => AuthFailure::NotYetValid,
         K::InvalidIssuer => AuthFailure::WrongIssuer,

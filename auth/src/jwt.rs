@@ -10,7 +10,9 @@
 //! - a header with `crit` is refused: we understand no extension (RFC 7515 section 4.1.11);
 //! - an oversized token is refused before it is parsed.
 //!
-//! The signature itself is checked by the `jsonwebtoken` crate (RustCrypto backend), never here.
+//! The signature itself is checked by the `jsonwebtoken` crate (on *ring*), never here. The
+//! algorithm and key-type checks above run first and must: `jsonwebtoken` 9 is only ever given
+//! a key together with the one algorithm that key verifies.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

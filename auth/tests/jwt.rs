@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::*;
-use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tollgate_auth::{AuthFailure, JwksSource, JwtConfig, JwtVerifier, VerifiedToken};
@@ -27,15 +26,35 @@ fn ed25519() -> EncodingKey {
     EncodingKey::from_ed_pem(ED25519).unwrap()
 }
 
-/// The public JWK of a test key, with `kid` (and `alg` unless `declare_alg` is false).
+/// The public JWK of a test key, with `kid` (and `alg` unless `declare_alg` is false), read
+/// from the SubjectPublicKeyInfo DER of its public PEM (fixed layouts for these key types).
 fn jwk(alg: Algorithm, kid: &str, declare_alg: bool) -> Value {
-    let mut v = if alg == Algorithm::EdDSA {
-        let spki = pem_der(ED25519_PUB);
-        json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
-               "x": URL_SAFE_NO_PAD.encode(&spki[spki.len() - 32..])})
-    } else {
-        let key = if alg == Algorithm::RS256 { rsa() } else { p256() };
-        serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap()
+    let mut v = match alg {
+        Algorithm::RS256 => {
+            // RSA 2048, e = 65537: ... 02 82 01 01 00 <256-byte n> 02 03 01 00 01
+            let spki = pem_der(RSA_PUB_PEM);
+            assert_eq!(spki.len(), 294);
+            assert_eq!(&spki[28..33], [0x02, 0x82, 0x01, 0x01, 0x00]);
+            assert_eq!(&spki[289..], [0x02, 0x03, 0x01, 0x00, 0x01]);
+            json!({"kty": "RSA", "alg": "RS256", "e": "AQAB",
+                   "n": URL_SAFE_NO_PAD.encode(&spki[33..289])})
+        }
+        Algorithm::ES256 => {
+            // P-256: ... 03 42 00 04 <32-byte x> <32-byte y>
+            let spki = pem_der(P256_PUB);
+            assert_eq!(spki.len(), 91);
+            assert_eq!(spki[26], 0x04);
+            json!({"kty": "EC", "crv": "P-256", "alg": "ES256",
+                   "x": URL_SAFE_NO_PAD.encode(&spki[27..59]),
+                   "y": URL_SAFE_NO_PAD.encode(&spki[59..91])})
+        }
+        _ => {
+            // Ed25519: a 12-byte prefix, then the 32-byte public key.
+            let spki = pem_der(ED25519_PUB);
+            assert_eq!(spki.len(), 44);
+            json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
+                   "x": URL_SAFE_NO_PAD.encode(&spki[12..])})
+        }
     };
     v["kid"] = json!(kid);
     v["use"] = json!("sig");
