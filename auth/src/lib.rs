@@ -9,6 +9,8 @@
 //! a stable machine reason. This crate knows nothing of HTTP routing or storage; it fetches keys
 //! over HTTP(S) (rustls with the *ring* provider: no aws-lc, no AWS SDK).
 
+#![warn(missing_docs)]
+
 mod alb_oidc;
 mod cache;
 mod error;
