@@ -54,6 +54,9 @@ pub struct AlbOidcConfig {
     pub max_token_bytes: usize,
     /// After a failed key fetch for a `kid`, no new fetch for it for this long (default 30 s).
     pub min_refetch: Duration,
+    /// At most one key fetch (for any `kid`) per this interval, so tokens naming made-up kids
+    /// cannot turn into a stream of outbound requests (default 1 s).
+    pub min_fetch_interval: Duration,
     /// Timeout of one key fetch (default 5 s).
     pub fetch_timeout: Duration,
 }
@@ -72,6 +75,7 @@ impl AlbOidcConfig {
             leeway: Duration::from_secs(30),
             max_token_bytes: 16 * 1024,
             min_refetch: Duration::from_secs(30),
+            min_fetch_interval: Duration::from_secs(1),
             fetch_timeout: Duration::from_secs(5),
         }
     }
@@ -110,7 +114,8 @@ pub struct AlbOidcVerifier {
     fetcher: Fetcher,
     keys: Mutex<HashMap<String, DecodingKey>>,
     failed: Mutex<HashMap<String, Instant>>,
-    fetching: tokio::sync::Mutex<()>,
+    /// Held while fetching; holds the time of the last fetch.
+    fetching: tokio::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -143,7 +148,7 @@ impl AlbOidcVerifier {
             fetcher,
             keys: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -203,12 +208,13 @@ impl AlbOidcVerifier {
     }
 
     /// The public key for `kid`: cached, else fetched once (concurrent misses wait for one
-    /// fetch); a failed fetch is not retried for `min_refetch`.
+    /// fetch); a failed fetch is not retried for `min_refetch`, and no two fetches start
+    /// within `min_fetch_interval`.
     async fn key(&self, kid: &str) -> Result<DecodingKey, AuthFailure> {
         if let Some(key) = self.cached(kid) {
             return Ok(key);
         }
-        let _one = self.fetching.lock().await;
+        let mut last_fetch = self.fetching.lock().await;
         if let Some(key) = self.cached(kid) {
             return Ok(key);
         }
@@ -218,6 +224,10 @@ impl AlbOidcVerifier {
                 return Err(AuthFailure::JwksUnavailable);
             }
         }
+        if last_fetch.is_some_and(|t| t.elapsed() < self.config.min_fetch_interval) {
+            return Err(AuthFailure::JwksUnavailable);
+        }
+        *last_fetch = Some(Instant::now());
         let url = format!("{}/{kid}", self.config.key_endpoint.trim_end_matches('/'));
         let fetched = self.fetcher.get(&url).await.and_then(|pem| {
             DecodingKey::from_ec_pem(&pem).map_err(|e| format!("{url}: not an EC public key PEM: {e}"))

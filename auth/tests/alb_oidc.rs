@@ -153,6 +153,11 @@ async fn an_unreachable_key_is_jwks_unavailable_and_not_refetched_at_once() {
     assert_eq!(refused(&verifier, &token).await, AuthFailure::JwksUnavailable);
     assert_eq!(refused(&verifier, &token).await, AuthFailure::JwksUnavailable);
     assert_eq!(server.hits(&format!("/{KID}")), 1);
+    // Another made-up kid right after: no fetch at all (at most one per `min_fetch_interval`).
+    let header = json!({"alg": "ES256", "kid": "made-up", "signer": ARN, "exp": exp});
+    let token = format!("{}.e30.e30", URL_SAFE_NO_PAD.encode(header.to_string()));
+    assert_eq!(refused(&verifier, &token).await, AuthFailure::JwksUnavailable);
+    assert_eq!(server.hits("/made-up"), 0);
     // A kid that is not a plain identifier never reaches a URL.
     let header = json!({"alg": "ES256", "kid": "../../etc", "signer": ARN, "exp": exp});
     let token = format!("{}.e30.e30", URL_SAFE_NO_PAD.encode(header.to_string()));
