@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tollgate_core::reconcile::ReconcileSettings;
-use tollgate_core::redact::{Redactor, DEFAULT_REDACTED_QUERY_PARAMS};
+use tollgate_core::redact::Redactor;
 use tollgate_core::settings::{Millis, SettingDoc, SettingsError, SettingsReader, Whole};
 
 /// Default listen address (the container sets `0.0.0.0:8080`).
@@ -286,15 +286,16 @@ impl IngressConfig {
             "TOLLGATE_PRINCIPAL_HEADER",
             "a header any client can set is never a principal; callers are verified by API key, JWT or the ALB's signed OIDC token (docs/configuration.md)",
         );
+        // Both lists add to the built-in ones (`tollgate_core::redact`): no value, empty included,
+        // can switch a built-in off.
         let extra_headers = r.list("TOLLGATE_REDACT_HEADERS",
-            "headers redacted in records, audit events and logs, besides authorization, proxy-authorization, cookie, set-cookie, x-api-key, x-amz-security-token");
-        let query_params = r.optional_with("TOLLGATE_REDACT_QUERY_PARAMS",
-            "query parameters redacted (default: api_key, apikey, access_token, token, password, secret, signature, ...)",
-            |v| Ok(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>()));
-        let redactor = match &query_params {
-            Some(list) => Redactor::new(&extra_headers, list.iter().map(String::as_str)),
-            None => Redactor::new(&extra_headers, DEFAULT_REDACTED_QUERY_PARAMS.iter().copied()),
-        };
+            "more headers redacted in records, audit events and logs; always redacted: authorization, proxy-authorization, cookie, set-cookie, x-api-key, x-amz-security-token, x-amzn-oidc-accesstoken, x-amzn-oidc-data");
+        let extra_query_params = r.list("TOLLGATE_REDACT_QUERY_PARAMS",
+            "more query parameter names whose values are redacted, in the request and in URLs in referer, location, content-location, link, refresh and destination headers; always redacted: api_key, apikey, api-key, key, access_token, id_token, refresh_token, private_token, token, jwt, code, session, jsessionid, phpsessid, password, secret, client_secret, signature, sig, x-amz-signature, x-amz-credential, x-amz-security-token");
+        let redactor = Redactor::new(
+            extra_headers.iter().map(String::as_str),
+            extra_query_params.iter().map(String::as_str),
+        );
         // The audit writer and batch limits are shared with the reconciler (same settings
         // in the scheduled `audit-reconciler` function).
         let reconcile = ReconcileSettings::read(r);
@@ -383,5 +384,80 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("TOLLGATE_PRINCIPAL_HEADER"), "{err}");
+    }
+
+    #[test]
+    fn redaction_settings_extend_the_built_in_lists() {
+        let (c, _) = IngressConfig::from_sources(
+            env(&[
+                ("TOLLGATE_REDACT_HEADERS", "x-tenant-secret"),
+                ("TOLLGATE_REDACT_QUERY_PARAMS", "pin"),
+            ]),
+            Vec::new(),
+        )
+        .unwrap();
+        assert!(c.redactor.is_secret_header("x-tenant-secret"));
+        assert!(c.redactor.is_secret_header("authorization"));
+        assert_eq!(
+            c.redactor.query("pin=1&token=t&a=1"),
+            "pin=[REDACTED]&token=[REDACTED]&a=1"
+        );
+    }
+
+    #[test]
+    fn empty_redaction_settings_cannot_switch_redaction_off() {
+        for args in [
+            vec!["--redact-headers=".to_string(), "--redact-query-params=".to_string()],
+            vec![
+                "--redact-headers=,".to_string(),
+                "--redact-query-params= , ".to_string(),
+            ],
+        ] {
+            let (c, _) = IngressConfig::from_sources(env(&[]), args).unwrap();
+            assert!(c.redactor.is_secret_header("authorization"));
+            assert!(c.redactor.is_secret_header("x-amzn-oidc-data"));
+            assert_eq!(c.redactor.query("api_key=k&a=1"), "api_key=[REDACTED]&a=1");
+        }
+    }
+
+    #[test]
+    fn redaction_settings_and_their_docs_name_every_built_in() {
+        use tollgate_core::redact::{ALWAYS_REDACTED_HEADERS, ALWAYS_REDACTED_QUERY_PARAMS, URL_HEADERS};
+        let (_, docs) = IngressConfig::from_sources(env(&[]), Vec::new()).unwrap();
+        let help = |env: &str| docs.iter().find(|d| d.env == env).map(|d| d.help).unwrap_or_default();
+        let table = include_str!("../../docs/configuration.md");
+        let row = |env: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{env}`")))
+                .unwrap_or_default()
+        };
+        for h in ALWAYS_REDACTED_HEADERS {
+            assert!(help("TOLLGATE_REDACT_HEADERS").contains(h), "setting help lacks {h}");
+            assert!(
+                row("TOLLGATE_REDACT_HEADERS").contains(&format!("`{h}`")),
+                "docs lack {h}"
+            );
+        }
+        for p in ALWAYS_REDACTED_QUERY_PARAMS {
+            assert!(
+                help("TOLLGATE_REDACT_QUERY_PARAMS").contains(p),
+                "setting help lacks {p}"
+            );
+            assert!(
+                row("TOLLGATE_REDACT_QUERY_PARAMS").contains(&format!("`{p}`")),
+                "docs lack {p}"
+            );
+        }
+        for h in URL_HEADERS {
+            assert!(
+                help("TOLLGATE_REDACT_QUERY_PARAMS").contains(h),
+                "setting help lacks {h}"
+            );
+            assert!(
+                row("TOLLGATE_REDACT_QUERY_PARAMS").to_ascii_lowercase().contains(h),
+                "docs lack {h}"
+            );
+        }
     }
 }

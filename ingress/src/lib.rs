@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod handler;
 pub mod ops;
+pub mod ratelimit;
 pub mod recorder;
 pub mod registry;
 pub mod routes;

@@ -152,10 +152,16 @@ async fn a_canary_secret_reaches_no_row_no_audit_object_and_no_log_line() {
     let a = proc.addr;
     let auth = format!("Bearer {CANARY}");
     let cookie = format!("session={CANARY}");
+    let referer = format!("https://app.example/cb?state=1;code={CANARY}#access_token={CANARY}");
+    let link = format!("<https://app.example/p?page=2&sig={CANARY}>; rel=\"next\"");
     let secret_headers = [
         ("authorization", auth.as_str()),
         ("cookie", cookie.as_str()),
         ("x-api-key", CANARY),
+        ("x-amzn-oidc-data", CANARY),
+        ("x-amzn-oidc-accesstoken", CANARY),
+        ("referer", referer.as_str()),
+        ("link", link.as_str()),
     ];
     let big = "b".repeat(40 * 1024);
     let mut with_big = secret_headers.to_vec();
@@ -188,6 +194,13 @@ async fn a_canary_secret_reaches_no_row_no_audit_object_and_no_log_line() {
             String::new(),
         ),
         ("GET", "/v1/echo".to_string(), with_big, String::new()),
+        // `;` pairs, percent-encoded and bracketed names, the new built-in names.
+        (
+            "GET",
+            format!("/v1/echo?a=1;session={CANARY}&%74oken={CANARY}&user[password]={CANARY}&Api-Key={CANARY}"),
+            secret_headers.to_vec(),
+            String::new(),
+        ),
     ] {
         let r = Client::connect(a)
             .await
