@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the request path's hot spots: request -> ALB event, ALB response ->
-//! HTTP response, audit batch encode + gzip, and one group commit of 256 records.
+//! HTTP response, redaction of a request's headers and query, a rate-limit check, audit batch
+//! encode + gzip, and one group commit of 256 records.
 //! `cargo bench -p tollgate-bench`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -134,5 +135,39 @@ fn group_commit(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-criterion_group!(benches, alb_paths, audit_encode, group_commit);
+fn redact(c: &mut Criterion) {
+    let mut headers = typical_headers();
+    headers.insert(
+        "referer",
+        HeaderValue::from_static("https://app.example.com/orders?page=2&sort=desc"),
+    );
+    let redactor = tollgate_core::redact::Redactor::default();
+    let clean = "page=2&limit=50&sort=created_at&filter%5Bstatus%5D=open&q=hello+world";
+    let secret = "page=2&limit=50&api_key=abcdef0123456789&sort=created_at&q=hello+world";
+    let mut g = c.benchmark_group("redact");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("query_nothing_secret", |b| b.iter(|| redactor.query(black_box(clean))));
+    g.bench_function("query_one_secret", |b| b.iter(|| redactor.query(black_box(secret))));
+    g.bench_function("headers_11", |b| b.iter(|| redactor.headers(black_box(&headers))));
+    g.finish();
+}
+
+fn rate_limit(c: &mut Criterion) {
+    use tollgate_ingress::ratelimit::{RateLimiter, RatePolicy};
+    let limiter = RateLimiter::new(100_000);
+    let policy = RatePolicy::parse("1000000/s", 1000).unwrap();
+    let keys: Vec<String> = (0..1000).map(|i| format!("203.0.113.{i}")).collect();
+    let mut g = c.benchmark_group("ratelimit");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    g.bench_function("check_existing_key", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            limiter.check(0, black_box(&keys[i]), &policy, std::time::Instant::now())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, alb_paths, redact, rate_limit, audit_encode, group_commit);
 criterion_main!(benches);

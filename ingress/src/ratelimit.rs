@@ -8,6 +8,11 @@
 //! its shard), so checks on different keys rarely wait for each other. An existing key is found
 //! by `&str` without allocating; only a new key allocates its copy.
 //!
+//! Keys are what the ingress derived, not raw client text: a verified principal id, or the
+//! client IP. For IPv6 the caller should key by the /64 prefix, since one client usually holds a
+//! whole /64 (RFC 6177 recommends assigning at least that much to an end site) and could
+//! otherwise get a fresh bucket per address.
+//!
 //! Memory is bounded by a cap on buckets per shard. A bucket that has refilled completely holds
 //! no information (a new bucket starts full), so those go first; see [`RateLimiter::check`] for
 //! what happens when none has.
