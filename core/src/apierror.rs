@@ -66,6 +66,7 @@ error_codes! {
     Overloaded = ("overloaded", 503, "too many requests in flight; retry later"),
     RecordingUnavailable = ("recording_unavailable", 503, "the request could not be recorded; retry later"),
     ShuttingDown = ("shutting_down", 503, "the server stopped before the function answered"),
+    CredentialsUnverifiable = ("credentials_unverifiable", 503, "the credentials could not be checked; retry later"),
     RequestLogUnavailable = ("request_log_unavailable", 503, "a backend is unavailable; retry later"),
     AuditStoreUnavailable = ("audit_store_unavailable", 503, "a backend is unavailable; retry later"),
     AuditIntegrityError = ("audit_integrity_error", 500, "the audit object does not match its record"),

@@ -99,7 +99,9 @@ pub async fn start_on(
     let local_addr = listener.local_addr()?;
     let config = Arc::new(config);
     let (recorder, recorder_task) = recorder::start(config.recorder.clone(), log.clone(), invoker.clone());
-    let auth = crate::auth::Authenticator::new(keys, config.auth_cache);
+    let auth = crate::auth::Authenticator::from_config(keys, &config)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    auth.warm().await;
     let state = Arc::new(AppState::new(config.clone(), routes, invoker.clone(), recorder, auth));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 

@@ -4,7 +4,8 @@
 //! issuer's keys. The outcome, allowed or refused and why, goes into the request's record and
 //! audit event; a refusal never reaches a function.
 //!
-//! Credentials: `Authorization: Bearer <token>` (RFC 6750 section 2.1) or `x-api-key: <key>`.
+//! Credentials: `Authorization: Bearer <token>` (RFC 6750 section 2.1) or `x-api-key: <key>`,
+//! and, in ALB OIDC mode, the ALB's signed `x-amzn-oidc-data` token.
 //! A token that starts with `tg_` is a tollgate API key, one with three dot-separated parts a
 //! JWT. More than one credential (two `Authorization` headers, or both headers) is refused:
 //! RFC 6750 section 3.1 calls it `invalid_request` ("uses more than one method for including
@@ -23,6 +24,8 @@ use tollgate_core::ports::KeyStore;
 /// The realm named in every `WWW-Authenticate` challenge.
 pub const REALM: &str = "tollgate";
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// The ALB's signed user-claims token (ES256, signed by the load balancer).
+const X_AMZN_OIDC_DATA: HeaderName = HeaderName::from_static("x-amzn-oidc-data");
 /// Longest credential looked at (a JWT over 8 KiB is refused unparsed).
 pub const MAX_CREDENTIAL_BYTES: usize = 8192;
 /// Keys (and unknown key ids) remembered at most; past it, expired entries are dropped and, if
@@ -38,6 +41,8 @@ pub enum Presented<'a> {
     ApiKey(&'a str),
     /// A JWT (three base64url parts).
     Jwt(&'a str),
+    /// The ALB's signed OIDC token (ALB OIDC mode only).
+    AlbOidc(&'a str),
 }
 
 /// Why a request is refused at the access phase.
@@ -81,22 +86,57 @@ fn challenge(error: Option<&str>, description: Option<&str>, scope: Option<&str>
     HeaderValue::from_str(&v).ok()
 }
 
-fn unauthenticated(reason: &'static str, error: Option<&str>, detail: impl Into<String>) -> Refusal {
+fn unauthenticated(reason: &'static str, error: Option<&str>, detail: impl Into<String>) -> Box<Refusal> {
     let detail = detail.into();
-    Refusal {
+    Box::new(Refusal {
         code: ErrorCode::Unauthenticated,
         reason,
         challenge: challenge(error, error.map(|_| detail.as_str()), None),
         detail,
         principal: Principal::anonymous(),
-    }
+    })
 }
 
-/// Finds the request's credential; more than one, or a malformed one, is refused.
-pub fn presented(headers: &HeaderMap) -> Result<Presented<'_>, Refusal> {
+/// Finds the request's credential; more than one, or a malformed one, is refused. With
+/// `alb_oidc` (ALB OIDC mode) the ALB's `x-amzn-oidc-data` counts as one; otherwise it is
+/// ignored (recorded, redacted, never trusted).
+pub fn presented(headers: &HeaderMap, alb_oidc: bool) -> Result<Presented<'_>, Box<Refusal>> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     let mut keys = headers.get_all(X_API_KEY).iter();
     let (a1, a2, k1, k2) = (auth.next(), auth.next(), keys.next(), keys.next());
+    let alb = if alb_oidc {
+        let mut all = headers.get_all(X_AMZN_OIDC_DATA).iter();
+        match (all.next(), all.next()) {
+            (None, _) => None,
+            (Some(v), None) => Some(v),
+            (Some(_), Some(_)) => {
+                return Err(unauthenticated(
+                    "multiple_credentials",
+                    Some("invalid_request"),
+                    "more than one x-amzn-oidc-data header",
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(v) = alb {
+        if a1.is_some() || k1.is_some() {
+            return Err(unauthenticated(
+                "multiple_credentials",
+                Some("invalid_request"),
+                "send exactly one credential: the load balancer's sign-in, or a key or token",
+            ));
+        }
+        let text = v.to_str().map_err(|_| {
+            unauthenticated(
+                "malformed_credentials",
+                Some("invalid_token"),
+                "x-amzn-oidc-data is not ASCII",
+            )
+        })?;
+        return Ok(Presented::AlbOidc(text));
+    }
     if a2.is_some() || k2.is_some() || (a1.is_some() && k1.is_some()) {
         return Err(unauthenticated(
             "multiple_credentials",
@@ -170,20 +210,88 @@ pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
     cache_ttl: Duration,
     cache: Mutex<HashMap<String, Cached>>,
+    jwt: Option<tollgate_auth::JwtVerifier>,
+    alb: Option<(tollgate_auth::AlbOidcVerifier, Vec<String>)>,
 }
 
 impl Authenticator {
-    /// An authenticator over a key store, caching lookups for `cache_ttl`.
+    /// An authenticator over a key store, caching lookups for `cache_ttl`, accepting API keys
+    /// only.
     pub fn new(keys: Arc<dyn KeyStore>, cache_ttl: Duration) -> Self {
         Self {
             keys,
             cache_ttl,
             cache: Mutex::new(HashMap::new()),
+            jwt: None,
+            alb: None,
         }
     }
 
+    /// The authenticator of a configuration: API keys, and JWTs and the ALB's OIDC token when
+    /// configured.
+    pub fn from_config(keys: Arc<dyn KeyStore>, config: &crate::config::IngressConfig) -> Result<Self, String> {
+        let mut auth = Self::new(keys, config.auth_cache);
+        if let Some(jwt) = &config.jwt {
+            auth.jwt = Some(tollgate_auth::JwtVerifier::new(jwt.clone()).map_err(|e| format!("JWT settings: {e}"))?);
+        }
+        if let Some(alb) = &config.alb_oidc {
+            let verifier = tollgate_auth::AlbOidcVerifier::new(alb.verifier.clone())
+                .map_err(|e| format!("ALB OIDC settings: {e}"))?;
+            auth.alb = Some((verifier, alb.scopes.clone()));
+        }
+        Ok(auth)
+    }
+
+    /// Fetches the JWT issuer's keys now (at start-up), so the first token does not wait.
+    pub async fn warm(&self) {
+        if let Some(jwt) = &self.jwt {
+            match jwt.refresh_keys().await {
+                Ok(n) => tracing::info!(keys = n, "JWT issuer keys loaded"),
+                Err(e) => tracing::warn!(
+                    reason = e.reason(),
+                    "JWT issuer keys not loaded yet; retried on the first token"
+                ),
+            }
+        }
+    }
+
+    async fn verify_jwt(&self, token: &str) -> Result<Principal, Box<Refusal>> {
+        let Some(jwt) = &self.jwt else {
+            return Err(unauthenticated(
+                "jwt_not_configured",
+                Some("invalid_token"),
+                "this server accepts no JWT issuer",
+            ));
+        };
+        let t = jwt.verify(token).await.map_err(token_refusal)?;
+        Ok(Principal {
+            kind: access::PrincipalKind::Jwt,
+            // `<iss>#<sub>`: a subject is unique only within its issuer (OIDC Core 1.0 section 2).
+            id: Some(format!("{}#{}", t.issuer, t.subject)),
+            name: t.name,
+            scopes: t.scopes,
+        })
+    }
+
+    async fn verify_alb(&self, token: &str) -> Result<Principal, Box<Refusal>> {
+        let Some((alb, scopes)) = &self.alb else {
+            return Err(unauthenticated(
+                "alb_oidc_not_configured",
+                Some("invalid_token"),
+                "no ALB sign-in here",
+            ));
+        };
+        let u = alb.verify(token).await.map_err(token_refusal)?;
+        Ok(Principal {
+            kind: access::PrincipalKind::AlbOidc,
+            id: Some(format!("{}#{}", u.issuer, u.subject)),
+            name: u.name.or(u.email),
+            scopes: scopes.clone(),
+        })
+    }
+
     /// The key with this id: from the cache while fresh, else from the store.
-    async fn key(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRecord>>, Refusal> {
+    async fn key(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRecord>>, Box<Refusal>> {
         let now = Instant::now();
         if let Ok(cache) = self.cache.lock() {
             if let Some(c) = cache.get(key_id) {
@@ -194,13 +302,13 @@ impl Authenticator {
         }
         let found = self.keys.find_key(key_id).await.map_err(|e| {
             tracing::warn!(error = %e, "key store lookup failed");
-            Refusal {
-                code: ErrorCode::RequestLogUnavailable,
+            Box::new(Refusal {
+                code: ErrorCode::CredentialsUnverifiable,
                 reason: "key_store_unavailable",
-                detail: ErrorCode::RequestLogUnavailable.message().to_string(),
+                detail: ErrorCode::CredentialsUnverifiable.message().to_string(),
                 challenge: None,
                 principal: Principal::anonymous(),
-            }
+            })
         })?;
         let found = found.map(Arc::new);
         if let Ok(mut cache) = self.cache.lock() {
@@ -221,7 +329,7 @@ impl Authenticator {
         Ok(found)
     }
 
-    async fn verify_api_key(&self, token: &str) -> Result<Principal, Refusal> {
+    async fn verify_api_key(&self, token: &str) -> Result<Principal, Box<Refusal>> {
         let invalid = |reason, detail: &str| unauthenticated(reason, Some("invalid_token"), detail);
         let (key_id, secret) =
             access::parse_api_key(token).ok_or_else(|| invalid("malformed_credentials", "the API key is malformed"))?;
@@ -245,8 +353,8 @@ impl Authenticator {
     }
 
     /// The access phase for `route`: the verified principal and the decision, or the refusal.
-    pub async fn authorize(&self, headers: &HeaderMap, route: &Route) -> Result<Verdict, Refusal> {
-        let credential = presented(headers)?;
+    pub async fn authorize(&self, headers: &HeaderMap, route: &Route) -> Result<Verdict, Box<Refusal>> {
+        let credential = presented(headers, self.alb.is_some())?;
         let principal = match (credential, route.auth) {
             (Presented::Nothing, AuthPolicy::None) => {
                 return Ok(Verdict {
@@ -261,7 +369,9 @@ impl Authenticator {
                     format!("this route needs credentials ({})", accepted(route.auth)),
                 ))
             }
-            (Presented::ApiKey(_), AuthPolicy::Jwt) | (Presented::Jwt(_), AuthPolicy::ApiKey) => {
+            (Presented::ApiKey(_), AuthPolicy::Jwt)
+            | (Presented::Jwt(_), AuthPolicy::ApiKey)
+            | (Presented::AlbOidc(_), AuthPolicy::ApiKey) => {
                 return Err(unauthenticated(
                     "credential_kind_not_accepted",
                     Some("invalid_token"),
@@ -269,17 +379,12 @@ impl Authenticator {
                 ))
             }
             (Presented::ApiKey(token), _) => self.verify_api_key(token).await?,
-            (Presented::Jwt(_), _) => {
-                return Err(unauthenticated(
-                    "jwt_not_configured",
-                    Some("invalid_token"),
-                    "this server accepts no JWT issuer",
-                ))
-            }
+            (Presented::Jwt(token), _) => self.verify_jwt(token).await?,
+            (Presented::AlbOidc(token), _) => self.verify_alb(token).await?,
         };
         if !principal.has_any_scope(&route.scopes) {
             let wanted = route.scopes.join(" ");
-            return Err(Refusal {
+            return Err(Box::new(Refusal {
                 code: ErrorCode::InsufficientScope,
                 reason: "insufficient_scope",
                 detail: format!("this route needs one of the scopes: {wanted}"),
@@ -289,7 +394,7 @@ impl Authenticator {
                     Some(&wanted),
                 ),
                 principal,
-            });
+            }));
         }
         let policy = match route.scopes.iter().find(|s| principal.has_scope(s)) {
             Some(s) => format!("scope={s}"),
@@ -300,6 +405,21 @@ impl Authenticator {
             access: Access::allowed(policy),
         })
     }
+}
+
+/// A token the verifier refused: 401 with its reason, or 503 when the issuer's keys could not
+/// be fetched (the token may be good; the client should retry, not discard it).
+fn token_refusal(f: tollgate_auth::AuthFailure) -> Box<Refusal> {
+    if f == tollgate_auth::AuthFailure::JwksUnavailable {
+        return Box::new(Refusal {
+            code: ErrorCode::CredentialsUnverifiable,
+            reason: "jwks_unavailable",
+            detail: ErrorCode::CredentialsUnverifiable.message().to_string(),
+            challenge: None,
+            principal: Principal::anonymous(),
+        });
+    }
+    unauthenticated(f.reason(), Some("invalid_token"), f.to_string())
 }
 
 fn accepted(policy: AuthPolicy) -> &'static str {
@@ -325,20 +445,35 @@ mod tests {
         h
     }
 
+    fn presented_(h: &HeaderMap) -> Result<Presented<'_>, Box<Refusal>> {
+        presented(h, false)
+    }
+
+    #[test]
+    fn the_alb_token_counts_only_in_alb_mode_and_alone() {
+        let h = headers(&[("x-amzn-oidc-data", "a.b.c")]);
+        assert_eq!(presented(&h, false).unwrap(), Presented::Nothing);
+        assert_eq!(presented(&h, true).unwrap(), Presented::AlbOidc("a.b.c"));
+        let both = headers(&[("x-amzn-oidc-data", "a.b.c"), ("x-api-key", "tg_x")]);
+        assert_eq!(presented(&both, true).unwrap_err().reason, "multiple_credentials");
+        let twice = headers(&[("x-amzn-oidc-data", "a.b.c"), ("x-amzn-oidc-data", "d.e.f")]);
+        assert_eq!(presented(&twice, true).unwrap_err().reason, "multiple_credentials");
+    }
+
     #[test]
     fn credentials_are_found_once_or_refused() {
         let key = format!("tg_0123456789abcdef_{}", "A".repeat(43));
-        assert_eq!(presented(&headers(&[])).unwrap(), Presented::Nothing);
+        assert_eq!(presented_(&headers(&[])).unwrap(), Presented::Nothing);
         assert_eq!(
-            presented(&headers(&[("authorization", &format!("bearer {key}"))])).unwrap(),
+            presented_(&headers(&[("authorization", &format!("bearer {key}"))])).unwrap(),
             Presented::ApiKey(&key)
         );
         assert_eq!(
-            presented(&headers(&[("x-api-key", &key)])).unwrap(),
+            presented_(&headers(&[("x-api-key", &key)])).unwrap(),
             Presented::ApiKey(&key)
         );
         assert_eq!(
-            presented(&headers(&[("authorization", "Bearer a.b.c")])).unwrap(),
+            presented_(&headers(&[("authorization", "Bearer a.b.c")])).unwrap(),
             Presented::Jwt("a.b.c")
         );
         for (bad, reason) in [
@@ -354,7 +489,7 @@ mod tests {
             (vec![("authorization", "Bearer nonsense")], "malformed_credentials"),
             (vec![("x-api-key", "a.b.c")], "malformed_credentials"),
         ] {
-            let r = presented(&headers(&bad)).unwrap_err();
+            let r = presented_(&headers(&bad)).unwrap_err();
             assert_eq!(r.reason, reason, "{bad:?}");
             assert_eq!(r.code, ErrorCode::Unauthenticated);
             assert!(r
@@ -366,7 +501,7 @@ mod tests {
         }
         let huge = format!("Bearer {}.{}.x", "a".repeat(5000), "b".repeat(5000));
         assert_eq!(
-            presented(&headers(&[("authorization", &huge)])).unwrap_err().reason,
+            presented_(&headers(&[("authorization", &huge)])).unwrap_err().reason,
             "credentials_too_large"
         );
     }

@@ -181,6 +181,107 @@ pub const AUTH_CACHE: Millis = Millis {
     help: "how long an API key lookup is cached; a revocation takes effect within it (0: every request reads the key store)",
 };
 
+/// ALB OIDC mode: the ALB's `authenticate-oidc` action signs the user's claims into
+/// `x-amzn-oidc-data`; the ingress verifies that token (never the plain identity header).
+#[derive(Clone, Debug)]
+pub struct AlbOidcSettings {
+    /// The verifier's configuration (the signer ARN, the key endpoint).
+    pub verifier: tollgate_auth::AlbOidcConfig,
+    /// Scopes granted to every user the ALB authenticated (the IdP decided they may sign in).
+    pub scopes: Vec<String>,
+}
+
+fn read_jwt(r: &mut SettingsReader) -> Option<tollgate_auth::JwtConfig> {
+    let issuer = r.optional::<String>(
+        "TOLLGATE_JWT_ISSUER",
+        "JWT access tokens: the issuer (`iss`) accepted; unset, no JWT is accepted",
+    );
+    let audiences = r.list(
+        "TOLLGATE_JWT_AUDIENCES",
+        "JWT access tokens: the audiences (`aud`) accepted, comma-separated (required with an issuer)",
+    );
+    let url = r.optional::<String>(
+        "TOLLGATE_JWT_JWKS_URL",
+        "JWT access tokens: the issuer's JWKS URL (https; cached, refetched on an unknown kid at most every 30 s)",
+    );
+    let file = r.optional::<String>(
+        "TOLLGATE_JWT_JWKS_FILE",
+        "JWT access tokens: a JWKS file instead of a URL",
+    );
+    let leeway = r.millis(&JWT_LEEWAY);
+    let issuer = match issuer {
+        Some(i) => i,
+        None => {
+            if !audiences.is_empty() || url.is_some() || file.is_some() {
+                r.error(
+                    "TOLLGATE_JWT_AUDIENCES, TOLLGATE_JWT_JWKS_URL and TOLLGATE_JWT_JWKS_FILE need TOLLGATE_JWT_ISSUER",
+                );
+            }
+            return None;
+        }
+    };
+    if audiences.is_empty() {
+        r.error("TOLLGATE_JWT_ISSUER needs TOLLGATE_JWT_AUDIENCES: a token for another audience is not for us");
+    }
+    let jwks = match (url, file) {
+        (Some(u), None) => tollgate_auth::JwksSource::Url(u),
+        (None, Some(f)) => tollgate_auth::JwksSource::File(PathBuf::from(f)),
+        _ => {
+            r.error("TOLLGATE_JWT_ISSUER needs exactly one of TOLLGATE_JWT_JWKS_URL and TOLLGATE_JWT_JWKS_FILE");
+            return None;
+        }
+    };
+    let mut config = tollgate_auth::JwtConfig::new(issuer, audiences, jwks);
+    config.leeway = leeway;
+    Some(config)
+}
+
+fn read_alb_oidc(r: &mut SettingsReader) -> Option<AlbOidcSettings> {
+    let signer = r.optional::<String>(
+        "TOLLGATE_ALB_OIDC_SIGNER_ARN",
+        "ALB OIDC mode: this load balancer's ARN; its signed x-amzn-oidc-data token is then verified (ES256) and names the caller",
+    );
+    let endpoint = r.optional::<String>(
+        "TOLLGATE_ALB_OIDC_KEY_ENDPOINT",
+        "ALB OIDC mode: the ELB public-key endpoint (default: the one of the ARN's region)",
+    );
+    let scopes = r.list(
+        "TOLLGATE_ALB_OIDC_SCOPES",
+        "ALB OIDC mode: scopes granted to every user the ALB authenticated (default requests:read:own)",
+    );
+    let signer = signer?;
+    // arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>
+    let parts: Vec<&str> = signer.split(':').collect();
+    if parts.len() < 6 || parts[2] != "elasticloadbalancing" || !parts[5].starts_with("loadbalancer/app/") {
+        r.error(format!(
+            "TOLLGATE_ALB_OIDC_SIGNER_ARN={signer}: not an Application Load Balancer ARN"
+        ));
+        return None;
+    }
+    let verifier = match endpoint {
+        Some(e) => tollgate_auth::AlbOidcConfig::with_endpoint(e, signer.clone()),
+        None => tollgate_auth::AlbOidcConfig::for_region(parts[3], signer.clone()),
+    };
+    let scopes = if scopes.is_empty() {
+        vec!["requests:read:own".to_string()]
+    } else {
+        scopes
+    };
+    if let Some(bad) = scopes.iter().find(|s| !tollgate_core::access::valid_scope(s)) {
+        r.error(format!("TOLLGATE_ALB_OIDC_SCOPES: {bad:?} is not a valid scope"));
+    }
+    Some(AlbOidcSettings { verifier, scopes })
+}
+
+/// Clock skew allowed on a JWT's `exp`, `nbf` and `iat`.
+pub const JWT_LEEWAY: Millis = Millis {
+    env: "TOLLGATE_JWT_LEEWAY_MS",
+    default: Duration::from_secs(30),
+    min: Duration::ZERO,
+    max: Duration::from_secs(300),
+    help: "JWT access tokens: clock skew allowed on exp, nbf and iat",
+};
+
 /// What the ALB event names as its target group when no ALB is involved.
 pub const DEFAULT_TARGET_GROUP_ARN: &str =
     "arn:aws:elasticloadbalancing:local:000000000000:targetgroup/tollgate/ingress";
@@ -246,6 +347,10 @@ pub struct IngressConfig {
     pub trusted_proxies: usize,
     /// How long an API key lookup is cached.
     pub auth_cache: Duration,
+    /// JWT access tokens: accepted when an issuer is configured.
+    pub jwt: Option<tollgate_auth::JwtConfig>,
+    /// The ALB's signed OIDC token: verified when the load balancer's ARN is configured.
+    pub alb_oidc: Option<AlbOidcSettings>,
     /// Redaction policy.
     pub redactor: Redactor,
     /// Recording pipeline.
@@ -282,6 +387,8 @@ impl IngressConfig {
         let drain_timeout = r.millis(&DRAIN_TIMEOUT);
         let trusted_proxies = r.whole(&TRUSTED_PROXIES) as usize;
         let auth_cache = r.millis(&AUTH_CACHE);
+        let jwt = read_jwt(r);
+        let alb_oidc = read_alb_oidc(r);
         r.removed(
             "TOLLGATE_PRINCIPAL_HEADER",
             "a header any client can set is never a principal; callers are verified by API key, JWT or the ALB's signed OIDC token (docs/configuration.md)",
@@ -323,6 +430,8 @@ impl IngressConfig {
             drain_timeout,
             trusted_proxies,
             auth_cache,
+            jwt,
+            alb_oidc,
             redactor,
             recorder,
             reconcile,

@@ -365,6 +365,7 @@ async fn authorize(state: &AppState, ctx: &mut Ctx, route: &Route) -> Result<(),
             Ok(())
         }
         Err(refusal) => {
+            let refusal = *refusal;
             ctx.principal = refusal.principal;
             ctx.access = Access::refused(refusal.reason);
             let mut r = Rejection::new(refusal.code, refusal.detail);

@@ -58,7 +58,9 @@ async fn refusals_are_challenged_recorded_and_never_reach_the_function() {
     })
     .await;
     let (other_id, other_scope) = key(&ing, "orders", &["orders:write"]).await;
-    let cases: Vec<(Vec<(&str, String)>, u16, &str, &str)> = vec![
+    // (headers, status, recorded reason, part of the challenge)
+    type Case<'a> = (Vec<(&'a str, String)>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![], 401, "missing_credentials", "Bearer realm=\"tollgate\""),
         (
             vec![(
