@@ -144,7 +144,7 @@ ensure_http_tools() {
 ensure_test_tools() {
     ensure_postgresql
     ensure_http_tools
-    ensure_tool moto cargo-lambda awscli schemathesis
+    ensure_tool moto cargo-lambda awscli schemathesis openapi-python-client
 }
 
 # The deployment checks' tools.

@@ -4,7 +4,7 @@
 # cargo lambda watch) and stop them afterwards; one that cannot start a stand-in fails, it is
 # never skipped. What it installs: curl, jq and PostgreSQL's server binaries (Debian's packages, each
 # only when missing), the Rust toolchain of rust-toolchain.toml, and the pinned Python tools it
-# uses (moto, cargo-lambda, awscli, schemathesis), each in its own environment under
+# uses (moto, cargo-lambda, awscli, schemathesis, openapi-python-client), each in its own environment under
 # $TOLLGATE_TOOLS_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod blocks;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
