@@ -88,6 +88,8 @@ pub struct AppState {
     pub recorder: RecorderHandle,
     /// Who is calling (the access phase).
     pub auth: Authenticator,
+    /// Per-route, per-caller rate limits.
+    pub limiter: crate::ratelimit::RateLimiter,
     /// Set on SIGTERM: health checks fail so the load balancer stops sending.
     pub draining: AtomicBool,
     /// Fired at the drain timeout: requests still reading or waiting for a function stop.
@@ -117,6 +119,7 @@ impl AppState {
             invoker,
             recorder,
             auth,
+            limiter: crate::ratelimit::RateLimiter::new(crate::ratelimit::DEFAULT_MAX_KEYS),
             draining: AtomicBool::new(false),
             cutoff: Signal::default(),
         }
@@ -211,6 +214,8 @@ struct Ctx {
     principal: Principal,
     /// The access decision (not evaluated until the access phase).
     access: Access,
+    /// `RateLimit` and `RateLimit-Policy` of a rate-limited route, for the answer.
+    rate_headers: Option<[(HeaderName, HeaderValue); 2]>,
     /// Fired when the client is gone (hyper dropped the request's future).
     client_gone: Arc<Signal>,
     /// Held until the request is recorded.
@@ -375,6 +380,46 @@ async fn authorize(state: &AppState, ctx: &mut Ctx, route: &Route) -> Result<(),
             Err(r)
         }
     }
+}
+
+/// Phase 2c: the route's rate limit for this caller (its verified principal, else its client
+/// address; an IPv6 client by its /64, which one client usually holds whole). Per task: the
+/// template's WAF rule is the fleet-wide limit.
+fn limit(state: &AppState, ctx: &mut Ctx, route: &Route) -> Result<(), Rejection> {
+    let Some(policy) = &route.rate else {
+        return Ok(());
+    };
+    let key = match &ctx.principal.id {
+        Some(id) => Cow::Borrowed(id.as_str()),
+        None => Cow::Owned(
+            match client_ip(&ctx.parts.headers, ctx.peer.ip(), state.config.trusted_proxies) {
+                IpAddr::V6(v6) => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+                v4 => v4.to_string(),
+            },
+        ),
+    };
+    let decision = state.limiter.check(route.index, &key, policy, Instant::now());
+    let headers = state.limiter.headers("route", &decision);
+    if decision.allowed {
+        ctx.rate_headers = Some(headers);
+        return Ok(());
+    }
+    ctx.access = Access::refused("rate_limited");
+    let mut r = Rejection::new(
+        ErrorCode::RateLimited,
+        format!(
+            "over this route's limit of {policy} per caller; retry in {} s",
+            decision.retry_after_secs
+        ),
+    );
+    r.headers.retain(|(n, _)| n != header::RETRY_AFTER);
+    r.headers
+        .push((header::RETRY_AFTER, HeaderValue::from(decision.retry_after_secs.max(1))));
+    r.headers.extend(headers);
+    Err(r)
 }
 
 /// 405 for `method`, with the methods the path takes in `Allow`.
@@ -933,6 +978,7 @@ pub async fn handle(
         invoked: false,
         principal: Principal::anonymous(),
         access: Access::default(),
+        rate_headers: None,
         client_gone,
         _permits: Vec::new(),
     };
@@ -944,6 +990,7 @@ pub async fn handle(
         }
         let route = route(&state, &mut ctx)?;
         authorize(&state, &mut ctx, route).await?;
+        limit(&state, &mut ctx, route)?;
         let body = read_body(&state, &mut ctx, body).await?;
         if route.record == Recording::Before {
             write_ahead(&state, &mut ctx).await?;
@@ -961,6 +1008,11 @@ pub async fn handle(
             }),
         ),
     };
+    if let Some(headers) = ctx.rate_headers.take() {
+        for (n, v) in headers {
+            reply.headers.insert(n, v);
+        }
+    }
     // An unread body (a rejection before or while reading) leaves the connection unusable.
     let body_pending = ctx.body.is_none()
         && (ctx.declared_len.unwrap_or(0) > 0 || ctx.parts.headers.contains_key(header::TRANSFER_ENCODING));

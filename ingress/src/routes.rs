@@ -36,6 +36,8 @@ struct RouteSpec {
     auth: Option<AuthPolicy>,
     #[serde(default)]
     scopes: Vec<String>,
+    rate: Option<String>,
+    burst: Option<i64>,
 }
 
 /// Which credentials a route accepts.
@@ -103,6 +105,10 @@ pub struct Route {
     pub auth: AuthPolicy,
     /// Scopes of which the caller needs at least one (empty: none needed).
     pub scopes: Vec<String>,
+    /// Its rate limit per caller (principal, else client IP), if any.
+    pub rate: Option<crate::ratelimit::RatePolicy>,
+    /// Its position in the table (the rate limiter's route key).
+    pub index: usize,
 }
 
 /// The result of matching a request.
@@ -216,6 +222,22 @@ impl RouteTable {
                     "{at}: scopes need credentials: auth = \"none\" lets anonymous callers in"
                 ));
             }
+            let rate = match (&spec.rate, spec.burst) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    errors.push(format!("{at}: burst without rate"));
+                    None
+                }
+                (Some(rate), burst) => {
+                    // Without a burst: one second's worth (at least 1).
+                    let burst = burst.unwrap_or_else(|| {
+                        crate::ratelimit::RatePolicy::parse_rate(rate).map_or(1, |r| r.ceil().max(1.0) as i64)
+                    });
+                    crate::ratelimit::RatePolicy::parse(rate, burst)
+                        .map_err(|e| errors.push(format!("{at}: {e}")))
+                        .ok()
+                }
+            };
             if let Ok(segments) = segments {
                 routes.push(Route {
                     pattern: spec.path,
@@ -226,6 +248,8 @@ impl RouteTable {
                     record: spec.record,
                     auth,
                     scopes: spec.scopes,
+                    rate,
+                    index: i,
                 });
             }
         }

@@ -38,8 +38,11 @@ async fn row(ing: &InProcess, id: &str) -> tollgate_core::model::StoredRecord {
     panic!("no row for {id}");
 }
 
-fn event(row: &tollgate_core::model::StoredRecord) -> serde_json::Value {
-    serde_json::from_str(row.audit_payload.as_deref().expect("outbox payload")).unwrap()
+/// A request's audit event, from the outbox or, once written, its audit object (through the API).
+async fn event(ing: &InProcess, id: &str) -> serde_json::Value {
+    let r = request(ing.addr, "GET", &format!("/v1/requests/{id}"), &[], "").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.json()["audit"]["event"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,6 +114,7 @@ async fn refusals_are_challenged_recorded_and_never_reach_the_function() {
             "scope=\"requests:read requests:read:own\"",
         ),
     ];
+    let mut refused = Vec::new();
     for (headers, status, reason, challenge) in cases {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = anon(ing.addr, "GET", "/v1/requests?limit=5", &h).await;
@@ -129,24 +133,29 @@ async fn refusals_are_challenged_recorded_and_never_reach_the_function() {
         assert_eq!(stored.record.status, status);
         assert_eq!(stored.record.access, format!("refused:{reason}"));
         assert_eq!(stored.record.function_name.as_deref(), Some("requests-api"));
-        let ev = event(&stored);
-        assert_eq!(ev["access"]["decision"], "refused");
-        assert_eq!(ev["access"]["reason"], reason);
-        assert_eq!(ev["invoked"], false, "{reason}: a refusal never reaches the function");
         if status == 403 {
             // A 403 knows who asked.
             assert_eq!(stored.record.principal.as_deref(), Some(other_id.as_str()));
-            assert_eq!(ev["principal"]["kind"], "api_key");
         } else {
             assert_eq!(stored.record.principal, None);
-            assert_eq!(ev["principal"]["kind"], "anonymous");
         }
+        refused.push((r.request_id(), reason, status));
     }
     assert_eq!(
         calls.lock().unwrap().get("requests-api"),
         None,
         "no refused request reached the function"
     );
+    // Their audit events say so too (read through the API, which does invoke the function).
+    for (id, reason, status) in refused {
+        let ev = event(&ing, &id).await;
+        assert_eq!(ev["access"]["decision"], "refused");
+        assert_eq!(ev["access"]["reason"], reason);
+        assert_eq!(ev["invoked"], false, "{reason}: a refusal never reaches the function");
+        let kind = if status == 403 { "api_key" } else { "anonymous" };
+        assert_eq!(ev["principal"]["kind"], kind, "{reason}");
+    }
+    let before = calls.lock().unwrap().get("requests-api").copied().unwrap_or(0);
     let ok = request(ing.addr, "GET", "/v1/requests?limit=1", &[], "").await;
     assert_eq!(ok.status, 200);
     let stored = row(&ing, &ok.request_id()).await;
@@ -156,7 +165,7 @@ async fn refusals_are_challenged_recorded_and_never_reach_the_function() {
         tollgate_core::access::PrincipalKind::ApiKey
     );
     assert_eq!(stored.record.scopes, vec!["requests:read".to_string()]);
-    assert_eq!(calls.lock().unwrap().get("requests-api"), Some(&1));
+    assert_eq!(calls.lock().unwrap().get("requests-api"), Some(&(before + 1)));
     ing.stop().await;
 }
 
@@ -312,11 +321,71 @@ async fn a_header_a_client_sets_is_never_a_principal() {
         stored.record.principal_kind,
         tollgate_core::access::PrincipalKind::Anonymous
     );
-    assert_eq!(event(&stored)["principal"]["kind"], "anonymous");
+    assert_eq!(event(&ing, &r.request_id()).await["principal"]["kind"], "anonymous");
     // And the forged header reads nothing.
     anon(ing.addr, "GET", "/v1/requests", &[("x-tollgate-principal", forged)])
         .await
         .assert_error(401, "unauthenticated");
+    ing.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_gets_429s_within_the_rate_and_every_one_is_recorded() {
+    let mut ing = InProcess::start(&[], |_| {}).await;
+    let (_, alice) = key(&ing, "alice", &["x"]).await;
+    // 5/s with bursts of 10 per caller: anonymous callers share their address's bucket.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let addr = ing.addr;
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 25)).await;
+            anon(addr, "GET", &format!("/v1/limited/{i}"), &[]).await
+        }));
+    }
+    let mut ok = 0;
+    let mut limited = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(
+            r.headers.contains_key("ratelimit-policy"),
+            "every answer names the policy"
+        );
+        match r.status.as_u16() {
+            200 => ok += 1,
+            429 => {
+                r.assert_error(429, "rate_limited");
+                let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=2).contains(&retry), "retry-after {retry}");
+                assert!(
+                    r.headers["ratelimit"].to_str().unwrap().contains("r=0"),
+                    "{:?}",
+                    r.headers
+                );
+                limited.push(r.request_id());
+            }
+            s => panic!("status {s}"),
+        }
+    }
+    let window = started.elapsed().as_secs_f64();
+    // Within the configured rate: the burst plus what refilled during the window.
+    let bound = 10.0 + 5.0 * window;
+    assert!(
+        ok as f64 <= bound + 1.0,
+        "{ok} answered in {window:.2} s, bound {bound:.1}"
+    );
+    assert!(ok >= 10, "at least the burst: {ok}");
+    assert!(!limited.is_empty(), "60 requests in {window:.2} s must meet the limit");
+    for id in &limited {
+        let stored = row(&ing, id).await;
+        assert_eq!(stored.record.status, 429);
+        assert_eq!(stored.record.access, "refused:rate_limited");
+        assert_eq!(event(&ing, id).await["invoked"], false);
+    }
+    // Another caller has a bucket of its own.
+    let auth = format!("Bearer {alice}");
+    let r = anon(ing.addr, "GET", "/v1/limited/alice", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "alice is not limited by the anonymous burst");
     ing.stop().await;
 }
 

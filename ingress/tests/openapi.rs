@@ -87,8 +87,8 @@ fn problems(routes_toml: &str, spec: &Value) -> Vec<String> {
                     if resp["content"]["application/problem+json"]["schema"]["$ref"] != "#/components/schemas/Problem" {
                         out.push(format!("{m} {path} {status} is not a problem"));
                     }
-                    if code == 503 && resp["headers"].get("Retry-After").is_none() {
-                        out.push(format!("{m} {path} 503 has no Retry-After"));
+                    if (code == 503 || code == 429) && resp["headers"].get("Retry-After").is_none() {
+                        out.push(format!("{m} {path} {code} has no Retry-After"));
                     }
                 }
             }

@@ -65,10 +65,22 @@ record = "before"
 auth = "none"
 "#;
 
-/// The shipped routes plus the fault route and the write-ahead route.
+/// A rate-limited route the tests add: echo, 5 requests a second per caller, bursts of 10.
+pub const LIMITED_ROUTE: &str = r#"
+[[routes]]
+path = "/v1/limited/{*rest}"
+methods = ["GET"]
+function = "echo"
+timeout_ms = 10000
+auth = "none"
+rate = "5/s"
+burst = 10
+"#;
+
+/// The shipped routes plus the fault route, the write-ahead route and the rate-limited route.
 pub fn test_routes() -> String {
     format!(
-        "{}\n{FAULT_ROUTE}\n{WRITE_AHEAD_ROUTE}",
+        "{}\n{FAULT_ROUTE}\n{WRITE_AHEAD_ROUTE}\n{LIMITED_ROUTE}",
         include_str!("../../../routes.toml")
     )
 }
