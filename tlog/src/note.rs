@@ -402,6 +402,18 @@ fn parse_note(msg: &[u8]) -> Result<(String, Vec<SignatureLine>), Error> {
     Ok((text.to_owned(), out))
 }
 
+/// Parses a note's syntax without verifying anything: every signature is in `unverified`.
+/// The text MUST be ignored unless a trusted key's signature verifies (signed-note): this is
+/// for tools that show which keys signed, not for trusting the content.
+pub fn parse_unverified(msg: &[u8]) -> Result<Note, Error> {
+    let (text, sigs) = parse_note(msg)?;
+    Ok(Note {
+        text,
+        verified: Vec::new(),
+        unverified: sigs.into_iter().map(|(s, _)| s).collect(),
+    })
+}
+
 /// Opens a signed note: every signature by a known key must verify, signatures by unknown keys
 /// are ignored, and at least one known key must have signed (signed-note "Signatures").
 pub fn open_note(msg: &[u8], verifiers: &Verifiers) -> Result<Note, Error> {
