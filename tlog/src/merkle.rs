@@ -257,6 +257,65 @@ impl HashReader for MemoryTree {
     }
 }
 
+/// A streaming Merkle Tree Hash over leaves as they come, in O(log n) memory: the root of every
+/// prefix without storing the tree (what `tollgate verify` needs to recompute a log from its
+/// events and compare it with each checkpoint). Allocation-free after the first leaf.
+#[derive(Clone, Default)]
+pub struct RootBuilder {
+    /// Roots of the perfect subtrees covering the leaves so far, largest first.
+    stack: Vec<Hash>,
+    size: u64,
+    hasher: Hasher,
+}
+
+impl RootBuilder {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self {
+            stack: Vec::with_capacity(64),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a leaf by its data (hashed per RFC 6962 section 2.1).
+    pub fn push(&mut self, data: &[u8]) {
+        let h = self.hasher.leaf(data);
+        self.push_hash(h);
+    }
+
+    /// Adds a leaf by its leaf hash.
+    pub fn push_hash(&mut self, leaf: Hash) {
+        let mut h = leaf;
+        let mut n = self.size;
+        // Each trailing one bit of the old size is a perfect subtree this leaf completes.
+        while n & 1 == 1 {
+            if let Some(left) = self.stack.pop() {
+                h = self.hasher.node(&left, &h);
+            }
+            n >>= 1;
+        }
+        self.stack.push(h);
+        self.size += 1;
+    }
+
+    /// The number of leaves so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// MTH of the leaves so far (RFC 6962 section 2.1: the subtrees fold right to left).
+    pub fn root(&mut self) -> Hash {
+        let Some((last, rest)) = self.stack.split_last() else {
+            return EMPTY_ROOT;
+        };
+        let mut r = *last;
+        for h in rest.iter().rev() {
+            r = self.hasher.node(h, &r);
+        }
+        r
+    }
+}
+
 /// Appends the stored positions of the maximal complete subtrees covering leaves [lo, hi),
 /// left to right (their hashes fold right-to-left into MTH(D[lo:hi])).
 fn subtree_index(mut lo: u64, hi: u64, need: &mut Vec<u64>) {
@@ -620,6 +679,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn root_builder_agrees_with_the_stored_tree_at_every_size() {
+        let mut tree = MemoryTree::new();
+        let mut builder = RootBuilder::new();
+        assert_eq!(builder.root(), EMPTY_ROOT);
+        for i in 0..1100u64 {
+            let data = i.to_be_bytes();
+            tree.append(&data);
+            builder.push(&data);
+            assert_eq!(builder.root(), tree.root(i + 1).unwrap(), "size {}", i + 1);
+        }
+        assert_eq!(builder.size(), 1100);
     }
 
     #[test]
