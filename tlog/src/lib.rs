@@ -12,6 +12,8 @@
 //! The tests check every function against independent test vectors (`tests/vectors/`, with
 //! their sources in `tests/vectors/SOURCE.md`).
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;

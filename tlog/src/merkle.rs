@@ -23,6 +23,17 @@ pub const EMPTY_ROOT: Hash = [
     0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
+/// The largest tree size the stored-hash arithmetic handles (2^62 leaves; beyond, positions
+/// overflow a `u64`). Proof verification has no such limit.
+pub const MAX_TREE_SIZE: u64 = 1 << 62;
+
+fn check_size(size: u64) -> Result<(), Error> {
+    if size > MAX_TREE_SIZE {
+        return Err(Error::Range(format!("tree size {size} > 2^62")));
+    }
+    Ok(())
+}
+
 /// Leaf hash: SHA-256(0x00 || data) (RFC 6962 section 2.1).
 pub fn leaf_hash(data: &[u8]) -> Hash {
     let mut h = Sha256::new();
@@ -172,6 +183,7 @@ impl HashReader for Vec<Hash> {
 /// The hashes to append to storage when leaf `index` (hash `leaf`) is added to a tree of
 /// `index` leaves: the leaf hash, then one node hash per subtree it completes.
 pub fn stored_hashes_for_leaf(index: u64, leaf: Hash, reader: &(impl HashReader + ?Sized)) -> Result<Vec<Hash>, Error> {
+    check_size(index)?;
     let m = (index + 1).trailing_zeros();
     // Left siblings at levels m-1 .. 0, asked for in increasing stored order.
     let stored: Vec<u64> = (0..m).rev().map(|l| stored_hash_index(l, (index >> l) - 1)).collect();
@@ -361,6 +373,7 @@ fn read_exact(reader: &(impl HashReader + ?Sized), stored: &[u64]) -> Result<Vec
 /// The Merkle Tree Hash of the first `size` leaves (RFC 6962 section 2.1), read from stored
 /// hashes: at most log2(size) + 1 of them.
 pub fn tree_hash(size: u64, reader: &(impl HashReader + ?Sized)) -> Result<Hash, Error> {
+    check_size(size)?;
     if size == 0 {
         return Ok(EMPTY_ROOT);
     }
@@ -406,6 +419,7 @@ fn inclusion_fold(lo: u64, hi: u64, m: u64, hashes: &mut &[Hash], proof: &mut Ve
 /// The inclusion proof (audit path) of leaf `index` in the tree of `size` leaves
 /// (RFC 6962 section 2.1.1), from the leaf's sibling up to the root's child.
 pub fn prove_inclusion(index: u64, size: u64, reader: &(impl HashReader + ?Sized)) -> Result<Vec<Hash>, Error> {
+    check_size(size)?;
     if index >= size {
         return Err(Error::Range(format!("leaf index {index} >= tree size {size}")));
     }
@@ -467,6 +481,7 @@ pub fn prove_consistency(
     new_size: u64,
     reader: &(impl HashReader + ?Sized),
 ) -> Result<Vec<Hash>, Error> {
+    check_size(new_size)?;
     if old_size > new_size {
         return Err(Error::Range(format!("old size {old_size} > new size {new_size}")));
     }
@@ -642,6 +657,10 @@ mod tests {
         for i in 0..300u64 {
             tree.append(format!("leaf {i}").as_bytes());
             assert_eq!(stored_hash_count(i + 1), tree.stored().len() as u64);
+            // The stored hashes a storage adapter appends for leaf i are the tree's.
+            let start = stored_hash_index(0, i) as usize;
+            let added = stored_hashes_for_leaf(i, leaf_hash(format!("leaf {i}").as_bytes()), &tree.stored()[..start]);
+            assert_eq!(added.unwrap().as_slice(), &tree.stored()[start..]);
         }
     }
 
@@ -704,6 +723,8 @@ mod tests {
         assert!(verify_consistency(3, 2, &EMPTY_ROOT, &EMPTY_ROOT, &[]).is_err());
         assert!(verify_consistency(0, 5, &[1; 32], &EMPTY_ROOT, &[]).is_err());
         assert!(verify_inclusion(&EMPTY_ROOT, 0, u64::MAX, &[EMPTY_ROOT; 70], &EMPTY_ROOT).is_err());
+        assert!(prove_inclusion(0, u64::MAX, &tree).is_err());
+        assert!(tree_hash(u64::MAX, &tree).is_err());
         // A reader that is missing hashes fails cleanly.
         let empty: Vec<Hash> = Vec::new();
         assert!(tree_hash(3, &empty).is_err());

@@ -6,7 +6,9 @@
 //! the height stays a parameter here so that its test vectors apply, but [`Tile::path`] is the
 //! C2SP path, which has no height element.
 
-use crate::merkle::{node_hash, split_stored_hash_index, stored_hash_index, Hash, HashReader, HASH_SIZE};
+use crate::merkle::{
+    node_hash, split_stored_hash_index, stored_hash_index, Hash, HashReader, HASH_SIZE, MAX_TREE_SIZE,
+};
 use crate::Error;
 use std::collections::HashMap;
 
@@ -15,6 +17,13 @@ pub const TILE_HEIGHT: u8 = 8;
 
 /// The width of a full C2SP tile, in hashes.
 pub const FULL_WIDTH: u16 = 1 << TILE_HEIGHT;
+
+/// The largest tile height handled (a full tile's width must fit a `u16`); C2SP uses 8.
+pub const MAX_HEIGHT: u8 = 15;
+
+fn valid_height(height: u8) -> bool {
+    (1..=MAX_HEIGHT).contains(&height)
+}
 
 /// One tile: `width` hashes of tree level `height * level`, starting at hash `n * 2^height`
 /// of that level. A tile narrower than 2^height is partial (tlog-tiles "Partial Tiles").
@@ -86,7 +95,7 @@ fn parse_index_and_width(s: &str, full: u32) -> Option<(u64, u32)> {
 impl Tile {
     /// Whether the tile is full (2^height hashes wide).
     pub fn is_full(&self) -> bool {
-        u32::from(self.width) == 1u32 << self.height
+        1u32.checked_shl(u32::from(self.height)) == Some(u32::from(self.width))
     }
 
     /// The C2SP path `tile/<L>/<N>[.p/<W>]` (tlog-tiles "Merkle Tree").
@@ -114,7 +123,7 @@ impl Tile {
     /// encoding is accepted (L 0..=63 and W 1..2^H-1 without leading zeroes, `x` elements).
     pub fn parse_path(path: &str, height: u8) -> Result<Tile, Error> {
         let bad = || Error::Malformed("tile path");
-        if !(1..=30).contains(&height) {
+        if !valid_height(height) {
             return Err(bad());
         }
         let rest = path.strip_prefix("tile/").ok_or_else(bad)?;
@@ -153,10 +162,14 @@ impl Tile {
 
 /// The tiles to write when the tree grows from `old_size` to `new_size` leaves: every tile
 /// that is new or wider, full tiles first at each level, then the partial one
-/// (golang.org/x/mod/sumdb/tlog `NewTiles`; tlog-tiles "Partial Tiles").
+/// (golang.org/x/mod/sumdb/tlog `NewTiles`; tlog-tiles "Partial Tiles"). None for a height
+/// outside 1..=[`MAX_HEIGHT`].
 pub fn new_tiles(height: u8, old_size: u64, new_size: u64) -> Vec<Tile> {
     let h = u32::from(height);
     let mut tiles = Vec::new();
+    if !valid_height(height) {
+        return tiles;
+    }
     let mut level = 0u32;
     while level < 64 && h * level < 64 && new_size >> (h * level) > 0 {
         let old_n = old_size >> (h * level);
@@ -225,11 +238,7 @@ fn tile_hash(data: &[u8]) -> Hash {
 
 /// The stored hash at `stored`, read from (or computed within) the data of tile `tile`.
 pub fn hash_from_tile(tile: &Tile, data: &[u8], stored: u64) -> Result<Hash, Error> {
-    if !(1..=30).contains(&tile.height)
-        || tile.level > 63
-        || tile.width == 0
-        || u32::from(tile.width) > 1u32 << tile.height
-    {
+    if !valid_height(tile.height) || tile.level > 63 || tile.width == 0 || u32::from(tile.width) > 1u32 << tile.height {
         return Err(Error::Malformed("tile"));
     }
     if data.len() < usize::from(tile.width) * HASH_SIZE {
@@ -315,8 +324,11 @@ impl<R: TileReader + ?Sized> HashReader for TileHashReader<'_, R> {
     fn read_hashes(&self, stored: &[u64]) -> Result<Vec<Hash>, Error> {
         let h = self.tiles.height();
         let size = self.size;
-        if size == 0 {
-            return Err(Error::Range("the empty tree has no hashes".into()));
+        if !valid_height(h) {
+            return Err(Error::Malformed("tile height"));
+        }
+        if size == 0 || size > MAX_TREE_SIZE {
+            return Err(Error::Range(format!("no hashes in a tree of size {size}")));
         }
         // The tiles to read, parents before children, with their positions.
         let mut order: Vec<Tile> = Vec::new();
