@@ -153,6 +153,15 @@ impl Tile {
         })
     }
 
+    /// The stored-hash positions ([`stored_hash_index`]) of the tile's hashes, in order: the
+    /// hashes of tree level H*L, indexes `n * 2^H ..` (tlog-tiles "Merkle Tree"). The hashes of
+    /// the H-1 levels above them are computed from these ([`hash_from_tile`]).
+    pub fn stored_indexes(&self) -> impl Iterator<Item = u64> {
+        let level = u32::from(self.height) * u32::from(self.level);
+        let start = self.n << self.height;
+        (0..u64::from(self.width)).map(move |i| stored_hash_index(level, start + i))
+    }
+
     /// The index range of entries `[start, end)` the full tile spans (tlog-tiles "start index").
     pub fn entry_range(&self) -> (u64, u64) {
         let shift = u32::from(self.height) * (u32::from(self.level) + 1);
@@ -258,11 +267,7 @@ pub fn hash_from_tile(tile: &Tile, data: &[u8], stored: u64) -> Result<Hash, Err
 /// The bytes of tile `tile`: its hashes concatenated, read from a hash source
 /// (golang.org/x/mod/sumdb/tlog `ReadTileData`). This is what a log writes at [`Tile::path`].
 pub fn read_tile_data(tile: &Tile, reader: &(impl HashReader + ?Sized)) -> Result<Vec<u8>, Error> {
-    let level = u32::from(tile.height) * u32::from(tile.level);
-    let start = tile.n << tile.height;
-    let stored: Vec<u64> = (0..u64::from(tile.width))
-        .map(|i| stored_hash_index(level, start + i))
-        .collect();
+    let stored: Vec<u64> = tile.stored_indexes().collect();
     let hashes = reader.read_hashes(&stored)?;
     if hashes.len() != stored.len() {
         return Err(Error::Storage("wrong number of hashes returned".into()));
@@ -521,6 +526,19 @@ mod tests {
         };
         assert_eq!(t.path(), "tile/0/x001/x234/067");
         assert_eq!(Tile::parse_path("tile/0/x001/x234/067", 8).unwrap(), t);
+        // Level 1, tile 2, 3 hashes wide: MTHs of leaves [(512+i)*256, (513+i)*256), stored at
+        // level 8, indexes 512..515.
+        let t1 = Tile {
+            height: 8,
+            level: 1,
+            n: 2,
+            width: 3,
+        };
+        let want: Vec<u64> = (512..515).map(|i| stored_hash_index(8, i)).collect();
+        assert_eq!(t1.stored_indexes().collect::<Vec<_>>(), want);
+        let split: Vec<(u32, u64)> = want.iter().map(|&x| split_stored_hash_index(x)).collect();
+        assert_eq!(split, vec![(8, 512), (8, 513), (8, 514)]);
+        assert_eq!(tile_for_index(8, want[2]), t1);
         let p = Tile {
             height: 8,
             level: 2,
