@@ -513,3 +513,68 @@ fn tlog_proof_signed_with_the_sumdb_test_key_verifies_end_to_end() {
         );
     }
 }
+
+#[test]
+fn production_sum_golang_org_checkpoint_and_cosignatures_verify() {
+    let v = json("transparency-dev-formats-note.json");
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    let strings = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Key pairs of TestParseCheckpoint: each signer key derives its verifier key.
+    for pair in v["keys"].as_array().unwrap() {
+        let (vkey, skey) = (pair["vkey"].as_str().unwrap(), pair["skey"].as_str().unwrap());
+        let signer = Ed25519Signer::parse(skey).unwrap();
+        assert_eq!(signer.verifier_key().to_string(), vkey);
+        assert_eq!(VerifierKey::parse(vkey).unwrap(), signer.verifier_key());
+    }
+
+    // A real signed tree head of the Go checksum database, signed by its production key.
+    let sumdb = Verifiers::parse(&[s("sum_golang_org_vkey")]).unwrap();
+    let note = s("sumdb_checkpoint");
+    let cp = Checkpoint::parse(&open_note(note.as_bytes(), &sumdb).unwrap().text).unwrap();
+    assert_eq!(
+        (cp.origin.as_str(), cp.size),
+        (v["sumdb_origin"].as_str().unwrap(), v["sumdb_size"].as_u64().unwrap())
+    );
+    assert_eq!(cp.to_text(), note.split("\n\n").next().unwrap().to_owned() + "\n");
+    // Its origin is not its key name: Checkpoint::open wants the log's key named as the origin.
+    assert_eq!(Checkpoint::open(note.as_bytes(), &sumdb), Err(Error::Unverified));
+    // One changed digit of the size breaks the signature.
+    let forged = note.replacen("6476701", "6476702", 1);
+    assert!(matches!(
+        open_note(forged.as_bytes(), &sumdb),
+        Err(Error::BadSignature(_))
+    ));
+
+    // BenchmarkParse: cosignatures by three more keys over the same text all verify; lines under
+    // names no verifier has (random1, random2: the witness's signature) are ignored.
+    let cosigners = Verifiers::parse(&strings("cosigner_vkeys")).unwrap();
+    let mut all = note.clone();
+    for line in strings("cosignature_lines")
+        .iter()
+        .chain(&strings("unknown_name_lines"))
+    {
+        all.push_str(line);
+        all.push('\n');
+    }
+    let n = open_note(all.as_bytes(), &cosigners).unwrap();
+    let names: Vec<&str> = n.verified.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["monkeys", "bananas", "witness"]);
+    let ignored: Vec<&str> = n.unverified.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(ignored, ["sum.golang.org", "random1", "random2"]);
+    let mut every = strings("cosigner_vkeys");
+    every.push(s("sum_golang_org_vkey"));
+    assert_eq!(
+        open_note(all.as_bytes(), &Verifiers::parse(&every).unwrap())
+            .unwrap()
+            .verified
+            .len(),
+        4
+    );
+}
