@@ -163,7 +163,10 @@ pub type SignFuture<'a> = Pin<Box<dyn Future<Output = Result<[u8; 64], Error>> +
 /// SigningAlgorithmSpec/); the AWS SDK for Kotlin reference, `SignRequest.messageType`: "Use RAW
 /// for unhashed messages ... KMS uses the standard signing algorithm" (sdk.amazonaws.com/kotlin/
 /// api/latest/kms/aws.sdk.kotlin.services.kms.model/-sign-request/-builder/message-type.html). The
-/// KMS developer guide page on Ed25519 key specs was not among the stored documents.
+/// KMS developer guide page on Ed25519 key specs was not among the stored documents, nor was the
+/// encoding of the `Signature` KMS returns for Ed25519: an adapter must require exactly 64 bytes
+/// (RFC 8032) and check one signature against the `GetPublicKey` key (an RFC 8410 SPKI whose last
+/// 32 bytes are the key) with [`VerifierKey::verify`] before it signs checkpoints.
 pub trait NoteSigner: Send + Sync {
     /// The key name written in the signature line.
     fn name(&self) -> &str;
