@@ -5,13 +5,38 @@
 //!
 //! Each timing also checks its result, so a fast wrong answer fails.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use tollgate_tlog::merkle::{prove_inclusion, root_from_inclusion, verify_inclusion, Hasher, MemoryTree, RootBuilder};
 use tollgate_tlog::note::{now_or_never, open_note, sign_note, Ed25519Signer, Verifiers};
-use tollgate_tlog::{verify_proof, Checkpoint, TlogProof};
+use tollgate_tlog::tile::{new_tiles, read_tile_data, TILE_HEIGHT};
+use tollgate_tlog::{verify_proof, Checkpoint, Error, Tile, TileHashReader, TileReader, TlogProof};
 
 const EVENTS: u64 = 1_000_000;
+
+/// C2SP tiles kept in memory, by (level, index); a partial tile's reader gets the widest data.
+struct TileStore {
+    tiles: HashMap<(u8, u64), Vec<u8>>,
+}
+
+impl TileReader for TileStore {
+    fn height(&self) -> u8 {
+        TILE_HEIGHT
+    }
+
+    fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, Error> {
+        tiles
+            .iter()
+            .map(|t| {
+                self.tiles
+                    .get(&(t.level, t.n))
+                    .cloned()
+                    .ok_or_else(|| Error::Storage(t.path()))
+            })
+            .collect()
+    }
+}
 
 /// An audit-event-like NDJSON line of about 300 bytes.
 fn event(i: u64, buf: &mut Vec<u8>) {
@@ -110,11 +135,65 @@ fn timing_tree_building_proofs_and_verification() {
     );
     assert!(root_from_inclusion(&leaves[1], 0, EVENTS, &proofs[0]).unwrap() != root);
 
+    // Proofs served from C2SP tiles (what `tollgate prove` does against the object store, minus
+    // the fetches): every tile read is authenticated against the checkpoint's root.
+    let tiles = TileStore {
+        tiles: new_tiles(TILE_HEIGHT, 0, EVENTS)
+            .into_iter()
+            .map(|t| ((t.level, t.n), read_tile_data(&t, &tree).unwrap()))
+            .collect(),
+    };
+    let thr = TileHashReader::new(EVENTS, root, &tiles);
+    let m = 2_000u64;
+    let t = Instant::now();
+    for k in 0..m {
+        let index = (k * 7919) % EVENTS;
+        let proof = prove_inclusion(index, EVENTS, &thr).unwrap();
+        std::hint::black_box(proof);
+    }
+    println!(
+        "inclusion proof from authenticated tiles (tree of 1M): {}",
+        rate(m, t.elapsed().as_secs_f64())
+    );
+    for k in 0..50 {
+        let index = (k * 7919 * 40) % EVENTS;
+        assert_eq!(
+            prove_inclusion(index, EVENTS, &thr).unwrap(),
+            prove_inclusion(index, EVENTS, &tree).unwrap()
+        );
+    }
+
+    // Receipts (issue 15 item 4): per group commit, a small tree over the commit's events, one
+    // Ed25519 signature of its root, and each event's path in it.
+    let signer = Ed25519Signer::from_seed("tollgate.test/receipts", &[6; 32]).unwrap();
+    for batch in [16usize, 64, 256] {
+        let commits = 2_000 / batch as u64 + 50;
+        let t = Instant::now();
+        for c in 0..commits {
+            let mut small = MemoryTree::with_capacity(batch);
+            for i in 0..batch as u64 {
+                event(c * 1000 + i, &mut buf);
+                small.append(&buf);
+            }
+            let size = small.size();
+            let small_root = small.root(size).unwrap();
+            let sig = signer.sign_now(&small_root);
+            std::hint::black_box(sig);
+            for i in 0..size {
+                std::hint::black_box(prove_inclusion(i, size, &small).unwrap());
+            }
+        }
+        println!(
+            "receipts, group commits of {batch}: {} per request (hashing, tree, proof, 1 signature per commit)",
+            rate(commits * batch as u64, t.elapsed().as_secs_f64())
+        );
+    }
+
     // Checkpoint signing and note verification (Ed25519), and a whole tlog-proof.
     let signer = Ed25519Signer::from_seed("tollgate.test/log", &[5; 32]).unwrap();
+    let m = 5_000u64;
     let verifiers = Verifiers::new(vec![signer.verifier_key()]);
     let text = Checkpoint::new("tollgate.test/log", EVENTS, root).to_text();
-    let m = 5_000u64;
     let t = Instant::now();
     let mut signed = String::new();
     for _ in 0..m {
