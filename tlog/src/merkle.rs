@@ -95,17 +95,19 @@ fn split(n: u64) -> u64 {
 pub fn stored_hash_index(level: u32, index: u64) -> u64 {
     // Level L's n-th hash is stored right after level L+1's (2n+1)-th leaf descendant's hashes:
     // walk down to the level-0 numbering, where leaf n sits at n + n/2 + n/4 + ...
+    // Wrapping arithmetic: positions are meaningful for trees up to MAX_TREE_SIZE; past that
+    // the result is garbage, never a panic.
     let mut n = index;
-    for _ in 0..level {
-        n = 2 * n + 1;
+    for _ in 0..level.min(64) {
+        n = n.wrapping_mul(2).wrapping_add(1);
     }
     let mut i = 0u64;
     let mut m = n;
     while m > 0 {
-        i += m;
+        i = i.wrapping_add(m);
         m >>= 1;
     }
-    i + u64::from(level)
+    i.wrapping_add(u64::from(level))
 }
 
 /// The (level, index) of the hash at a stored position: the inverse of [`stored_hash_index`].

@@ -156,16 +156,37 @@ impl Tile {
     /// The stored-hash positions ([`stored_hash_index`]) of the tile's hashes, in order: the
     /// hashes of tree level H*L, indexes `n * 2^H ..` (tlog-tiles "Merkle Tree"). The hashes of
     /// the H-1 levels above them are computed from these ([`hash_from_tile`]).
+    /// Empty for a tile outside a tree of [`MAX_TREE_SIZE`] leaves or of an invalid height.
     pub fn stored_indexes(&self) -> impl Iterator<Item = u64> {
         let level = u32::from(self.height) * u32::from(self.level);
-        let start = self.n << self.height;
-        (0..u64::from(self.width)).map(move |i| stored_hash_index(level, start + i))
+        let (start, _) = self.entry_range();
+        let width = if self.in_range() { u64::from(self.width) } else { 0 };
+        let start = start >> level.min(63);
+        (0..width).map(move |i| stored_hash_index(level, start + i))
+    }
+
+    /// Whether the tile is valid (height 1..=[`MAX_HEIGHT`], level <= 63, width 1..=2^H) and
+    /// within a tree of [`MAX_TREE_SIZE`] leaves.
+    pub fn in_range(&self) -> bool {
+        valid_height(self.height)
+            && self.level <= 63
+            && self.width >= 1
+            && u32::from(self.width) <= 1u32 << self.height
+            && self.entry_range().1 <= MAX_TREE_SIZE
     }
 
     /// The index range of entries `[start, end)` the full tile spans (tlog-tiles "start index").
+    /// Saturates at `u64::MAX` for tiles beyond any tree.
     pub fn entry_range(&self) -> (u64, u64) {
         let shift = u32::from(self.height) * (u32::from(self.level) + 1);
-        (self.n << shift, (self.n + 1) << shift)
+        let at = |n: u64| -> u64 {
+            match n {
+                0 => 0,
+                _ if shift >= 64 => u64::MAX,
+                _ => u64::try_from(u128::from(n) << shift).unwrap_or(u64::MAX),
+            }
+        };
+        (at(self.n), at(self.n.saturating_add(1)))
     }
 }
 
@@ -267,6 +288,9 @@ pub fn hash_from_tile(tile: &Tile, data: &[u8], stored: u64) -> Result<Hash, Err
 /// The bytes of tile `tile`: its hashes concatenated, read from a hash source
 /// (golang.org/x/mod/sumdb/tlog `ReadTileData`). This is what a log writes at [`Tile::path`].
 pub fn read_tile_data(tile: &Tile, reader: &(impl HashReader + ?Sized)) -> Result<Vec<u8>, Error> {
+    if !tile.in_range() {
+        return Err(Error::Range(format!("tile {} outside any tree", tile.path())));
+    }
     let stored: Vec<u64> = tile.stored_indexes().collect();
     let hashes = reader.read_hashes(&stored)?;
     if hashes.len() != stored.len() {
@@ -296,7 +320,7 @@ fn tile_parent(tile: Tile, k: u32, size: u64) -> Option<Tile> {
     let mut t = Tile {
         height: tile.height,
         level: level as u8,
-        n: tile.n >> (k * h),
+        n: tile.n.checked_shr(k * h).unwrap_or(0),
         width: 1 << h,
     };
     let max = if level * h >= 64 { 0 } else { size >> (level * h) };

@@ -143,6 +143,13 @@ fn verifiers_never_panic_on_random_sizes_and_proofs() {
         let data = vec![0u8; (rng.below(10) * 32) as usize];
         let _ = hash_from_tile(&tile, &data, pick(&mut rng) % (1 << 60));
         let _ = tile.path();
+        let _ = (
+            tile.entry_range(),
+            tile.stored_indexes().count(),
+            tile.in_range(),
+            tile.entries_path(),
+        );
+        let _ = tollgate_tlog::tile::read_tile_data(&tile, &[[0u8; 32]; 4][..]);
     }
 }
 
