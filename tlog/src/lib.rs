@@ -9,8 +9,10 @@
 //! or writes storage: proof generation asks a [`merkle::HashReader`] for stored hashes, which a
 //! database, a memory vector or a [`tile::TileHashReader`] over an object store can serve.
 //!
-//! The tests check every function against independent test vectors (`tests/vectors/`, with
-//! their sources in `tests/vectors/SOURCE.md`).
+//! Hashes, proofs, tile paths, keys and signatures are checked against independent test vectors
+//! (`tests/vectors/`, with their sources in `tests/vectors/SOURCE.md`): RFC 6962 vectors, real
+//! Certificate Transparency and Go checksum database proofs and signed tree heads, and the test
+//! data of golang.org/x/mod and transparency-dev.
 
 #![warn(missing_docs)]
 
