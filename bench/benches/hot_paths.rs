@@ -169,5 +169,115 @@ fn rate_limit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, alb_paths, redact, rate_limit, audit_encode, group_commit);
+/// The access phase per request, beside the unauthenticated path: an API key with a warm
+/// cache, a repeated ES256 JWT (the verification cache), and first-seen ES256 JWTs (the cache
+/// off, so every one is verified). Targets (issue 14): <= 2 us, <= 3 us, <= 100 us.
+fn access(c: &mut Criterion) {
+    use base64::Engine as _;
+    use tollgate_ingress::auth::Authenticator;
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap();
+    let keys: std::sync::Arc<dyn tollgate_core::ports::KeyStore> = std::sync::Arc::new(log);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let key = rt
+        .block_on(tollgate_ingress::ops::create_key(&*keys, "bench", &["requests:read".into()], None))
+        .unwrap();
+    // The ES256 test key of tollgate-auth and its JWKS.
+    let pem = include_bytes!("../../auth/tests/keys/p256.pem");
+    let pub_pem = std::str::from_utf8(include_bytes!("../../auth/tests/keys/p256.pub.pem")).unwrap();
+    let b64: String = pub_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let spki = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "ec",
+        "x": url.encode(&spki[27..59]), "y": url.encode(&spki[59..91])}]});
+    std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+    let env = |cache: &str| {
+        vec![
+            ("TOLLGATE_JWT_ISSUER".to_string(), "https://issuer.test/".to_string()),
+            ("TOLLGATE_JWT_AUDIENCES".to_string(), "tollgate".to_string()),
+            ("TOLLGATE_JWT_JWKS_FILE".to_string(), dir.join("jwks.json").display().to_string()),
+            ("TOLLGATE_MODE".to_string(), cache.to_string()),
+        ]
+    };
+    let config = |cache_tokens: bool| {
+        let (mut c, _) = tollgate_ingress::config::IngressConfig::from_sources(env("embedded"), Vec::new()).unwrap();
+        if !cache_tokens {
+            c.jwt.as_mut().unwrap().cache_capacity = 0;
+        }
+        c
+    };
+    let cached = Authenticator::from_config(keys.clone(), &config(true)).unwrap();
+    let uncached = Authenticator::from_config(keys.clone(), &config(false)).unwrap();
+    let routes = tollgate_ingress::routes::RouteTable::parse(
+        "[[routes]]\npath = \"/open\"\nmethods = [\"GET\"]\nfunction = \"f\"\ntimeout_ms = 5\nauth = \"none\"\n\
+         [[routes]]\npath = \"/read\"\nmethods = [\"GET\"]\nfunction = \"f\"\ntimeout_ms = 5\nauth = \"any\"\n\
+         scopes = [\"requests:read\", \"requests:read:own\"]\n",
+    )
+    .unwrap();
+    let (open, read) = (&routes.routes()[0], &routes.routes()[1]);
+    let token = |i: u64| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = serde_json::json!({"iss": "https://issuer.test/", "aud": "tollgate", "sub": format!("user-{i}"),
+            "exp": now + 3600, "iat": now, "scope": "requests:read"});
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("ec".into());
+        jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(pem).unwrap()).unwrap()
+    };
+    let bearer = |t: &str| {
+        let mut h = typical_headers();
+        h.insert("authorization", HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
+        h
+    };
+    let mut anonymous = typical_headers();
+    anonymous.remove("authorization");
+    let key_headers = bearer(&key.token);
+    let jwt_headers = bearer(&token(0));
+    let fresh: Vec<HeaderMap> = (1..=2000).map(|i| bearer(&token(i))).collect();
+    for (a, h, r) in [(&cached, &key_headers, read), (&cached, &jwt_headers, read), (&cached, &anonymous, open)] {
+        assert!(rt.block_on(a.authorize(h, r)).is_ok(), "the bench's credentials are good");
+    }
+    // The targets are CPU per request: each sample is this thread's CPU time
+    // (CLOCK_THREAD_CPUTIME_ID), so other processes on the 2 cores do not count against it.
+    let mut g = c.benchmark_group("access_cpu");
+    g.throughput(Throughput::Elements(1));
+    let cpu = |iters: u64, f: &mut dyn FnMut()| {
+        let start = thread_cpu();
+        for _ in 0..iters {
+            f();
+        }
+        thread_cpu() - start
+    };
+    g.bench_function("anonymous_open_route", |b| {
+        b.iter_custom(|n| cpu(n, &mut || assert!(rt.block_on(cached.authorize(black_box(&anonymous), open)).is_ok())))
+    });
+    g.bench_function("api_key_warm_cache", |b| {
+        b.iter_custom(|n| cpu(n, &mut || assert!(rt.block_on(cached.authorize(black_box(&key_headers), read)).is_ok())))
+    });
+    g.bench_function("jwt_es256_repeated", |b| {
+        b.iter_custom(|n| cpu(n, &mut || assert!(rt.block_on(cached.authorize(black_box(&jwt_headers), read)).is_ok())))
+    });
+    let mut i = 0;
+    g.bench_function("jwt_es256_first_seen", |b| {
+        b.iter_custom(|n| {
+            cpu(n, &mut || {
+                i = (i + 1) % fresh.len();
+                assert!(rt.block_on(uncached.authorize(black_box(&fresh[i]), read)).is_ok())
+            })
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// This thread's CPU time so far.
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+criterion_group!(benches, alb_paths, redact, rate_limit, access, audit_encode, group_commit);
 criterion_main!(benches);
