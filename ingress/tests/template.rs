@@ -505,21 +505,6 @@ fn every_function_environment_parses_with_its_binary_settings() {
             continue; // echo reads no settings
         }
         let mut reader = SettingsReader::new(env.clone(), Vec::new());
-        if f == "LogExporterFunction" {
-            let settings = tollgate_log_exporter::ExportSettings::read(&mut reader);
-            reader.finish().unwrap_or_else(|e| panic!("{f}: {e}"));
-            // It exports the ingress's container logs, to the log bucket's exported prefix.
-            let ingress_group = t.eval(&t.props("IngressLogGroup")["LogGroupName"]).unwrap();
-            assert!(
-                settings.log_groups.contains(&"ref-IngressLogGroup".to_string()),
-                "{:?}",
-                settings.log_groups
-            );
-            assert!(ingress_group.starts_with("/ecs/"));
-            let policy = serde_json::to_string(&t.props("LogBucketPolicy")["PolicyDocument"]).unwrap();
-            assert!(policy.contains(&format!("{}/*", settings.prefix)), "{policy}");
-            continue;
-        }
         let mode = ModeSettings::read(&mut reader);
         if f == "AuditReconcilerFunction" {
             let settings = ReconcileSettings::read(&mut reader);
@@ -820,5 +805,189 @@ fn the_operations_doc_says_what_each_alarm_means() {
     assert_eq!(
         documented, alarms,
         "docs/operations.md's alarm table vs template.yaml's alarms"
+    );
+}
+
+/// A value or a list of them (IAM `Action`/`Resource`, `DependsOn`) as a list.
+fn one_or_many(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Sequence(seq) => seq.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+impl Template {
+    /// The IAM statements of a role (`AWS::IAM::Role` inline policies) or of a SAM function
+    /// (`Policies` statements).
+    fn statements(&self, holder: &str) -> Vec<&Value> {
+        let props = self.props(holder);
+        props["Policies"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{holder} has no Policies"))
+            .iter()
+            .flat_map(|p| {
+                let doc = if p.get("PolicyDocument").is_some() {
+                    &p["PolicyDocument"]
+                } else {
+                    p
+                };
+                doc["Statement"].as_sequence().into_iter().flatten()
+            })
+            .collect()
+    }
+
+    /// `(action, evaluated resource)` for every Allow of a role or function.
+    fn grants(&self, holder: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for st in self.statements(holder) {
+            assert_eq!(s(&st["Effect"]), "Allow", "{holder}: only Allow statements");
+            for action in one_or_many(&st["Action"]) {
+                for resource in one_or_many(&st["Resource"]) {
+                    out.push((s(action).to_string(), self.eval(resource).unwrap()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The logs archived to S3: the ingress's container logs and the logs of the audit path (the
+/// audit writer and the scheduled functions), as the hourly export took them before.
+fn archived_log_groups(t: &Template) -> BTreeSet<String> {
+    use tollgate_ingress::registry::Kind;
+    let mut groups = BTreeSet::from(["IngressLogGroup".to_string()]);
+    for f in tollgate_ingress::registry::functions() {
+        if matches!(f.kind, Kind::AuditWriter | Kind::Scheduled) {
+            let group = intrinsic(&t.props(&f.template)["LoggingConfig"]["LogGroup"]).unwrap().1;
+            groups.insert(s(group).to_string());
+        }
+    }
+    groups
+}
+
+#[test]
+fn every_archived_log_group_is_subscribed_to_the_archive_stream() {
+    let t = Template::load();
+    let getatt = |v: &Value| {
+        let (f, arg) = intrinsic(v).unwrap_or_else(|| panic!("not an intrinsic: {v:?}"));
+        assert_eq!(f, "GetAtt");
+        getatt_parts(arg)
+    };
+    let mut subscribed = BTreeSet::new();
+    for filter in t.of_type("AWS::Logs::SubscriptionFilter") {
+        let p = t.props(&filter);
+        assert_eq!(
+            getatt(&p["DestinationArn"]),
+            ("LogArchiveStream".into(), "Arn".into()),
+            "{filter}"
+        );
+        assert_eq!(
+            getatt(&p["RoleArn"]),
+            ("LogsToFirehoseRole".into(), "Arn".into()),
+            "{filter}"
+        );
+        assert_eq!(s(&p["FilterPattern"]), "", "{filter}: every event is archived");
+        let (f, group) = intrinsic(&p["LogGroupName"]).unwrap();
+        assert_eq!(f, "Ref", "{filter}");
+        assert!(
+            subscribed.insert(s(group).to_string()),
+            "{filter}: {group:?} subscribed twice"
+        );
+    }
+    let archived = archived_log_groups(&t);
+    assert_eq!(
+        subscribed,
+        archived,
+        "log groups without a subscription to the archive: {:?}; subscribed but not archived: {:?}",
+        archived.difference(&subscribed).collect::<Vec<_>>(),
+        subscribed.difference(&archived).collect::<Vec<_>>()
+    );
+
+    // The stream: written by CloudWatch Logs (DirectPut), delivered to the log bucket by day,
+    // records left as CloudWatch Logs gzipped them (Firehose compressing again would double it).
+    let stream = t.props("LogArchiveStream");
+    assert_eq!(s(&stream["DeliveryStreamType"]), "DirectPut");
+    assert!(stream.get("DeliveryStreamEncryptionConfigurationInput").is_some());
+    let s3 = &stream["ExtendedS3DestinationConfiguration"];
+    assert_eq!(getatt(&s3["BucketARN"]).0, "LogBucket");
+    assert_eq!(getatt(&s3["RoleARN"]).0, "FirehoseRole");
+    let prefix = s(&s3["Prefix"]);
+    assert!(
+        prefix.starts_with("cloudwatch-logs/") && prefix.contains("!{timestamp:yyyy/MM/dd}"),
+        "{prefix}"
+    );
+    // An expression in the prefix requires an error output prefix (Firehose, s3-prefixes.html).
+    let errors = s(&s3["ErrorOutputPrefix"]);
+    assert!(
+        errors.starts_with("cloudwatch-logs-errors/") && errors.contains("!{firehose:error-output-type}"),
+        "{errors}"
+    );
+    assert_eq!(s(&s3["CompressionFormat"]), "UNCOMPRESSED");
+    assert!(s3.get("ProcessingConfiguration").is_none(), "records stay gzipped");
+    assert_eq!(s3["CloudWatchLoggingOptions"]["Enabled"], Value::Bool(true));
+    // The error log group is encrypted like every other.
+    assert!(t.props("LogArchiveErrorLogGroup").get("KmsKeyId").is_some());
+
+    // Least privilege. CloudWatch Logs' role: trusted by logs.amazonaws.com from this account's
+    // log groups only, and it may only put records into this stream.
+    let trust = |role: &str| t.props(role)["AssumeRolePolicyDocument"]["Statement"][0].clone();
+    let logs_trust = trust("LogsToFirehoseRole");
+    assert_eq!(s(&logs_trust["Principal"]["Service"]), "logs.amazonaws.com");
+    assert_eq!(
+        t.eval(&logs_trust["Condition"]["StringEquals"]["aws:SourceAccount"])
+            .as_deref(),
+        Some("123456789012")
+    );
+    assert_eq!(
+        t.eval(&logs_trust["Condition"]["StringLike"]["aws:SourceArn"])
+            .as_deref(),
+        Some("arn:aws:logs:us-east-1:123456789012:*")
+    );
+    let stream_arn = t
+        .eval(&serde_yaml::from_str("!GetAtt LogArchiveStream.Arn").unwrap())
+        .unwrap();
+    let grants = t.grants("LogsToFirehoseRole");
+    let expected: Vec<(String, String)> = ["firehose:PutRecord", "firehose:PutRecordBatch"]
+        .iter()
+        .map(|a| (a.to_string(), stream_arn.clone()))
+        .collect();
+    assert_eq!(grants, expected, "LogsToFirehoseRole");
+    // Firehose's role: trusted by Firehose for this account; S3 on the log bucket and its archive
+    // prefixes, its own error log; nothing else, no wildcard resource.
+    let firehose_trust = trust("FirehoseRole");
+    assert_eq!(s(&firehose_trust["Principal"]["Service"]), "firehose.amazonaws.com");
+    assert_eq!(
+        t.eval(&firehose_trust["Condition"]["StringEquals"]["sts:ExternalId"])
+            .as_deref(),
+        Some("123456789012")
+    );
+    let bucket = "arn:aws:test:us-east-1:123456789012:LogBucket/Arn";
+    let error_log = "arn:aws:test:us-east-1:123456789012:LogArchiveErrorLogGroup/Arn:*";
+    for (action, resource) in t.grants("FirehoseRole") {
+        let allowed = match action.as_str() {
+            "s3:GetBucketLocation" | "s3:ListBucket" | "s3:ListBucketMultipartUploads" => resource == bucket,
+            "s3:PutObject" | "s3:GetObject" | "s3:AbortMultipartUpload" => {
+                resource == format!("{bucket}/cloudwatch-logs/*")
+                    || resource == format!("{bucket}/cloudwatch-logs-errors/*")
+            }
+            "logs:PutLogEvents" => resource == error_log,
+            _ => false,
+        };
+        assert!(allowed, "FirehoseRole may not {action} on {resource}");
+    }
+    // Its delivery is alarmed.
+    let alarm = t.props("LogArchiveDeliveryAlarm");
+    assert_eq!(s(&alarm["Namespace"]), "AWS/Firehose");
+    assert_eq!(s(&alarm["MetricName"]), "DeliveryToS3.DataFreshness");
+    assert_eq!(
+        intrinsic(&alarm["Dimensions"][0]["Value"]).unwrap().1,
+        "LogArchiveStream"
+    );
+    // And nothing is left of the hourly export.
+    let policy = serde_json::to_string(&t.props("LogBucketPolicy")["PolicyDocument"]).unwrap();
+    assert!(
+        !policy.contains("logs.us-east-1") && !policy.contains("logs.${AWS::Region}"),
+        "{policy}"
     );
 }
