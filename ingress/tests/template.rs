@@ -747,48 +747,6 @@ fn samconfig_has_dev_and_prod_with_parameters_the_template_declares() {
     assert_eq!(stacks.len(), 2, "dev and prod must be different stacks");
 }
 
-/// Fargate accepts only some CPU/memory pairs (ECS developer guide, "Task CPU and memory").
-fn fargate_size_is_valid(cpu: u64, memory: u64) -> bool {
-    match cpu {
-        256 => [512, 1024, 2048].contains(&memory),
-        512 => (1024..=4096).contains(&memory) && memory.is_multiple_of(1024),
-        1024 => (2048..=8192).contains(&memory) && memory.is_multiple_of(1024),
-        2048 => (4096..=16384).contains(&memory) && memory.is_multiple_of(1024),
-        4096 => (8192..=30720).contains(&memory) && memory.is_multiple_of(1024),
-        _ => false,
-    }
-}
-
-#[test]
-fn every_environment_asks_fargate_for_a_size_it_has() {
-    let t = Template::load();
-    let config: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
-    let mut sizes = vec![(
-        "template defaults".to_string(),
-        t.parameter_default("ContainerCpu").parse::<u64>().unwrap(),
-        t.parameter_default("ContainerMemory").parse::<u64>().unwrap(),
-    )];
-    for env in ["default", "prod"] {
-        let overrides = config[env]["global"]["parameters"]["parameter_overrides"]
-            .as_str()
-            .unwrap();
-        let get = |name: &str| {
-            overrides
-                .split_whitespace()
-                .find_map(|p| p.strip_prefix(&format!("{name}=")))
-                .map(|v| v.parse::<u64>().unwrap())
-                .unwrap_or_else(|| t.parameter_default(name).parse().unwrap())
-        };
-        sizes.push((env.to_string(), get("ContainerCpu"), get("ContainerMemory")));
-    }
-    for (env, cpu, memory) in sizes {
-        assert!(
-            fargate_size_is_valid(cpu, memory),
-            "{env}: {cpu} CPU units with {memory} MiB"
-        );
-    }
-}
-
 #[test]
 fn the_operations_doc_says_what_each_alarm_means() {
     let t = Template::load();
