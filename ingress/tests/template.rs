@@ -780,10 +780,11 @@ impl Template {
     /// (`Policies` statements).
     fn statements(&self, holder: &str) -> Vec<&Value> {
         let props = self.props(holder);
+        // No Policies: no grants (SAM gives a function only its logging permissions).
         props["Policies"]
             .as_sequence()
-            .unwrap_or_else(|| panic!("{holder} has no Policies"))
-            .iter()
+            .into_iter()
+            .flatten()
             .flat_map(|p| {
                 let doc = if p.get("PolicyDocument").is_some() {
                     &p["PolicyDocument"]
@@ -948,4 +949,287 @@ fn every_archived_log_group_is_subscribed_to_the_archive_stream() {
         !policy.contains("logs.us-east-1") && !policy.contains("logs.${AWS::Region}"),
         "{policy}"
     );
+}
+
+// ---- IAM coverage ----------------------------------------------------------------------------
+
+/// Source of `path` without its `#[cfg(test)]` module (test code calls ports on fakes).
+fn source_without_tests(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    match text.find("#[cfg(test)]") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn rust_files(path: &Path) -> Vec<PathBuf> {
+    if path.is_file() {
+        return vec![path.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The AWS SDK operations each port method of an adapter reaches: the fluent-builder calls
+/// (`.execute_statement()`, `.put_object()`, ...) in each `fn` of the file, followed through the
+/// file's own helper functions.
+fn adapter_operations(file: &str, sdk_ops: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    let text = source_without_tests(&root().join(file));
+    // Split into functions: every `fn name` starts one; its body runs to the next.
+    let mut bodies: Vec<(String, String)> = Vec::new();
+    for part in text.split("fn ").skip(1) {
+        let name: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        bodies.push((name, part.to_string()));
+    }
+    let names: BTreeSet<String> = bodies.iter().map(|(n, _)| n.clone()).collect();
+    let mut direct: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for (name, body) in &bodies {
+        let entry = direct.entry(name.clone()).or_default();
+        for op in sdk_ops {
+            if body.contains(&format!(".{op}()")) {
+                entry.0.insert(op.to_string());
+            }
+        }
+        for callee in &names {
+            if callee != name && (body.contains(&format!("self.{callee}(")) || body.contains(&format!(" {callee}("))) {
+                entry.1.insert(callee.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for name in direct.keys() {
+        let mut ops = BTreeSet::new();
+        let mut seen = BTreeSet::from([name.clone()]);
+        let mut todo = vec![name.clone()];
+        while let Some(n) = todo.pop() {
+            let (o, calls) = &direct[&n];
+            ops.extend(o.iter().cloned());
+            for c in calls {
+                if seen.insert(c.clone()) {
+                    todo.push(c.clone());
+                }
+            }
+        }
+        out.insert(name.clone(), ops);
+    }
+    out
+}
+
+/// The AWS SDK operations the code calls, what IAM action each needs and on which resource of
+/// the template (`None`: the resource is checked by a test of its own), with the documented
+/// cross-service needs:
+/// - every Data API call is authorized against the cluster and reads the database secret with the
+///   caller's credentials ("Authorizing access to RDS Data API", Aurora user guide,
+///   data-api.access.html: the policy needs `secretsmanager:GetSecretValue` on the secret); the
+///   secret RDS manages is encrypted with the Secrets Manager AWS managed key, which needs no
+///   grant;
+/// - an object put with SSE-KMS needs `kms:GenerateDataKey`, a get `kms:Decrypt` on the key ("To
+///   upload an object encrypted with an AWS KMS key, you need kms:GenerateDataKey ... to download
+///   it, kms:Decrypt", S3 user guide, UsingKMSEncryption.html);
+/// - `HeadObject` is authorized as `s3:GetObject`, `ListObjectsV2` as `s3:ListBucket` on the
+///   bucket (S3 API reference).
+fn iam_needs(op: &str) -> Vec<(&'static str, Option<&'static str>)> {
+    let cluster = Some("arn:aws:test:us-east-1:123456789012:DatabaseCluster/DBClusterArn");
+    let secret = Some("arn:aws:test:us-east-1:123456789012:DatabaseCluster/MasterUserSecret.SecretArn");
+    let objects = Some("arn:aws:test:us-east-1:123456789012:AuditBucket/Arn/audit/*");
+    let key = Some("arn:aws:test:us-east-1:123456789012:AuditKey/Arn");
+    match op {
+        "execute_statement" => vec![
+            ("rds-data:ExecuteStatement", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "batch_execute_statement" => vec![
+            ("rds-data:BatchExecuteStatement", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "begin_transaction" => vec![
+            ("rds-data:BeginTransaction", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "commit_transaction" => vec![
+            ("rds-data:CommitTransaction", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "rollback_transaction" => vec![
+            ("rds-data:RollbackTransaction", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "put_object" => vec![("s3:PutObject", objects), ("kms:GenerateDataKey", key)],
+        "get_object" | "head_object" => vec![("s3:GetObject", objects), ("kms:Decrypt", key)],
+        "list_objects_v2" => vec![(
+            "s3:ListBucket",
+            Some("arn:aws:test:us-east-1:123456789012:AuditBucket/Arn"),
+        )],
+        // Which functions a component may invoke is checked by
+        // every_function_is_a_cargo_lambda_binary_with_events (exactly those it calls).
+        "invoke" => vec![("lambda:InvokeFunction", None)],
+        other => panic!("no IAM mapping for the SDK operation {other}: add it to iam_needs"),
+    }
+}
+
+/// Each deployed component: the role that signs its calls and the sources it runs (the crate's
+/// own, plus the core modules that call ports for it).
+const COMPONENTS: [(&str, &[&str]); 6] = [
+    // The ingress task: recorder, handler, and core's reconciler (linked for embedded mode).
+    ("TaskRole", &["ingress/src", "core/src/reconcile.rs"]),
+    ("EchoFunction", &["functions/echo/src"]),
+    ("RequestsApiFunction", &["functions/requests-api/src"]),
+    ("AuditWriterFunction", &["functions/audit-writer/src"]),
+    (
+        "AuditReconcilerFunction",
+        &["functions/audit-reconciler/src", "core/src/reconcile.rs"],
+    ),
+    ("DbMigrateFunction", &["functions/db-migrate/src"]),
+];
+
+#[test]
+fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
+    let t = Template::load();
+    // The adapters, their ports and the SDK operations each client offers that the code may call.
+    let adapters: [(&str, &str, &[&str]); 3] = [
+        (
+            "aws/src/dataapi.rs",
+            "log",
+            &[
+                "execute_statement",
+                "batch_execute_statement",
+                "begin_transaction",
+                "commit_transaction",
+                "rollback_transaction",
+            ],
+        ),
+        (
+            "aws/src/s3.rs",
+            "store",
+            &["put_object", "get_object", "head_object", "list_objects_v2"],
+        ),
+        ("aws/src/lambda.rs", "invoker", &["invoke"]),
+    ];
+    // Every SDK call of the workspace is in one of those adapters: a `.send()` anywhere else is
+    // a call this test does not see.
+    for dir in ["aws/src", "core/src", "ingress/src", "functions"] {
+        for file in rust_files(&root().join(dir)) {
+            let rel = file
+                .strip_prefix(root())
+                .unwrap()
+                .to_string_lossy()
+                .replace("/../", "/");
+            let text = source_without_tests(&file);
+            if text.contains(".send()")
+                && !adapters.iter().any(|(a, _, _)| rel.ends_with(a))
+                && !rel.contains("/tests/")
+            {
+                panic!("{rel} makes SDK calls outside the adapters this test maps");
+            }
+        }
+    }
+    let mut port_ops: Vec<(&str, BTreeMap<String, BTreeSet<String>>)> = Vec::new();
+    let mut all_ops = BTreeSet::new();
+    for (file, receiver, ops) in adapters {
+        let methods = adapter_operations(file, ops);
+        for o in methods.values().flatten() {
+            all_ops.insert(o.clone());
+        }
+        port_ops.push((receiver, methods));
+    }
+    for op in [
+        "execute_statement",
+        "begin_transaction",
+        "commit_transaction",
+        "put_object",
+        "get_object",
+        "invoke",
+    ] {
+        assert!(
+            all_ops.contains(op),
+            "the scan found no {op}: is it reading the adapters?"
+        );
+    }
+    // Port methods with a name of their own are found by name; the shared names (`get`, `query`,
+    // `list`, `invoke`) only on their receiver (`log.`, `store.`, `invoker.`).
+    let registered: BTreeSet<String> = tollgate_ingress::registry::functions()
+        .into_iter()
+        .map(|f| f.template)
+        .collect();
+    let components: BTreeSet<String> = COMPONENTS.iter().map(|(c, _)| c.to_string()).collect();
+    assert!(
+        registered.is_subset(&components),
+        "functions without an IAM coverage entry: {:?}",
+        registered.difference(&components).collect::<Vec<_>>()
+    );
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (holder, sources) in COMPONENTS {
+        let text: String = sources
+            .iter()
+            .flat_map(|s| rust_files(&root().join(s)))
+            .map(|f| source_without_tests(&f))
+            .collect();
+        let mut ops = BTreeSet::new();
+        for (receiver, methods) in &port_ops {
+            for (method, method_ops) in methods {
+                let unique = port_ops.iter().filter(|(_, m)| m.contains_key(method)).count() == 1
+                    && !["get", "query", "list", "invoke", "new", "send", "fmt"].contains(&method.as_str());
+                let called = if unique {
+                    text.contains(&format!(".{method}("))
+                } else {
+                    text.contains(&format!("{receiver}.{method}("))
+                };
+                if called {
+                    ops.extend(method_ops.iter().cloned());
+                }
+            }
+        }
+        let grants = t.grants(holder);
+        for op in &ops {
+            for (action, resource) in iam_needs(op) {
+                checked += 1;
+                let granted = grants
+                    .iter()
+                    .any(|(a, r)| a == action && resource.is_none_or(|want| r == want));
+                if !granted {
+                    problems.push(format!(
+                        "{holder} calls {op} but is not granted {action} on {}",
+                        resource.unwrap_or("anything")
+                    ));
+                }
+            }
+        }
+    }
+    // An asynchronous invoke's on-failure destination is sent by Lambda with the function's own
+    // role ("the execution role needs permission to send to the destination", Lambda developer
+    // guide, invocation-async-retain-records.html); an SSE-KMS queue also needs
+    // kms:GenerateDataKey and kms:Decrypt from its producers (SQS developer guide,
+    // sqs-key-management.html).
+    for f in t.of_type("AWS::Serverless::Function") {
+        let dest = &t.props(&f)["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        if dest.get("Type").and_then(Value::as_str) != Some("SQS") {
+            continue;
+        }
+        let queue = getatt_parts(intrinsic(&dest["Destination"]).unwrap().1).0;
+        let grants = t.grants(&f);
+        let mut needs = vec![("sqs:SendMessage", t.eval(&dest["Destination"]).unwrap())];
+        if let Some(key) = t.props(&queue).get("KmsMasterKeyId") {
+            let (_, k) = intrinsic(key).unwrap();
+            let key = format!("arn:aws:test:us-east-1:123456789012:{}/Arn", s(k));
+            needs.push(("kms:GenerateDataKey", key.clone()));
+            needs.push(("kms:Decrypt", key));
+        }
+        for (action, resource) in needs {
+            checked += 1;
+            if !grants.iter().any(|(a, r)| a == action && *r == resource) {
+                problems.push(format!("{f}'s failure destination needs {action} on {resource}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(checked > 20, "only {checked} grants checked");
 }
