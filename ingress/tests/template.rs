@@ -550,6 +550,10 @@ fn every_function_environment_parses_with_its_binary_settings() {
         assert_eq!(mode.storage.mode, Mode::Aws, "{f}");
         let known: BTreeSet<&str> = docs.iter().map(|d| d.env).collect();
         for (name, _) in &env {
+            // AWS_ENDPOINT_URL_*: read by the AWS SDK itself (declared only for sam local invoke).
+            if name.starts_with("AWS_ENDPOINT_URL_") {
+                continue;
+            }
             assert!(known.contains(name.as_str()), "{f}: {name} is read by nothing");
         }
     }
@@ -1232,4 +1236,99 @@ fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(checked > 20, "only {checked} grants checked");
+}
+
+/// `sam local invoke` runs each function with env.json (samconfig.toml's local_invoke section).
+/// SAM passes a function only the variables its template `Environment` declares, overridden by
+/// env.json ("override values defined in your templates", SAM developer guide,
+/// serverless-sam-cli-using-invoke.html; SAM CLI `EnvironmentVariables.resolve` iterates the
+/// template's variables only): a variable env.json sets that the template does not declare is
+/// silently dropped, and a function env.json lacks runs against whatever the template resolves to.
+#[test]
+fn env_json_sets_only_declared_variables_of_every_function() {
+    let t = Template::load();
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("env.json")).unwrap()).unwrap();
+    let env = env.as_object().expect("env.json: one object per function logical id");
+    let functions: BTreeSet<String> = t.of_type("AWS::Serverless::Function").into_iter().collect();
+    let named: BTreeSet<String> = env.keys().cloned().collect();
+    assert_eq!(named, functions, "env.json names exactly the template's functions");
+    let mut checked = 0;
+    for (f, vars) in env {
+        // Declared: every key of the function's Environment.Variables, the ones only declared under
+        // LocalStandIns (!If ... AWS::NoValue) included.
+        let declared: BTreeSet<String> = t.props(f)["Environment"]["Variables"]
+            .as_mapping()
+            .map(|m| m.keys().map(|k| s(k).to_string()).collect())
+            .unwrap_or_default();
+        for (name, value) in vars.as_object().unwrap() {
+            assert!(
+                declared.contains(name),
+                "env.json: {f}.{name} is not in the template's Environment: SAM would drop it"
+            );
+            assert!(value.is_string(), "{f}.{name}: SAM takes strings");
+            checked += 1;
+        }
+        // What the function would otherwise try to reach on AWS: every endpoint it declares points
+        // at a stand-in, and so do the resources its settings name.
+        for name in declared.iter().filter(|n| n.starts_with("AWS_ENDPOINT_URL_")) {
+            let url = vars[name.as_str()].as_str().unwrap_or_default();
+            assert!(url.starts_with("http://host.docker.internal:"), "{f}.{name} = {url:?}");
+        }
+        for name in ["TOLLGATE_DB_CLUSTER_ARN", "TOLLGATE_AUDIT_BUCKET"] {
+            if declared.contains(name) {
+                let v = vars[name].as_str().unwrap_or_default();
+                assert!(v.contains("local"), "{f}.{name} = {v:?}: a local stand-in's");
+            }
+        }
+        // Every endpoint variable the function's SDK clients need is declared (ready for env.json).
+        let uses_db = declared.contains("TOLLGATE_DB_CLUSTER_ARN");
+        assert_eq!(declared.contains("AWS_ENDPOINT_URL_RDS_DATA"), uses_db, "{f}");
+        // And it has events to invoke it with.
+        let binary = s(&t.resource(f)["Metadata"]["BuildProperties"]["Binary"]).to_string();
+        let events = tollgate_core::http_fn::event_files(&root().join("events"), &format!("{binary}-"));
+        assert!(
+            !events.is_empty(),
+            "{f}: no events/{binary}-*.json for sam local invoke -e"
+        );
+    }
+    assert!(checked >= 20, "only {checked} variables in env.json");
+    // The endpoint variables exist only under sam local invoke: LocalStandIns, false by default
+    // and true only in the local_invoke section, whose overrides are otherwise the global ones.
+    assert_eq!(t.parameter_default("LocalStandIns"), "false");
+    for f in &functions {
+        for (name, v) in t.props(f)["Environment"]["Variables"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            if s(name).starts_with("AWS_ENDPOINT_URL_") {
+                let (func, arg) = intrinsic(v).unwrap_or_else(|| panic!("{f}.{}: not conditional", s(name)));
+                assert_eq!((func.as_str(), s(&arg[0])), ("If", "UseLocalStandIns"), "{f}");
+                assert_eq!(
+                    intrinsic(&arg[2]).map(|(_, a)| s(a).to_string()).as_deref(),
+                    Some("AWS::NoValue")
+                );
+            }
+        }
+    }
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
+    let local = &config["default"]["local_invoke"]["parameters"];
+    assert_eq!(local["env_vars"].as_str(), Some("env.json"));
+    let global = config["default"]["global"]["parameters"]["parameter_overrides"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        local["parameter_overrides"].as_str(),
+        Some(format!("{global} LocalStandIns=true").as_str())
+    );
+    for env in ["default", "prod"] {
+        let o = config[env]["global"]["parameters"]["parameter_overrides"]
+            .as_str()
+            .unwrap();
+        assert!(
+            !o.contains("LocalStandIns=true"),
+            "{env}: a deployed stack with local endpoints"
+        );
+    }
 }
