@@ -889,3 +889,73 @@ fn the_rehearsal_fails_on_the_template_of_d5f4915() {
     assert!(run(&template, &samconfig, ordering).is_empty());
     assert!(run(&template, &samconfig, names).is_empty());
 }
+
+/// Whether a `.dockerignore` pattern excludes `path` (relative to the context): Go's
+/// `filepath.Match` per path segment after `filepath.Clean` (so `target/` is `target`), plus
+/// Docker's `**`, which "matches any number of directories (including zero)"; patterns are rooted
+/// at the context ("the patterns /foo/bar and foo/bar both exclude a file or directory named bar
+/// in the foo subdirectory ... Neither excludes anything else", Dockerfile reference,
+/// .dockerignore file). A directory excluded excludes what is under it.
+fn dockerignore_excludes(pattern: &str, path: &str) -> bool {
+    fn segment(p: &str, s: &str) -> bool {
+        match (p.chars().next(), s.chars().next()) {
+            (None, None) => true,
+            (Some('*'), _) => {
+                segment(&p[1..], s) || (!s.is_empty() && segment(p, &s[s.chars().next().unwrap().len_utf8()..]))
+            }
+            (Some(a), Some(b)) if a == b || a == '?' => segment(&p[a.len_utf8()..], &s[b.len_utf8()..]),
+            _ => false,
+        }
+    }
+    fn parts(p: &[&str], s: &[&str]) -> bool {
+        match p.first() {
+            None => true, // the pattern matched a directory above the path
+            Some(&"**") => (0..=s.len()).any(|i| parts(&p[1..], &s[i..])),
+            Some(first) => !s.is_empty() && segment(first, s[0]) && parts(&p[1..], &s[1..]),
+        }
+    }
+    let pattern: Vec<&str> = pattern.trim().trim_matches('/').split('/').collect();
+    let path: Vec<&str> = path.split('/').collect();
+    parts(&pattern, &path)
+}
+
+/// The image's build context leaves out every build output: Cargo's `target` at the root and
+/// any nested one (a crate built outside the workspace), or `docker build` ships gigabytes of
+/// them (issue 13).
+fn context_excludes_targets(dockerignore: &str) -> Vec<String> {
+    let patterns: Vec<&str> = dockerignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .collect();
+    [
+        "target",
+        "target/debug/tollgate",
+        "functions/echo/target",
+        "functions/echo/target/release/echo",
+    ]
+    .iter()
+    .filter(|p| !patterns.iter().any(|pat| dockerignore_excludes(pat, p)))
+    .map(|p| format!(".dockerignore lets {p} into the build context"))
+    .collect()
+}
+
+#[test]
+fn the_image_build_context_has_no_target_directories() {
+    assert!(
+        dockerignore_excludes("**/*.log", "a/b/c.log") && !dockerignore_excludes("target/", "functions/echo/target")
+    );
+    let now = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert_eq!(context_excludes_targets(&now), Vec::<String>::new());
+    let old = std::process::Command::new("git")
+        .args(["show", "d5f4915:.dockerignore"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(old.status.success());
+    let problems = context_excludes_targets(&String::from_utf8(old.stdout).unwrap());
+    assert!(
+        problems.iter().any(|p| p.contains("functions/echo/target")),
+        "d5f4915's .dockerignore: {problems:?}"
+    );
+}
