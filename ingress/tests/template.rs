@@ -1234,6 +1234,42 @@ fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
             }
         }
     }
+    // Calls made for the code by AWS services:
+    // - ECS pulls the image with the task execution role; a KMS-encrypted repository needs
+    //   kms:Decrypt on its key from that role (ECR user guide, encryption-at-rest.html);
+    // - CloudWatch Logs encrypts a log group with its KMS key itself: the key policy must let the
+    //   logs.<region> principal use it for this account's log groups ("the key policy must allow
+    //   CloudWatch Logs", encrypt-log-data-kms.html), whichever role writes the events.
+    let repo_key = t.props("Repository")["EncryptionConfiguration"]["KmsKey"].clone();
+    let exec_role = getatt_parts(intrinsic(&t.props("TaskDefinition")["ExecutionRoleArn"]).unwrap().1).0;
+    checked += 1;
+    let key = t.eval(&repo_key).unwrap();
+    if !t
+        .grants(&exec_role)
+        .iter()
+        .any(|(a, r)| a == "kms:Decrypt" && *r == key)
+    {
+        problems.push(format!(
+            "{exec_role} pulls from a repository encrypted with {key} without kms:Decrypt on it"
+        ));
+    }
+    let key_policy = &t.props("AuditKey")["KeyPolicy"]["Statement"];
+    let logs_may_use = key_policy.as_sequence().unwrap().iter().any(|st| {
+        t.eval(&st["Principal"]["Service"]).as_deref() == Some("logs.us-east-1.amazonaws.com")
+            && ["kms:Encrypt*", "kms:GenerateDataKey*", "kms:Decrypt*"]
+                .iter()
+                .all(|a| one_or_many(&st["Action"]).iter().any(|x| x.as_str() == Some(a)))
+            && st["Condition"]["ArnLike"]
+                .get("kms:EncryptionContext:aws:logs:arn")
+                .is_some()
+    });
+    for g in t.of_type("AWS::Logs::LogGroup") {
+        checked += 1;
+        let Some(k) = t.props(&g).get("KmsKeyId") else { continue };
+        if getatt_parts(intrinsic(k).unwrap().1).0 != "AuditKey" || !logs_may_use {
+            problems.push(format!("{g}: its KMS key does not let CloudWatch Logs encrypt it"));
+        }
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(checked > 20, "only {checked} grants checked");
 }
