@@ -442,11 +442,12 @@ fn engine_version(stack: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<St
     problems
 }
 
-/// Fargate task sizes (AWS::ECS::TaskDefinition `Cpu`, CloudFormation reference: "256 (.25 vCPU)
-/// - Available memory values: 512 (0.5 GB), 1024 (1 GB), 2048 (2 GB); 512 (.5 vCPU) - ... 1024
-/// (1 GB), 2048 (2 GB), 3072 (3 GB), 4096 (4 GB); 1024 (1 vCPU) - ... 2048 (2 GB) ... 8192 (8 GB);
-/// 2048 (2 vCPU) - ... 4096 (4 GB) and 16384 (16 GB) in increments of 1024 (1 GB); 4096 (4 vCPU)
-/// - ... 8192 (8 GB) and 30720 (30 GB) in increments of 1024 (1 GB)").
+/// Fargate task sizes (AWS::ECS::TaskDefinition `Cpu`, CloudFormation reference:
+/// "256 (.25 vCPU) - Available memory values: 512 (0.5 GB), 1024 (1 GB), 2048 (2 GB);
+/// 512 (.5 vCPU) - ... 1024 (1 GB), 2048 (2 GB), 3072 (3 GB), 4096 (4 GB);
+/// 1024 (1 vCPU) - ... 2048 (2 GB) ... 8192 (8 GB);
+/// 2048 (2 vCPU) - ... 4096 (4 GB) and 16384 (16 GB) in increments of 1024 (1 GB);
+/// 4096 (4 vCPU) - ... 8192 (8 GB) and 30720 (30 GB) in increments of 1024 (1 GB)").
 fn fargate_size_is_valid(cpu: u64, memory: u64) -> bool {
     match cpu {
         256 => [512, 1024, 2048].contains(&memory),
