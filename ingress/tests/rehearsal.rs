@@ -755,6 +755,35 @@ fn pauses_when_idle(stack: &Stack, r: &BTreeMap<String, Value>, configured: bool
     }
 }
 
+/// EventBridge schedule rules: `rate(value unit)` with a positive whole value and the unit
+/// `minute(s)`, `hour(s)` or `day(s)`: "If the value is equal to 1, then the unit must be
+/// singular. If the value is greater than 1, the unit must be plural. For example, rate(1 hours)
+/// and rate(5 hour) are not valid" (EventBridge user guide, schedule expressions, rate
+/// expressions). A `cron(...)` expression is left to cfn-lint.
+fn schedules(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, res) in r {
+        for (_, event) in res["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            if event["Type"] != "Schedule" {
+                continue;
+            }
+            let expr = text(&event["Properties"]["Schedule"]);
+            let Some(inner) = expr.strip_prefix("rate(").and_then(|s| s.strip_suffix(')')) else {
+                continue;
+            };
+            let valid = inner.split_once(' ').is_some_and(|(n, unit)| {
+                let n: u64 = n.parse().unwrap_or(0);
+                let base = unit.strip_suffix('s').unwrap_or(unit);
+                n > 0 && ["minute", "hour", "day"].contains(&base) && (unit == base) == (n == 1)
+            });
+            if !valid {
+                problems.push(format!("{name}: EventBridge refuses the schedule {expr:?}"));
+            }
+        }
+    }
+    problems
+}
+
 // ---- the tests --------------------------------------------------------------------------------
 
 #[test]
@@ -840,6 +869,11 @@ fn every_resource_can_be_deleted_with_the_stack() {
 #[test]
 fn alb_log_delivery_covers_every_documented_region() {
     assert_clean(elb_log_accounts);
+}
+
+#[test]
+fn every_schedule_is_one_eventbridge_takes() {
+    assert_clean(schedules);
 }
 
 #[test]
