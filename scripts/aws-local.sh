@@ -5,6 +5,10 @@
 #   cargo lambda watch (Lambda Invoke API) with the function binaries attached,
 #   `tollgate migrate`, then the ingress in aws mode on 127.0.0.1:8080 (TOLLGATE_LISTEN).
 # Ctrl-C (or any failure) stops everything and removes the temp dir.
+# The stand-ins take free ports on 127.0.0.1; for `sam local invoke` (env.json: the function's
+# container reaches them at host.docker.internal) run it as
+#   TOLLGATE_STANDIN_HOST=0.0.0.0 TOLLGATE_STANDIN_DATAAPI_PORT=8082 TOLLGATE_STANDIN_S3_PORT=5000 \
+#     TOLLGATE_STANDIN_LAMBDA_PORT=9000 bash scripts/aws-local.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
@@ -41,15 +45,16 @@ PG_PORT=$(free_port)
     -o "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1" start >/dev/null
 "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE tollgate"
 
-DATAAPI_PORT=$(free_port)
-TOLLGATE_DATAAPI_LISTEN="127.0.0.1:$DATAAPI_PORT" TOLLGATE_DATAAPI_PG_PORT="$PG_PORT" \
+STANDIN_HOST="${TOLLGATE_STANDIN_HOST:-127.0.0.1}"
+DATAAPI_PORT="${TOLLGATE_STANDIN_DATAAPI_PORT:-$(free_port)}"
+TOLLGATE_DATAAPI_LISTEN="$STANDIN_HOST:$DATAAPI_PORT" TOLLGATE_DATAAPI_PG_PORT="$PG_PORT" \
     "$BIN/dataapi-local" >"$WORK/dataapi.log" 2>&1 &
 PIDS+=($!)
-S3_PORT=$(free_port)
-moto_server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/s3.log" 2>&1 &
+S3_PORT="${TOLLGATE_STANDIN_S3_PORT:-$(free_port)}"
+moto_server -H "$STANDIN_HOST" -p "$S3_PORT" >"$WORK/s3.log" 2>&1 &
 PIDS+=($!)
-LAMBDA_PORT=$(free_port)
-cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$LAMBDA_PORT" >"$WORK/lambda.log" 2>&1 &
+LAMBDA_PORT="${TOLLGATE_STANDIN_LAMBDA_PORT:-$(free_port)}"
+cargo lambda watch --only-lambda-apis -A "$STANDIN_HOST" -P "$LAMBDA_PORT" >"$WORK/lambda.log" 2>&1 &
 PIDS+=($!)
 wait_port "$DATAAPI_PORT"; wait_port "$S3_PORT"; wait_port "$LAMBDA_PORT"
 

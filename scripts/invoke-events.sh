@@ -4,8 +4,7 @@
 # a throw-away data directory), and checks each answer:
 #   HTTP functions (echo, requests-api): an ALB response, never 5xx, 400 for a bad parameter;
 #   audit-writer: a write report, or InvalidBatch for the invalid batch;
-#   audit-reconciler: a pass report; db-migrate: SUCCESS delivered to the ResponseURL;
-#   log-exporter (it only talks to CloudWatch Logs): against moto, an export report.
+#   audit-reconciler: a pass report; db-migrate: SUCCESS delivered to the ResponseURL.
 # db-migrate's files carry a presigned S3 ResponseURL; CloudFormation's bucket is not reachable
 # here, so that URL is pointed at a local catcher in a copy of the file (nothing else changes).
 #
@@ -14,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
-ensure_tool cargo-lambda moto
+ensure_tool cargo-lambda
 root="$PWD"
 work="$(mktemp -d)"
 pids=()
@@ -43,23 +42,8 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 PY
 pids+=($!)
 
-# log-exporter's stand-in: moto with a log group and the log bucket.
-moto_port="$(free_port)"
-moto_server -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
-pids+=($!)
-wait_port "$moto_port"
-"$(tool_python moto)" -I - "http://127.0.0.1:$moto_port" <<'PY'
-import boto3, sys
-kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
-boto3.client("s3", **kw).create_bucket(Bucket="tollgate-logs")
-boto3.client("logs", **kw).create_log_group(logGroupName="/ecs/tollgate-dev/ingress")
-PY
 function_env() { # the environment a function is served with
-    case "$1" in
-        log-exporter) echo "AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local
-            AWS_SECRET_ACCESS_KEY=local TOLLGATE_EXPORT_LOG_GROUPS=/ecs/tollgate-dev/ingress TOLLGATE_EXPORT_BUCKET=tollgate-logs" ;;
-        *) echo "TOLLGATE_DATA_DIR=$work/data" ;;
-    esac
+    echo "TOLLGATE_DATA_DIR=$work/data"
 }
 
 failures=0
@@ -80,8 +64,6 @@ if name.startswith(("echo-", "requests-api-")):
     if status >= 500 or ("bad-parameter" in name and status != 400): fail(f"status {status}")
 elif name.startswith("audit-writer-"):
     if not out["objects"]: fail("no object written")
-elif name.startswith("log-exporter-"):
-    if len(out["exported"]) != 1: fail("no log group exported")
 elif name.startswith("audit-reconciler-"):
     if out.get("failed_batches", 1) != 0: fail("reconciler pass failed")
 elif name.startswith("db-migrate-"):

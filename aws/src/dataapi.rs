@@ -46,19 +46,38 @@ pub struct DataApiRequestLog {
     settings: DataApiSettings,
 }
 
-/// Formats a timestamp as the Data API's TIMESTAMP type hint expects.
+/// Formats a timestamp in the Data API's documented TIMESTAMP format, `YYYY-MM-DD HH:MM:SS[.FFF]`
+/// ("The accepted format is `YYYY-MM-DD HH:MM:SS[.FFF]`", RDS Data API reference, SqlParameter):
+/// milliseconds, rounded down. Rows are stored through it, so every `received_at` in the Aurora
+/// request log is a whole millisecond, and the cursors built from stored rows are too.
 pub fn timestamp_text(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
         t.second(),
-        t.microsecond()
+        t.millisecond()
     )
+}
+
+/// A timestamp as a query bound: rounded *up* to the millisecond. Stored values `s` are whole
+/// milliseconds ([`timestamp_text`]), so for any bound `b`, `s >= ceil(b)` exactly when
+/// `s >= b` and `s < ceil(b)` exactly when `s < b` (the `since`, `until` and `before` bounds), and
+/// a whole-millisecond bound is sent as it is (the cursors, which come from stored rows, compared
+/// with `=`, `<` and `>`). Rounding down instead would let `until` drop a row stored in its last
+/// millisecond.
+fn bound_text(t: OffsetDateTime) -> String {
+    let rest = t.nanosecond() % 1_000_000;
+    let t = if rest == 0 {
+        t
+    } else {
+        t + time::Duration::nanoseconds(i64::from(1_000_000 - rest))
+    };
+    timestamp_text(t)
 }
 
 fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
@@ -71,7 +90,7 @@ fn param(name: &str, v: &SqlValue) -> SqlParameter {
         SqlValue::Text(t) => (Field::StringValue(t.clone()), None),
         SqlValue::Int(i) => (Field::LongValue(*i), None),
         SqlValue::Real(r) => (Field::DoubleValue(*r), None),
-        SqlValue::Timestamp(t) => (Field::StringValue(timestamp_text(*t)), Some(TypeHint::Timestamp)),
+        SqlValue::Timestamp(t) => (Field::StringValue(bound_text(*t)), Some(TypeHint::Timestamp)),
         SqlValue::Uuid(u) => (Field::StringValue(u.clone()), Some(TypeHint::Uuid)),
         SqlValue::Json(j) => (Field::StringValue(j.clone()), Some(TypeHint::Json)),
     };
@@ -724,10 +743,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_round_trip_through_the_hint_format() {
+    fn timestamps_are_sent_in_the_documented_format() {
+        // `YYYY-MM-DD HH:MM:SS[.FFF]` (RDS Data API reference, SqlParameter): no `T`, no zone,
+        // at most three fractional digits.
+        let documented = |text: &str| {
+            let b = text.as_bytes();
+            text.len() == 23
+                && b[10] == b' '
+                && b[19] == b'.'
+                && text.chars().enumerate().all(|(i, c)| match i {
+                    4 | 7 => c == '-',
+                    10 => c == ' ',
+                    13 | 16 => c == ':',
+                    19 => c == '.',
+                    _ => c.is_ascii_digit(),
+                })
+        };
         let t = tollgate_core::clock::parse_rfc3339("2026-11-25T22:10:04.000500Z").unwrap();
-        assert_eq!(timestamp_text(t), "2026-11-25 22:10:04.000500");
-        assert_eq!(parse_timestamp("2026-11-25 22:10:04.0005"), Some(t));
+        assert_eq!(timestamp_text(t), "2026-11-25 22:10:04.000");
+        assert_eq!(bound_text(t), "2026-11-25 22:10:04.001");
+        let whole = tollgate_core::clock::parse_rfc3339("2026-11-25T22:10:04.123Z").unwrap();
+        assert_eq!(
+            bound_text(whole),
+            timestamp_text(whole),
+            "a stored value is its own bound"
+        );
+        let carry = tollgate_core::clock::parse_rfc3339("2026-12-31T23:59:59.999001Z").unwrap();
+        assert_eq!(bound_text(carry), "2027-01-01 00:00:00.000");
+        for text in [timestamp_text(t), bound_text(t), bound_text(carry)] {
+            assert!(documented(&text), "{text}");
+        }
+        // What the Data API answers is read back whatever its precision.
+        assert_eq!(parse_timestamp("2026-11-25 22:10:04.123"), Some(whole));
+        assert!(parse_timestamp("2026-11-25 22:10:04.0005").is_some());
         assert!(parse_timestamp("2026-11-25 22:10:04").is_some());
+    }
+
+    #[test]
+    fn bounds_keep_their_meaning_against_stored_milliseconds() {
+        // Every stored value is a whole millisecond; for bounds anywhere inside and around one,
+        // the rounded bound selects exactly what the exact bound would (>= since, < until).
+        let base = tollgate_core::clock::parse_rfc3339("2026-11-25T22:10:04.120Z").unwrap();
+        let ms = |n: i64| base + time::Duration::milliseconds(n);
+        let stored: Vec<OffsetDateTime> = (0..4).map(ms).collect();
+        for offset_us in [0, 1, 499, 500, 999, 1000, 1500, 2999] {
+            let b = base + time::Duration::microseconds(offset_us);
+            let rounded = parse_timestamp(&bound_text(b)).unwrap();
+            for s in &stored {
+                assert_eq!(*s >= rounded, *s >= b, "since {b}, stored {s}");
+                assert_eq!(*s < rounded, *s < b, "until {b}, stored {s}");
+            }
+        }
     }
 }

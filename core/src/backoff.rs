@@ -80,16 +80,6 @@ pub const AUDIT_HANDOFF: Policy = Policy {
     max_attempts: 4,
 };
 
-/// Starting a CloudWatch Logs export while another one runs (`LimitExceededException`; the
-/// budget is the exporter's task timeout).
-pub const LOG_EXPORT: Policy = Policy {
-    name: "log export start",
-    base: Duration::from_secs(1),
-    cap: Duration::from_secs(15),
-    budget: Duration::from_secs(240),
-    max_attempts: u32::MAX,
-};
-
 /// Delay before retry `attempt` (0-based): uniform in `[0, min(cap, base * 2^attempt)]`.
 pub fn full_jitter(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);

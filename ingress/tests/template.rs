@@ -505,21 +505,6 @@ fn every_function_environment_parses_with_its_binary_settings() {
             continue; // echo reads no settings
         }
         let mut reader = SettingsReader::new(env.clone(), Vec::new());
-        if f == "LogExporterFunction" {
-            let settings = tollgate_log_exporter::ExportSettings::read(&mut reader);
-            reader.finish().unwrap_or_else(|e| panic!("{f}: {e}"));
-            // It exports the ingress's container logs, to the log bucket's exported prefix.
-            let ingress_group = t.eval(&t.props("IngressLogGroup")["LogGroupName"]).unwrap();
-            assert!(
-                settings.log_groups.contains(&"ref-IngressLogGroup".to_string()),
-                "{:?}",
-                settings.log_groups
-            );
-            assert!(ingress_group.starts_with("/ecs/"));
-            let policy = serde_json::to_string(&t.props("LogBucketPolicy")["PolicyDocument"]).unwrap();
-            assert!(policy.contains(&format!("{}/*", settings.prefix)), "{policy}");
-            continue;
-        }
         let mode = ModeSettings::read(&mut reader);
         if f == "AuditReconcilerFunction" {
             let settings = ReconcileSettings::read(&mut reader);
@@ -565,6 +550,10 @@ fn every_function_environment_parses_with_its_binary_settings() {
         assert_eq!(mode.storage.mode, Mode::Aws, "{f}");
         let known: BTreeSet<&str> = docs.iter().map(|d| d.env).collect();
         for (name, _) in &env {
+            // AWS_ENDPOINT_URL_*: read by the AWS SDK itself (declared only for sam local invoke).
+            if name.starts_with("AWS_ENDPOINT_URL_") {
+                continue;
+            }
             assert!(known.contains(name.as_str()), "{f}: {name} is read by nothing");
         }
     }
@@ -762,48 +751,6 @@ fn samconfig_has_dev_and_prod_with_parameters_the_template_declares() {
     assert_eq!(stacks.len(), 2, "dev and prod must be different stacks");
 }
 
-/// Fargate accepts only some CPU/memory pairs (ECS developer guide, "Task CPU and memory").
-fn fargate_size_is_valid(cpu: u64, memory: u64) -> bool {
-    match cpu {
-        256 => [512, 1024, 2048].contains(&memory),
-        512 => (1024..=4096).contains(&memory) && memory.is_multiple_of(1024),
-        1024 => (2048..=8192).contains(&memory) && memory.is_multiple_of(1024),
-        2048 => (4096..=16384).contains(&memory) && memory.is_multiple_of(1024),
-        4096 => (8192..=30720).contains(&memory) && memory.is_multiple_of(1024),
-        _ => false,
-    }
-}
-
-#[test]
-fn every_environment_asks_fargate_for_a_size_it_has() {
-    let t = Template::load();
-    let config: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
-    let mut sizes = vec![(
-        "template defaults".to_string(),
-        t.parameter_default("ContainerCpu").parse::<u64>().unwrap(),
-        t.parameter_default("ContainerMemory").parse::<u64>().unwrap(),
-    )];
-    for env in ["default", "prod"] {
-        let overrides = config[env]["global"]["parameters"]["parameter_overrides"]
-            .as_str()
-            .unwrap();
-        let get = |name: &str| {
-            overrides
-                .split_whitespace()
-                .find_map(|p| p.strip_prefix(&format!("{name}=")))
-                .map(|v| v.parse::<u64>().unwrap())
-                .unwrap_or_else(|| t.parameter_default(name).parse().unwrap())
-        };
-        sizes.push((env.to_string(), get("ContainerCpu"), get("ContainerMemory")));
-    }
-    for (env, cpu, memory) in sizes {
-        assert!(
-            fargate_size_is_valid(cpu, memory),
-            "{env}: {cpu} CPU units with {memory} MiB"
-        );
-    }
-}
-
 #[test]
 fn the_operations_doc_says_what_each_alarm_means() {
     let t = Template::load();
@@ -821,4 +768,603 @@ fn the_operations_doc_says_what_each_alarm_means() {
         documented, alarms,
         "docs/operations.md's alarm table vs template.yaml's alarms"
     );
+}
+
+/// A value or a list of them (IAM `Action`/`Resource`, `DependsOn`) as a list.
+fn one_or_many(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Sequence(seq) => seq.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+impl Template {
+    /// The IAM statements of a role (`AWS::IAM::Role` inline policies) or of a SAM function
+    /// (`Policies` statements).
+    fn statements(&self, holder: &str) -> Vec<&Value> {
+        let props = self.props(holder);
+        // No Policies: no grants (SAM gives a function only its logging permissions).
+        props["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| {
+                let doc = if p.get("PolicyDocument").is_some() {
+                    &p["PolicyDocument"]
+                } else {
+                    p
+                };
+                doc["Statement"].as_sequence().into_iter().flatten()
+            })
+            .collect()
+    }
+
+    /// `(action, evaluated resource)` for every Allow of a role or function.
+    fn grants(&self, holder: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for st in self.statements(holder) {
+            assert_eq!(s(&st["Effect"]), "Allow", "{holder}: only Allow statements");
+            for action in one_or_many(&st["Action"]) {
+                for resource in one_or_many(&st["Resource"]) {
+                    out.push((s(action).to_string(), self.eval(resource).unwrap()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The logs archived to S3: the ingress's container logs and the logs of the audit path (the
+/// audit writer and the scheduled functions), as the hourly export took them before.
+fn archived_log_groups(t: &Template) -> BTreeSet<String> {
+    use tollgate_ingress::registry::Kind;
+    let mut groups = BTreeSet::from(["IngressLogGroup".to_string()]);
+    for f in tollgate_ingress::registry::functions() {
+        if matches!(f.kind, Kind::AuditWriter | Kind::Scheduled) {
+            let group = intrinsic(&t.props(&f.template)["LoggingConfig"]["LogGroup"]).unwrap().1;
+            groups.insert(s(group).to_string());
+        }
+    }
+    groups
+}
+
+#[test]
+fn every_archived_log_group_is_subscribed_to_the_archive_stream() {
+    let t = Template::load();
+    let getatt = |v: &Value| {
+        let (f, arg) = intrinsic(v).unwrap_or_else(|| panic!("not an intrinsic: {v:?}"));
+        assert_eq!(f, "GetAtt");
+        getatt_parts(arg)
+    };
+    let mut subscribed = BTreeSet::new();
+    for filter in t.of_type("AWS::Logs::SubscriptionFilter") {
+        let p = t.props(&filter);
+        assert_eq!(
+            getatt(&p["DestinationArn"]),
+            ("LogArchiveStream".into(), "Arn".into()),
+            "{filter}"
+        );
+        assert_eq!(
+            getatt(&p["RoleArn"]),
+            ("LogsToFirehoseRole".into(), "Arn".into()),
+            "{filter}"
+        );
+        assert_eq!(s(&p["FilterPattern"]), "", "{filter}: every event is archived");
+        let (f, group) = intrinsic(&p["LogGroupName"]).unwrap();
+        assert_eq!(f, "Ref", "{filter}");
+        assert!(
+            subscribed.insert(s(group).to_string()),
+            "{filter}: {group:?} subscribed twice"
+        );
+    }
+    let archived = archived_log_groups(&t);
+    assert_eq!(
+        subscribed,
+        archived,
+        "log groups without a subscription to the archive: {:?}; subscribed but not archived: {:?}",
+        archived.difference(&subscribed).collect::<Vec<_>>(),
+        subscribed.difference(&archived).collect::<Vec<_>>()
+    );
+
+    // The stream: written by CloudWatch Logs (DirectPut), delivered to the log bucket by day,
+    // records left as CloudWatch Logs gzipped them (Firehose compressing again would double it).
+    let stream = t.props("LogArchiveStream");
+    assert_eq!(s(&stream["DeliveryStreamType"]), "DirectPut");
+    assert!(stream.get("DeliveryStreamEncryptionConfigurationInput").is_some());
+    let s3 = &stream["ExtendedS3DestinationConfiguration"];
+    assert_eq!(getatt(&s3["BucketARN"]).0, "LogBucket");
+    assert_eq!(getatt(&s3["RoleARN"]).0, "FirehoseRole");
+    let prefix = s(&s3["Prefix"]);
+    assert!(
+        prefix.starts_with("cloudwatch-logs/") && prefix.contains("!{timestamp:yyyy/MM/dd}"),
+        "{prefix}"
+    );
+    // An expression in the prefix requires an error output prefix (Firehose, s3-prefixes.html).
+    let errors = s(&s3["ErrorOutputPrefix"]);
+    assert!(
+        errors.starts_with("cloudwatch-logs-errors/") && errors.contains("!{firehose:error-output-type}"),
+        "{errors}"
+    );
+    assert_eq!(s(&s3["CompressionFormat"]), "UNCOMPRESSED");
+    assert!(s3.get("ProcessingConfiguration").is_none(), "records stay gzipped");
+    assert_eq!(s3["CloudWatchLoggingOptions"]["Enabled"], Value::Bool(true));
+    // The error log group is encrypted like every other.
+    assert!(t.props("LogArchiveErrorLogGroup").get("KmsKeyId").is_some());
+
+    // Least privilege. CloudWatch Logs' role: trusted by logs.amazonaws.com from this account's
+    // log groups only, and it may only put records into this stream.
+    let trust = |role: &str| t.props(role)["AssumeRolePolicyDocument"]["Statement"][0].clone();
+    let logs_trust = trust("LogsToFirehoseRole");
+    assert_eq!(s(&logs_trust["Principal"]["Service"]), "logs.amazonaws.com");
+    assert_eq!(
+        t.eval(&logs_trust["Condition"]["StringEquals"]["aws:SourceAccount"])
+            .as_deref(),
+        Some("123456789012")
+    );
+    assert_eq!(
+        t.eval(&logs_trust["Condition"]["StringLike"]["aws:SourceArn"])
+            .as_deref(),
+        Some("arn:aws:logs:us-east-1:123456789012:*")
+    );
+    let stream_arn = t
+        .eval(&serde_yaml::from_str("!GetAtt LogArchiveStream.Arn").unwrap())
+        .unwrap();
+    let grants = t.grants("LogsToFirehoseRole");
+    let expected: Vec<(String, String)> = ["firehose:PutRecord", "firehose:PutRecordBatch"]
+        .iter()
+        .map(|a| (a.to_string(), stream_arn.clone()))
+        .collect();
+    assert_eq!(grants, expected, "LogsToFirehoseRole");
+    // Firehose's role: trusted by Firehose for this account; S3 on the log bucket and its archive
+    // prefixes, its own error log; nothing else, no wildcard resource.
+    let firehose_trust = trust("FirehoseRole");
+    assert_eq!(s(&firehose_trust["Principal"]["Service"]), "firehose.amazonaws.com");
+    assert_eq!(
+        t.eval(&firehose_trust["Condition"]["StringEquals"]["sts:ExternalId"])
+            .as_deref(),
+        Some("123456789012")
+    );
+    let bucket = "arn:aws:test:us-east-1:123456789012:LogBucket/Arn";
+    let error_log = "arn:aws:test:us-east-1:123456789012:LogArchiveErrorLogGroup/Arn:*";
+    for (action, resource) in t.grants("FirehoseRole") {
+        let allowed = match action.as_str() {
+            "s3:GetBucketLocation" | "s3:ListBucket" | "s3:ListBucketMultipartUploads" => resource == bucket,
+            "s3:PutObject" | "s3:GetObject" | "s3:AbortMultipartUpload" => {
+                resource == format!("{bucket}/cloudwatch-logs/*")
+                    || resource == format!("{bucket}/cloudwatch-logs-errors/*")
+            }
+            "logs:PutLogEvents" => resource == error_log,
+            _ => false,
+        };
+        assert!(allowed, "FirehoseRole may not {action} on {resource}");
+    }
+    // Its delivery is alarmed.
+    let alarm = t.props("LogArchiveDeliveryAlarm");
+    assert_eq!(s(&alarm["Namespace"]), "AWS/Firehose");
+    assert_eq!(s(&alarm["MetricName"]), "DeliveryToS3.DataFreshness");
+    assert_eq!(
+        intrinsic(&alarm["Dimensions"][0]["Value"]).unwrap().1,
+        "LogArchiveStream"
+    );
+    // And nothing is left of the hourly export.
+    let policy = serde_json::to_string(&t.props("LogBucketPolicy")["PolicyDocument"]).unwrap();
+    assert!(
+        !policy.contains("logs.us-east-1") && !policy.contains("logs.${AWS::Region}"),
+        "{policy}"
+    );
+}
+
+// ---- IAM coverage ----------------------------------------------------------------------------
+
+/// Source of `path` without its `#[cfg(test)]` module (test code calls ports on fakes).
+fn source_without_tests(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    match text.find("#[cfg(test)]") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn rust_files(path: &Path) -> Vec<PathBuf> {
+    if path.is_file() {
+        return vec![path.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The AWS SDK operations each port method of an adapter reaches: the fluent-builder calls
+/// (`.execute_statement()`, `.put_object()`, ...) in each `fn` of the file, followed through the
+/// file's own helper functions.
+fn adapter_operations(file: &str, sdk_ops: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    let text = source_without_tests(&root().join(file));
+    // Split into functions: every `fn name` starts one; its body runs to the next.
+    let mut bodies: Vec<(String, String)> = Vec::new();
+    for part in text.split("fn ").skip(1) {
+        let name: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        bodies.push((name, part.to_string()));
+    }
+    let names: BTreeSet<String> = bodies.iter().map(|(n, _)| n.clone()).collect();
+    let mut direct: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for (name, body) in &bodies {
+        let entry = direct.entry(name.clone()).or_default();
+        for op in sdk_ops {
+            if body.contains(&format!(".{op}()")) {
+                entry.0.insert(op.to_string());
+            }
+        }
+        for callee in &names {
+            if callee != name && (body.contains(&format!("self.{callee}(")) || body.contains(&format!(" {callee}("))) {
+                entry.1.insert(callee.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for name in direct.keys() {
+        let mut ops = BTreeSet::new();
+        let mut seen = BTreeSet::from([name.clone()]);
+        let mut todo = vec![name.clone()];
+        while let Some(n) = todo.pop() {
+            let (o, calls) = &direct[&n];
+            ops.extend(o.iter().cloned());
+            for c in calls {
+                if seen.insert(c.clone()) {
+                    todo.push(c.clone());
+                }
+            }
+        }
+        out.insert(name.clone(), ops);
+    }
+    out
+}
+
+/// The AWS SDK operations the code calls, what IAM action each needs and on which resource of
+/// the template (`None`: the resource is checked by a test of its own), with the documented
+/// cross-service needs:
+/// - every Data API call is authorized against the cluster and reads the database secret with the
+///   caller's credentials ("Authorizing access to RDS Data API", Aurora user guide,
+///   data-api.access.html: the policy needs `secretsmanager:GetSecretValue` on the secret); the
+///   secret RDS manages is encrypted with the Secrets Manager AWS managed key, which needs no
+///   grant;
+/// - an object put with SSE-KMS needs `kms:GenerateDataKey`, a get `kms:Decrypt` on the key ("To
+///   upload an object encrypted with an AWS KMS key, you need kms:GenerateDataKey ... to download
+///   it, kms:Decrypt", S3 user guide, UsingKMSEncryption.html);
+/// - `HeadObject` is authorized as `s3:GetObject`, `ListObjectsV2` as `s3:ListBucket` on the
+///   bucket (S3 API reference).
+fn iam_needs(op: &str) -> Vec<(&'static str, Option<&'static str>)> {
+    let cluster = Some("arn:aws:test:us-east-1:123456789012:DatabaseCluster/DBClusterArn");
+    let secret = Some("arn:aws:test:us-east-1:123456789012:DatabaseCluster/MasterUserSecret.SecretArn");
+    let objects = Some("arn:aws:test:us-east-1:123456789012:AuditBucket/Arn/audit/*");
+    let key = Some("arn:aws:test:us-east-1:123456789012:AuditKey/Arn");
+    match op {
+        "execute_statement" => vec![
+            ("rds-data:ExecuteStatement", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "batch_execute_statement" => vec![
+            ("rds-data:BatchExecuteStatement", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "begin_transaction" => vec![
+            ("rds-data:BeginTransaction", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "commit_transaction" => vec![
+            ("rds-data:CommitTransaction", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "rollback_transaction" => vec![
+            ("rds-data:RollbackTransaction", cluster),
+            ("secretsmanager:GetSecretValue", secret),
+        ],
+        "put_object" => vec![("s3:PutObject", objects), ("kms:GenerateDataKey", key)],
+        "get_object" | "head_object" => vec![("s3:GetObject", objects), ("kms:Decrypt", key)],
+        "list_objects_v2" => vec![(
+            "s3:ListBucket",
+            Some("arn:aws:test:us-east-1:123456789012:AuditBucket/Arn"),
+        )],
+        // Which functions a component may invoke is checked by
+        // every_function_is_a_cargo_lambda_binary_with_events (exactly those it calls).
+        "invoke" => vec![("lambda:InvokeFunction", None)],
+        other => panic!("no IAM mapping for the SDK operation {other}: add it to iam_needs"),
+    }
+}
+
+/// Each deployed component: the role that signs its calls and the sources it runs (the crate's
+/// own, plus the core modules that call ports for it).
+const COMPONENTS: [(&str, &[&str]); 6] = [
+    // The ingress task: recorder, handler, and core's reconciler (linked for embedded mode).
+    ("TaskRole", &["ingress/src", "core/src/reconcile.rs"]),
+    ("EchoFunction", &["functions/echo/src"]),
+    ("RequestsApiFunction", &["functions/requests-api/src"]),
+    ("AuditWriterFunction", &["functions/audit-writer/src"]),
+    (
+        "AuditReconcilerFunction",
+        &["functions/audit-reconciler/src", "core/src/reconcile.rs"],
+    ),
+    ("DbMigrateFunction", &["functions/db-migrate/src"]),
+];
+
+#[test]
+fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
+    let t = Template::load();
+    // The adapters, their ports and the SDK operations each client offers that the code may call.
+    let adapters: [(&str, &str, &[&str]); 3] = [
+        (
+            "aws/src/dataapi.rs",
+            "log",
+            &[
+                "execute_statement",
+                "batch_execute_statement",
+                "begin_transaction",
+                "commit_transaction",
+                "rollback_transaction",
+            ],
+        ),
+        (
+            "aws/src/s3.rs",
+            "store",
+            &["put_object", "get_object", "head_object", "list_objects_v2"],
+        ),
+        ("aws/src/lambda.rs", "invoker", &["invoke"]),
+    ];
+    // Every SDK call of the workspace is in one of those adapters: a `.send()` anywhere else is
+    // a call this test does not see.
+    for dir in ["aws/src", "core/src", "ingress/src", "functions"] {
+        for file in rust_files(&root().join(dir)) {
+            let rel = file
+                .strip_prefix(root())
+                .unwrap()
+                .to_string_lossy()
+                .replace("/../", "/");
+            let text = source_without_tests(&file);
+            if text.contains(".send()")
+                && !adapters.iter().any(|(a, _, _)| rel.ends_with(a))
+                && !rel.contains("/tests/")
+            {
+                panic!("{rel} makes SDK calls outside the adapters this test maps");
+            }
+        }
+    }
+    let mut port_ops: Vec<(&str, BTreeMap<String, BTreeSet<String>>)> = Vec::new();
+    let mut all_ops = BTreeSet::new();
+    for (file, receiver, ops) in adapters {
+        let methods = adapter_operations(file, ops);
+        for o in methods.values().flatten() {
+            all_ops.insert(o.clone());
+        }
+        port_ops.push((receiver, methods));
+    }
+    for op in [
+        "execute_statement",
+        "begin_transaction",
+        "commit_transaction",
+        "put_object",
+        "get_object",
+        "invoke",
+    ] {
+        assert!(
+            all_ops.contains(op),
+            "the scan found no {op}: is it reading the adapters?"
+        );
+    }
+    // Port methods with a name of their own are found by name; the shared names (`get`, `query`,
+    // `list`, `invoke`) only on their receiver (`log.`, `store.`, `invoker.`).
+    let registered: BTreeSet<String> = tollgate_ingress::registry::functions()
+        .into_iter()
+        .map(|f| f.template)
+        .collect();
+    let components: BTreeSet<String> = COMPONENTS.iter().map(|(c, _)| c.to_string()).collect();
+    assert!(
+        registered.is_subset(&components),
+        "functions without an IAM coverage entry: {:?}",
+        registered.difference(&components).collect::<Vec<_>>()
+    );
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (holder, sources) in COMPONENTS {
+        let text: String = sources
+            .iter()
+            .flat_map(|s| rust_files(&root().join(s)))
+            .map(|f| source_without_tests(&f))
+            .collect();
+        let mut ops = BTreeSet::new();
+        for (receiver, methods) in &port_ops {
+            for (method, method_ops) in methods {
+                let unique = port_ops.iter().filter(|(_, m)| m.contains_key(method)).count() == 1
+                    && !["get", "query", "list", "invoke", "new", "send", "fmt"].contains(&method.as_str());
+                let called = if unique {
+                    text.contains(&format!(".{method}("))
+                } else {
+                    text.contains(&format!("{receiver}.{method}("))
+                };
+                if called {
+                    ops.extend(method_ops.iter().cloned());
+                }
+            }
+        }
+        let grants = t.grants(holder);
+        for op in &ops {
+            for (action, resource) in iam_needs(op) {
+                checked += 1;
+                let granted = grants
+                    .iter()
+                    .any(|(a, r)| a == action && resource.is_none_or(|want| r == want));
+                if !granted {
+                    problems.push(format!(
+                        "{holder} calls {op} but is not granted {action} on {}",
+                        resource.unwrap_or("anything")
+                    ));
+                }
+            }
+        }
+    }
+    // An asynchronous invoke's on-failure destination is sent by Lambda with the function's own
+    // role ("the execution role needs permission to send to the destination", Lambda developer
+    // guide, invocation-async-retain-records.html); an SSE-KMS queue also needs
+    // kms:GenerateDataKey and kms:Decrypt from its producers (SQS developer guide,
+    // sqs-key-management.html).
+    for f in t.of_type("AWS::Serverless::Function") {
+        let dest = &t.props(&f)["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        if dest.get("Type").and_then(Value::as_str) != Some("SQS") {
+            continue;
+        }
+        let queue = getatt_parts(intrinsic(&dest["Destination"]).unwrap().1).0;
+        let grants = t.grants(&f);
+        let mut needs = vec![("sqs:SendMessage", t.eval(&dest["Destination"]).unwrap())];
+        if let Some(key) = t.props(&queue).get("KmsMasterKeyId") {
+            let (_, k) = intrinsic(key).unwrap();
+            let key = format!("arn:aws:test:us-east-1:123456789012:{}/Arn", s(k));
+            needs.push(("kms:GenerateDataKey", key.clone()));
+            needs.push(("kms:Decrypt", key));
+        }
+        for (action, resource) in needs {
+            checked += 1;
+            if !grants.iter().any(|(a, r)| a == action && *r == resource) {
+                problems.push(format!("{f}'s failure destination needs {action} on {resource}"));
+            }
+        }
+    }
+    // Calls made for the code by AWS services:
+    // - ECS pulls the image with the task execution role; a KMS-encrypted repository needs
+    //   kms:Decrypt on its key from that role (ECR user guide, encryption-at-rest.html);
+    // - CloudWatch Logs encrypts a log group with its KMS key itself: the key policy must let the
+    //   logs.<region> principal use it for this account's log groups ("the key policy must allow
+    //   CloudWatch Logs", encrypt-log-data-kms.html), whichever role writes the events.
+    let repo_key = t.props("Repository")["EncryptionConfiguration"]["KmsKey"].clone();
+    let exec_role = getatt_parts(intrinsic(&t.props("TaskDefinition")["ExecutionRoleArn"]).unwrap().1).0;
+    checked += 1;
+    let key = t.eval(&repo_key).unwrap();
+    if !t
+        .grants(&exec_role)
+        .iter()
+        .any(|(a, r)| a == "kms:Decrypt" && *r == key)
+    {
+        problems.push(format!(
+            "{exec_role} pulls from a repository encrypted with {key} without kms:Decrypt on it"
+        ));
+    }
+    let key_policy = &t.props("AuditKey")["KeyPolicy"]["Statement"];
+    let logs_may_use = key_policy.as_sequence().unwrap().iter().any(|st| {
+        t.eval(&st["Principal"]["Service"]).as_deref() == Some("logs.us-east-1.amazonaws.com")
+            && ["kms:Encrypt*", "kms:GenerateDataKey*", "kms:Decrypt*"]
+                .iter()
+                .all(|a| one_or_many(&st["Action"]).iter().any(|x| x.as_str() == Some(a)))
+            && st["Condition"]["ArnLike"]
+                .get("kms:EncryptionContext:aws:logs:arn")
+                .is_some()
+    });
+    for g in t.of_type("AWS::Logs::LogGroup") {
+        checked += 1;
+        let Some(k) = t.props(&g).get("KmsKeyId") else { continue };
+        if getatt_parts(intrinsic(k).unwrap().1).0 != "AuditKey" || !logs_may_use {
+            problems.push(format!("{g}: its KMS key does not let CloudWatch Logs encrypt it"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(checked > 20, "only {checked} grants checked");
+}
+
+/// `sam local invoke` runs each function with env.json (samconfig.toml's local_invoke section).
+/// SAM passes a function only the variables its template `Environment` declares, overridden by
+/// env.json ("override values defined in your templates", SAM developer guide,
+/// serverless-sam-cli-using-invoke.html; SAM CLI `EnvironmentVariables.resolve` iterates the
+/// template's variables only): a variable env.json sets that the template does not declare is
+/// silently dropped, and a function env.json lacks runs against whatever the template resolves to.
+#[test]
+fn env_json_sets_only_declared_variables_of_every_function() {
+    let t = Template::load();
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("env.json")).unwrap()).unwrap();
+    let env = env.as_object().expect("env.json: one object per function logical id");
+    let functions: BTreeSet<String> = t.of_type("AWS::Serverless::Function").into_iter().collect();
+    let named: BTreeSet<String> = env.keys().cloned().collect();
+    assert_eq!(named, functions, "env.json names exactly the template's functions");
+    let mut checked = 0;
+    for (f, vars) in env {
+        // Declared: every key of the function's Environment.Variables, the ones only declared under
+        // LocalStandIns (!If ... AWS::NoValue) included.
+        let declared: BTreeSet<String> = t.props(f)["Environment"]["Variables"]
+            .as_mapping()
+            .map(|m| m.keys().map(|k| s(k).to_string()).collect())
+            .unwrap_or_default();
+        for (name, value) in vars.as_object().unwrap() {
+            assert!(
+                declared.contains(name),
+                "env.json: {f}.{name} is not in the template's Environment: SAM would drop it"
+            );
+            assert!(value.is_string(), "{f}.{name}: SAM takes strings");
+            checked += 1;
+        }
+        // What the function would otherwise try to reach on AWS: every endpoint it declares points
+        // at a stand-in, and so do the resources its settings name.
+        for name in declared.iter().filter(|n| n.starts_with("AWS_ENDPOINT_URL_")) {
+            let url = vars[name.as_str()].as_str().unwrap_or_default();
+            assert!(url.starts_with("http://host.docker.internal:"), "{f}.{name} = {url:?}");
+        }
+        for name in ["TOLLGATE_DB_CLUSTER_ARN", "TOLLGATE_AUDIT_BUCKET"] {
+            if declared.contains(name) {
+                let v = vars[name].as_str().unwrap_or_default();
+                assert!(v.contains("local"), "{f}.{name} = {v:?}: a local stand-in's");
+            }
+        }
+        // Every endpoint variable the function's SDK clients need is declared (ready for env.json).
+        let uses_db = declared.contains("TOLLGATE_DB_CLUSTER_ARN");
+        assert_eq!(declared.contains("AWS_ENDPOINT_URL_RDS_DATA"), uses_db, "{f}");
+        // And it has events to invoke it with.
+        let binary = s(&t.resource(f)["Metadata"]["BuildProperties"]["Binary"]).to_string();
+        let events = tollgate_core::http_fn::event_files(&root().join("events"), &format!("{binary}-"));
+        assert!(
+            !events.is_empty(),
+            "{f}: no events/{binary}-*.json for sam local invoke -e"
+        );
+    }
+    assert!(checked >= 20, "only {checked} variables in env.json");
+    // The endpoint variables exist only under sam local invoke: LocalStandIns, false by default
+    // and true only in the local_invoke section, whose overrides are otherwise the global ones.
+    assert_eq!(t.parameter_default("LocalStandIns"), "false");
+    for f in &functions {
+        for (name, v) in t.props(f)["Environment"]["Variables"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            if s(name).starts_with("AWS_ENDPOINT_URL_") {
+                let (func, arg) = intrinsic(v).unwrap_or_else(|| panic!("{f}.{}: not conditional", s(name)));
+                assert_eq!((func.as_str(), s(&arg[0])), ("If", "UseLocalStandIns"), "{f}");
+                assert_eq!(
+                    intrinsic(&arg[2]).map(|(_, a)| s(a).to_string()).as_deref(),
+                    Some("AWS::NoValue")
+                );
+            }
+        }
+    }
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
+    let local = &config["default"]["local_invoke"]["parameters"];
+    assert_eq!(local["env_vars"].as_str(), Some("env.json"));
+    let global = config["default"]["global"]["parameters"]["parameter_overrides"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        local["parameter_overrides"].as_str(),
+        Some(format!("{global} LocalStandIns=true").as_str())
+    );
+    for env in ["default", "prod"] {
+        let o = config[env]["global"]["parameters"]["parameter_overrides"]
+            .as_str()
+            .unwrap();
+        assert!(
+            !o.contains("LocalStandIns=true"),
+            "{env}: a deployed stack with local endpoints"
+        );
+    }
 }

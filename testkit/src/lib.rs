@@ -252,7 +252,7 @@ pub struct S3Server {
 
 impl S3Server {
     /// Starts one; panics with the reason if it cannot. (moto serves every AWS API it
-    /// emulates on the one endpoint: S3, and CloudWatch Logs for the log exporter.)
+    /// emulates on the one endpoint: S3.)
     pub fn start() -> Self {
         // A free port can be taken by another test before moto binds it: moto then exits, and
         // it is started again on another port. Only a server still running after it answers
