@@ -75,21 +75,28 @@ ensure_tool() {
         local venv="$TOLLGATE_TOOLS_DIR/$name" stamp command
         [ -f "$lock" ] || { echo "no pinned tool $name (tools/python/$name.lock)" >&2; return 2; }
         stamp="$( { cat "$lock"; python3 -S -c 'import sys; print(sys.version, sys.base_prefix)'; } | sha256sum | cut -d' ' -f1)"
-        if [ "$(cat "$venv/.tollgate-stamp" 2>/dev/null)" != "$stamp" ]; then
-            echo "installing $name ($(grep -v '^#' "$spec")) into $venv" >&2
-            local started=$SECONDS
-            rm -rf "$venv"
-            if ! python3 -S -m venv "$venv" 2>/dev/null; then
-                # Debian's own python3 keeps venv/ensurepip in a separate package.
+        # One installer at a time per tool (two test runs on one machine share the tools
+        # directory; interleaved installs once left a venv with half its packages): the stamp is
+        # read again under the lock, so the second waits and then finds the tool installed.
+        (
+            # (errexit does not reach into a `( ... ) || ...` list: each step says how it fails.)
+            flock 9 || exit 1
+            if [ "$(cat "$venv/.tollgate-stamp" 2>/dev/null)" != "$stamp" ]; then
+                echo "installing $name ($(grep -v '^#' "$spec")) into $venv" >&2
+                local started=$SECONDS
                 rm -rf "$venv"
-                apt_install python3-venv
-                python3 -S -m venv "$venv"
+                if ! python3 -S -m venv "$venv" 2>/dev/null; then
+                    # Debian's own python3 keeps venv/ensurepip in a separate package.
+                    rm -rf "$venv"
+                    apt_install python3-venv || exit 1
+                    python3 -S -m venv "$venv" || exit 1
+                fi
+                "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-virtualenv \
+                    --no-input -r "$lock" || { echo "installing $name failed" >&2; exit 1; }
+                echo "$stamp" >"$venv/.tollgate-stamp" || exit 1
+                echo "   $name installed in $((SECONDS - started)) s" >&2
             fi
-            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-virtualenv \
-                --no-input -r "$lock"
-            echo "$stamp" >"$venv/.tollgate-stamp"
-            echo "   $name installed in $((SECONDS - started)) s" >&2
-        fi
+        ) 9>"$TOLLGATE_TOOLS_DIR/.$name.install-lock" || return 1
         for command in $(sed -n 's/^# commands: //p' "$spec"); do
             # The tool's own environment first on PATH for what it starts (cargo-lambda runs
             # its zig through `python3 -m ziglang`).
