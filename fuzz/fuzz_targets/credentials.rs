@@ -6,7 +6,8 @@
 //! Every header value is tried as an API key, a JWT and an ALB `x-amzn-oidc-data` token, so
 //! signature checks are reached with keys they can verify (the seeds are validly signed).
 //!
-//! Input: a header block, `name: value` per line.
+//! Input: a header block, `name: value` per line. With `TOLLGATE_FUZZ_TRACE=1` each
+//! verification's result is printed (`fuzz/target/.../credentials <file>` to see one input's).
 #![no_main]
 
 use std::io::{Read, Write};
@@ -100,14 +101,22 @@ fn headers(text: &str) -> HeaderMap {
 fn check_api_key(token: &str) {
     if let Some((id, secret)) = parse_api_key(token) {
         assert_eq!(format!("{API_KEY_PREFIX}{id}_{secret}"), token);
-        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{token:?}");
+        assert!(
+            id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{token:?}"
+        );
         assert!(!secret.is_empty() && !secret.contains(['.', ' ']), "{token:?}");
     }
 }
 
 fn verify(v: &Verifiers, token: &str) {
+    let trace = std::env::var_os("TOLLGATE_FUZZ_TRACE").is_some();
     v.runtime.block_on(async {
-        match v.jwt.verify(token).await {
+        let jwt = v.jwt.verify(token).await;
+        if trace {
+            eprintln!("jwt: {jwt:?}");
+        }
+        match jwt {
             Ok(t) => {
                 assert_eq!(t.issuer, ISSUER);
                 assert!(token.len() <= 8192);
@@ -115,7 +124,11 @@ fn verify(v: &Verifiers, token: &str) {
             Err(AuthFailure::TooLarge) => assert!(token.len() > 8192),
             Err(_) => {}
         }
-        if let Ok(user) = v.alb.verify(token).await {
+        let alb = v.alb.verify(token).await;
+        if trace {
+            eprintln!("alb: {alb:?}");
+        }
+        if let Ok(user) = alb {
             assert_eq!(user.signer, ALB_ARN);
         }
     });
@@ -140,7 +153,9 @@ fuzz_target!(|data: &[u8]| {
         Err(refusal) => {
             assert_eq!(refusal.code.status(), 401, "{}", refusal.reason);
             let challenge = refusal.challenge.expect("a 401 carries a challenge");
-            assert!(challenge.to_str().is_ok_and(|c| c.starts_with("Bearer realm=\"tollgate\"")));
+            assert!(challenge
+                .to_str()
+                .is_ok_and(|c| c.starts_with("Bearer realm=\"tollgate\"")));
         }
     }
     for value in map.values() {

@@ -88,7 +88,10 @@ fn check(r: &Redactor, c: &mut Choices, prefix: &str, suffix: &str) {
         .collect();
     let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(&format!("{prefix}{CANARY}{suffix}")) {
-        headers.append(HeaderName::from_bytes(spelled.as_bytes()).expect("a header name"), value);
+        headers.append(
+            HeaderName::from_bytes(spelled.as_bytes()).expect("a header name"),
+            value,
+        );
         let out = format!("{:?}", r.headers(&headers));
         assert!(!out.contains(CANARY), "{spelled}: {headers:?} -> {out}");
     }
@@ -105,7 +108,10 @@ fuzz_target!(|data: &[u8]| {
     let mut map = HeaderMap::new();
     for line in text.lines() {
         if let Some((n, v)) = line.split_once(':') {
-            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.trim().as_bytes()), HeaderValue::from_str(v.trim())) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(n.trim().as_bytes()),
+                HeaderValue::from_str(v.trim()),
+            ) {
                 map.append(n, v);
             }
         }

@@ -17,7 +17,11 @@ static SHIPPED: LazyLock<RouteTable> =
 fn check_lookup(table: &RouteTable, method: &Method, path: &str) {
     match table.lookup(method, path) {
         RouteMatch::Found(route) => {
-            assert!(route.methods.contains(method), "{method} {path} routed to {}", route.pattern);
+            assert!(
+                route.methods.contains(method),
+                "{method} {path} routed to {}",
+                route.pattern
+            );
             // A pattern without parameters matches only itself.
             if !route.pattern.contains('{') {
                 assert_eq!(route.pattern, path, "{method} {path}");
