@@ -2,7 +2,8 @@
 //! is decoded there), and the other list parameters with it.
 //!
 //! Input: a query string as `lambda_http` hands it over (already percent-decoded), split at `&`
-//! and the first `=` of each pair; the whole input is also tried as a bare cursor.
+//! and the first `=` of each pair; the whole input is also tried as a bare cursor and as a
+//! `since`/`until` value.
 //! Invariant: an accepted cursor re-encoded the way the API issues them
 //! (base64url of `<stored timestamp>|<request id>`) decodes to the same position.
 #![no_main]
@@ -30,6 +31,14 @@ fn check_cursor(value: &str) {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     check_cursor(&text);
+    // The input as a timestamp filter too (cursors hold timestamps; base64 hides them from
+    // the mutator).
+    for name in ["since", "until"] {
+        if let Ok(q) = parse_list_query(&[(name.to_string(), text.to_string())]) {
+            let t = q.since.or(q.until).expect("an accepted timestamp is set");
+            assert!(t.offset().is_utc(), "{text:?}");
+        }
+    }
     let params: Vec<(String, String)> = text
         .split('&')
         .filter(|p| !p.is_empty())
