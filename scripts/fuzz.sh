@@ -16,7 +16,7 @@
 # Each target starts from its committed seeds (fuzz/corpus/<target>/seed-*) and grows its corpus
 # in the same directory (git-ignored: only the seeds are committed). Reproducers are written to
 # fuzz/artifacts/<target>/; `cargo fuzz run --sanitizer none <target> <file>` replays one.
-# FUZZ_JOBS=N runs N targets at a time (default 1).
+# FUZZ_JOBS=N runs N targets at a time (default 1); FUZZ_ARGS adds libFuzzer flags (-dict=...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
@@ -61,7 +61,7 @@ run_one() { # target: runs it for $seconds; its libFuzzer log and exit code in $
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: libFuzzer's default.
     cargo fuzz run --sanitizer "$sanitizer" "$t" -- -max_total_time="$seconds" -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 >"$logs/$t.log" 2>&1 || rc=$?
+        -rss_limit_mb=2048 -print_final_stats=1 ${FUZZ_ARGS:-} >"$logs/$t.log" 2>&1 || rc=$?
     echo "$rc" >"$logs/$t.rc"
 }
 failed=()
