@@ -16,16 +16,18 @@ pub fn now() -> OffsetDateTime {
 
 /// Formats a timestamp in the stored form (`2026-11-25T22:10:04.123456Z`).
 pub fn format(ts: OffsetDateTime) -> String {
-    ts.to_offset(UtcOffset::UTC)
-        .format(STORED)
-        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000000Z"))
+    ts.checked_to_offset(UtcOffset::UTC)
+        .and_then(|t| t.format(STORED).ok())
+        .unwrap_or_else(|| String::from("1970-01-01T00:00:00.000000Z"))
 }
 
-/// Parses any RFC 3339 timestamp (as clients send it) into UTC.
+/// Parses any RFC 3339 timestamp (as clients send it) into UTC; `None` also for a time whose
+/// UTC date is outside the years 1-9999 that `time` represents (`9999-12-31T23:59:59-01:00`
+/// is in year 10000 in UTC: `to_offset` would panic on it, `checked_to_offset` says no).
 pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
-        .map(|t| t.to_offset(UtcOffset::UTC))
+        .and_then(|t| t.checked_to_offset(UtcOffset::UTC))
 }
 
 /// Parses the stored form back (also accepts any RFC 3339 text).
@@ -87,6 +89,18 @@ mod tests {
         assert_eq!(format(a), "2026-11-25T21:10:04.500000Z");
         assert!(format(a) < format(b));
         assert_eq!(parse_stored(&format(b)), Some(b));
+    }
+
+    /// Found by the `cursor` fuzz target (fuzz/): a valid RFC 3339 text whose UTC time is past
+    /// year 9999 panicked in `to_offset`, so `GET /v1/requests?since=...` (or such a cursor)
+    /// crashed the function instead of answering 400.
+    #[test]
+    fn times_outside_the_representable_years_are_refused_not_a_panic() {
+        assert!(parse_rfc3339("9999-12-31T23:59:59-01:00").is_none());
+        assert!(parse_stored("9999-12-31T23:30:00-00:31").is_none());
+        let last = parse_rfc3339("9999-12-31T23:59:59+01:00").unwrap();
+        assert_eq!(format(last), "9999-12-31T22:59:59.000000Z");
+        assert!(parse_rfc3339("0001-01-01T00:00:00+01:00").is_some_and(|t| t.year() == 0));
     }
 
     #[test]

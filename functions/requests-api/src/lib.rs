@@ -506,6 +506,19 @@ mod tests {
         );
     }
 
+    /// Found by the `cursor` fuzz target (fuzz/): a timestamp whose UTC time falls past year
+    /// 9999 panicked the function (`time`'s `to_offset`); it is a 400 like any bad value.
+    #[test]
+    fn timestamps_past_year_9999_in_utc_are_a_400_not_a_panic() {
+        let late = "9999-12-31T23:59:59-01:00";
+        let cursor = URL_SAFE_NO_PAD.encode(format!("{late}|abc"));
+        for (name, value) in [("since", late), ("until", late), ("cursor", cursor.as_str())] {
+            let e = parse_list_query(&p(&[(name, value)])).unwrap_err();
+            assert_eq!(e.code.status(), 400, "{name}");
+            assert!(e.message.contains(name), "{e:?}");
+        }
+    }
+
     #[test]
     fn cursors_round_trip() {
         let at = tollgate_core::clock::parse_rfc3339("2026-11-25T22:10:04.123456Z").unwrap();
