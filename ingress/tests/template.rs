@@ -1671,3 +1671,60 @@ fn no_function_or_task_but_db_migrate_uses_the_master_secret() {
         );
     }
 }
+
+/// Issue 14: the optional WAF is the fleet-wide rate limit: a REGIONAL web ACL on this ALB whose
+/// rate-based rule counts per client IP over a window WAF accepts (60, 120, 300 or 600 s; a limit
+/// of at least 10: WAF developer guide, waf-rule-statement-type-rate-based-high-level-settings);
+/// off in dev, on in prod; the operations doc says it is fleet-wide while routes.toml's `rate` is
+/// per task.
+#[test]
+fn the_waf_rate_limit_is_per_client_ip_on_the_alb() {
+    let t = Template::load();
+    let acl = t.props("WebAcl");
+    assert_eq!(s(&acl["Scope"]), "REGIONAL");
+    let rules = acl["Rules"].as_sequence().unwrap();
+    let rate = rules
+        .iter()
+        .find(|r| r["Statement"].get("RateBasedStatement").is_some())
+        .expect("a rate-based rule");
+    let stmt = &rate["Statement"]["RateBasedStatement"];
+    assert_eq!(s(&stmt["AggregateKeyType"]), "IP");
+    assert!(rate["Action"].get("Block").is_some(), "the rate rule blocks");
+    let refs = |v: &Value| intrinsic(v).map(|(f, a)| (f, s(a).to_string()));
+    assert_eq!(refs(&stmt["Limit"]), Some(("Ref".into(), "WafRateLimit".into())));
+    assert_eq!(
+        refs(&stmt["EvaluationWindowSec"]),
+        Some(("Ref".into(), "WafRateWindowSeconds".into()))
+    );
+    let params = &t.doc["Parameters"];
+    assert_eq!(number(&params["WafRateLimit"]["MinValue"]), 10);
+    let windows: Vec<u64> = params["WafRateWindowSeconds"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(number)
+        .collect();
+    assert_eq!(windows, [60, 120, 300, 600]);
+    let assoc = t.props("WebAclAssociation");
+    assert_eq!(refs(&assoc["ResourceArn"]), Some(("Ref".into(), "LoadBalancer".into())));
+    assert_eq!(
+        getatt_parts(intrinsic(&assoc["WebACLArn"]).unwrap().1),
+        ("WebAcl".into(), "Arn".into())
+    );
+    for r in ["WebAcl", "WebAclAssociation"] {
+        assert_eq!(t.resource(r)["Condition"], "UseWebAcl");
+    }
+    let samconfig: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
+    let overrides = |env: &str| {
+        samconfig[env]["global"]["parameters"]["parameter_overrides"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(overrides("prod").contains("UseWaf=true"));
+    assert!(!overrides("default").contains("UseWaf=true"));
+    assert_eq!(t.parameter_default("UseWaf"), "false");
+    let ops = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    assert!(ops.contains("fleet-wide") && ops.contains("per ingress task"));
+}
