@@ -1728,3 +1728,37 @@ fn the_waf_rate_limit_is_per_client_ip_on_the_alb() {
     let ops = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
     assert!(ops.contains("fleet-wide") && ops.contains("per ingress task"));
 }
+
+/// Issue 14: the deploy workflow runs only for pushes to this repository's main (a CI run of a
+/// pull request, a fork's included, is a `workflow_run` too), and every action it uses is pinned
+/// by a full commit SHA with its version in a comment.
+#[test]
+fn deploy_runs_only_for_pushes_to_main_with_pinned_actions() {
+    let text = std::fs::read_to_string(root().join(".github/workflows/deploy.yml")).unwrap();
+    let wf: Value = serde_yaml::from_str(&text).unwrap();
+    let job_if = s(&wf["jobs"]["deploy"]["if"]).split_whitespace().collect::<Vec<_>>().join(" ");
+    for needed in [
+        "github.event.workflow_run.conclusion == 'success'",
+        "github.event.workflow_run.event == 'push'",
+        "github.event.workflow_run.head_branch == 'main'",
+        "github.event.workflow_run.head_repository.full_name == github.repository",
+        "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'",
+    ] {
+        assert!(job_if.contains(needed), "deploy's if lacks {needed}: {job_if}");
+    }
+    let mut pinned = 0;
+    for line in text.lines() {
+        let Some(uses) = line.trim().trim_start_matches("- ").strip_prefix("uses: ") else {
+            continue;
+        };
+        let (action, rest) = uses.split_once('@').unwrap_or_else(|| panic!("{uses}: no @"));
+        let (sha, comment) = rest.split_once(" # ").unwrap_or_else(|| panic!("{action}: no version comment"));
+        assert!(
+            sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+            "{action} is not pinned by a commit SHA: {sha}"
+        );
+        assert!(comment.trim_start().starts_with('v'), "{action}: {comment}");
+        pinned += 1;
+    }
+    assert!(pinned >= 5, "only {pinned} actions found");
+}
