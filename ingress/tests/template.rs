@@ -1736,7 +1736,10 @@ fn the_waf_rate_limit_is_per_client_ip_on_the_alb() {
 fn deploy_runs_only_for_pushes_to_main_with_pinned_actions() {
     let text = std::fs::read_to_string(root().join(".github/workflows/deploy.yml")).unwrap();
     let wf: Value = serde_yaml::from_str(&text).unwrap();
-    let job_if = s(&wf["jobs"]["deploy"]["if"]).split_whitespace().collect::<Vec<_>>().join(" ");
+    let job_if = s(&wf["jobs"]["deploy"]["if"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     for needed in [
         "github.event.workflow_run.conclusion == 'success'",
         "github.event.workflow_run.event == 'push'",
@@ -1752,7 +1755,9 @@ fn deploy_runs_only_for_pushes_to_main_with_pinned_actions() {
             continue;
         };
         let (action, rest) = uses.split_once('@').unwrap_or_else(|| panic!("{uses}: no @"));
-        let (sha, comment) = rest.split_once(" # ").unwrap_or_else(|| panic!("{action}: no version comment"));
+        let (sha, comment) = rest
+            .split_once(" # ")
+            .unwrap_or_else(|| panic!("{action}: no version comment"));
         assert!(
             sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
             "{action} is not pinned by a commit SHA: {sha}"
