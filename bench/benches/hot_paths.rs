@@ -179,9 +179,17 @@ fn access(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).unwrap();
     let log = tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).unwrap();
     let keys: std::sync::Arc<dyn tollgate_core::ports::KeyStore> = std::sync::Arc::new(log);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let key = rt
-        .block_on(tollgate_ingress::ops::create_key(&*keys, "bench", &["requests:read".into()], None))
+        .block_on(tollgate_ingress::ops::create_key(
+            &*keys,
+            "bench",
+            &["requests:read".into()],
+            None,
+        ))
         .unwrap();
     // The ES256 test key of tollgate-auth and its JWKS.
     let pem = include_bytes!("../../auth/tests/keys/p256.pem");
@@ -196,7 +204,10 @@ fn access(c: &mut Criterion) {
         vec![
             ("TOLLGATE_JWT_ISSUER".to_string(), "https://issuer.test/".to_string()),
             ("TOLLGATE_JWT_AUDIENCES".to_string(), "tollgate".to_string()),
-            ("TOLLGATE_JWT_JWKS_FILE".to_string(), dir.join("jwks.json").display().to_string()),
+            (
+                "TOLLGATE_JWT_JWKS_FILE".to_string(),
+                dir.join("jwks.json").display().to_string(),
+            ),
             ("TOLLGATE_MODE".to_string(), cache.to_string()),
         ]
     };
@@ -234,8 +245,15 @@ fn access(c: &mut Criterion) {
     let key_headers = bearer(&key.token);
     let jwt_headers = bearer(&token(0));
     let fresh: Vec<HeaderMap> = (1..=2000).map(|i| bearer(&token(i))).collect();
-    for (a, h, r) in [(&cached, &key_headers, read), (&cached, &jwt_headers, read), (&cached, &anonymous, open)] {
-        assert!(rt.block_on(a.authorize(h, r)).is_ok(), "the bench's credentials are good");
+    for (a, h, r) in [
+        (&cached, &key_headers, read),
+        (&cached, &jwt_headers, read),
+        (&cached, &anonymous, open),
+    ] {
+        assert!(
+            rt.block_on(a.authorize(h, r)).is_ok(),
+            "the bench's credentials are good"
+        );
     }
     // The targets are CPU per request: each sample is this thread's CPU time
     // (CLOCK_THREAD_CPUTIME_ID), so other processes on the 2 cores do not count against it.
@@ -249,13 +267,25 @@ fn access(c: &mut Criterion) {
         thread_cpu() - start
     };
     g.bench_function("anonymous_open_route", |b| {
-        b.iter_custom(|n| cpu(n, &mut || assert!(rt.block_on(cached.authorize(black_box(&anonymous), open)).is_ok())))
+        b.iter_custom(|n| {
+            cpu(n, &mut || {
+                assert!(rt.block_on(cached.authorize(black_box(&anonymous), open)).is_ok())
+            })
+        })
     });
     g.bench_function("api_key_warm_cache", |b| {
-        b.iter_custom(|n| cpu(n, &mut || assert!(rt.block_on(cached.authorize(black_box(&key_headers), read)).is_ok())))
+        b.iter_custom(|n| {
+            cpu(n, &mut || {
+                assert!(rt.block_on(cached.authorize(black_box(&key_headers), read)).is_ok())
+            })
+        })
     });
     g.bench_function("jwt_es256_repeated", |b| {
-        b.iter_custom(|n| cpu(n, &mut || assert!(rt.block_on(cached.authorize(black_box(&jwt_headers), read)).is_ok())))
+        b.iter_custom(|n| {
+            cpu(n, &mut || {
+                assert!(rt.block_on(cached.authorize(black_box(&jwt_headers), read)).is_ok())
+            })
+        })
     });
     let mut i = 0;
     g.bench_function("jwt_es256_first_seen", |b| {
@@ -279,5 +309,13 @@ fn thread_cpu() -> std::time::Duration {
     std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-criterion_group!(benches, alb_paths, redact, rate_limit, access, audit_encode, group_commit);
+criterion_group!(
+    benches,
+    alb_paths,
+    redact,
+    rate_limit,
+    access,
+    audit_encode,
+    group_commit
+);
 criterion_main!(benches);

@@ -82,13 +82,21 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
     assert!(written, "audit event not written");
     // The request log needs a key in aws mode too (the one Proc::spawn made through the CLI, in
     // the Data API's api_keys): anonymous is 401, recorded in Aurora.
-    let anonymous = Client::anonymous(addr).await.send("GET", "/v1/requests", &[], "").await.unwrap();
+    let anonymous = Client::anonymous(addr)
+        .await
+        .send("GET", "/v1/requests", &[], "")
+        .await
+        .unwrap();
     anonymous.assert_error(401, "unauthenticated");
     answered.push(anonymous.request_id());
     let keyed = request(addr, "GET", &format!("/v1/requests/{id}"), &[], "").await;
     assert_eq!(keyed.status, 200, "{:?}", keyed.body);
-    assert_eq!(keyed.json()["request"]["principal_kind"], "api_key");
     answered.push(keyed.request_id());
+    let keyed_id = keyed.request_id();
+    let own = request(addr, "GET", &format!("/v1/requests/{keyed_id}"), &[], "").await;
+    answered.push(own.request_id());
+    assert_eq!(own.json()["request"]["principal_kind"], "api_key", "{:?}", own.body);
+    assert_eq!(own.json()["request"]["access"], "allowed:scope=requests:read");
     // The operator's command reads the same record and event, through the Data API and S3.
     let cli = std::process::Command::new(binary())
         .current_dir(&root)

@@ -233,8 +233,10 @@ pub struct HttpsResponder {
 impl HttpsResponder {
     /// A responder trusting the platform's root certificates.
     pub fn new() -> Result<Self, DeliveryError> {
+        // The provider named, not guessed: a build that links another one too (the workspace's
+        // test build has ring through tollgate-auth) would otherwise panic here.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
+            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
             .map_err(|e| DeliveryError(format!("root certificates: {e}")))?
             .https_or_http()
             .enable_http1()
