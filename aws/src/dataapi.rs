@@ -446,6 +446,27 @@ impl RequestLog for DataApiRequestLog {
         Box::pin(self.migrate_inner())
     }
 
+    fn execute_script<'a>(&'a self, steps: &'a [tollgate_core::ports::SqlStep]) -> BoxFuture<'a, Result<(), LogError>> {
+        Box::pin(async move {
+            let tx = self.begin().await?;
+            let result = async {
+                for step in steps {
+                    let params = step
+                        .params
+                        .iter()
+                        .map(|(n, v)| param(n, &SqlValue::Text(v.clone())))
+                        .collect();
+                    self.execute_under(&backoff::DATA_API.once(), &step.sql, params, Some(&tx), false)
+                        .await?;
+                }
+                Ok::<_, LogError>(())
+            }
+            .await;
+            let ended = self.end_transaction(&tx, result.is_ok()).await;
+            result.and(ended)
+        })
+    }
+
     fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>> {
         Box::pin(async move {
             // A second row under a request id already in this commit is another request's

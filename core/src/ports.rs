@@ -127,6 +127,34 @@ pub trait RequestLog: Send + Sync + 'static {
 
     /// Rows matching the query, newest first.
     fn query<'a>(&'a self, query: &'a RecordQuery) -> BoxFuture<'a, Result<Vec<StoredRecord>, LogError>>;
+
+    /// Runs administrative statements (db-migrate's roles and grants) in one transaction, each
+    /// with its named text parameters, as the log's own (master) credentials. Only a PostgreSQL
+    /// log has roles; the others refuse.
+    fn execute_script<'a>(&'a self, steps: &'a [SqlStep]) -> BoxFuture<'a, Result<(), LogError>> {
+        let _ = steps;
+        Box::pin(async { Err(LogError::Failed("this request log has no database roles".into())) })
+    }
+}
+
+/// One statement of [`RequestLog::execute_script`]: SQL with `:name` placeholders and their text
+/// values. Values may be secrets (a role's password): `Debug` never shows them.
+#[derive(Clone)]
+pub struct SqlStep {
+    /// The statement.
+    pub sql: String,
+    /// Named text parameters (`:name` in `sql`).
+    pub params: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for SqlStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.params.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("SqlStep")
+            .field("sql", &self.sql)
+            .field("params", &names)
+            .finish()
+    }
 }
 
 /// tollgate's API keys, kept in the request log's database (`api_keys`): only the SHA-256 of

@@ -784,6 +784,53 @@ fn schedules(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
     problems
 }
 
+/// With a certificate, port 80 only redirects: the HTTP listener's one action is a permanent
+/// redirect to HTTPS on 443, and no listener rule hangs off it (a rule would forward some paths
+/// in plain HTTP past the redirect). Without one (dev), HTTP is the only listener.
+fn http_only_redirects(stack: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let has_certificate = !stack.params["CertificateArn"].is_empty();
+    let http: Vec<&String> = r
+        .iter()
+        .filter(|(_, res)| {
+            res["Type"] == "AWS::ElasticLoadBalancingV2::Listener" && res["Properties"]["Protocol"] == "HTTP"
+        })
+        .map(|(n, _)| n)
+        .collect();
+    if !has_certificate {
+        return problems;
+    }
+    if !r
+        .values()
+        .any(|res| res["Type"] == "AWS::ElasticLoadBalancingV2::Listener" && res["Properties"]["Protocol"] == "HTTPS")
+    {
+        problems.push("a certificate but no HTTPS listener".into());
+    }
+    for name in http {
+        let actions = r[name]["Properties"]["DefaultActions"].as_sequence().unwrap();
+        let redirect = actions.len() == 1
+            && actions[0]["Type"] == "redirect"
+            && actions[0]["RedirectConfig"]["Protocol"] == "HTTPS"
+            && text(&actions[0]["RedirectConfig"]["Port"]) == "443"
+            && actions[0]["RedirectConfig"]["StatusCode"] == "HTTP_301";
+        if !redirect {
+            problems.push(format!(
+                "{name}: with a certificate, port 80 must only redirect to HTTPS, it has {actions:?}"
+            ));
+        }
+        let refers = Value::String(format!("<{name}>"));
+        for (rule, res) in r {
+            if res["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule" && res["Properties"]["ListenerArn"] == refers
+            {
+                problems.push(format!(
+                    "{rule}: a rule on the HTTP listener {name} bypasses the redirect"
+                ));
+            }
+        }
+    }
+    problems
+}
+
 // ---- the tests --------------------------------------------------------------------------------
 
 #[test]
@@ -879,6 +926,83 @@ fn every_schedule_is_one_eventbridge_takes() {
 #[test]
 fn the_dev_database_can_pause() {
     assert_clean(pauses_when_idle);
+}
+
+#[test]
+fn port_80_only_redirects_whenever_a_certificate_is_given() {
+    assert_clean(http_only_redirects);
+    // The check sees a forward on port 80 with a certificate.
+    let (template, samconfig) = current();
+    let broken = template.replacen(
+        "        - - Type: redirect\n            RedirectConfig:\n              Protocol: HTTPS",
+        "        - - Type: forward\n            TargetGroupArn: !Ref TargetGroup\n          - Type: redirect\n            RedirectConfig:\n              Protocol: HTTPS",
+        1,
+    );
+    assert_ne!(broken, template, "the HTTP listener's redirect moved: update this test");
+    assert!(!run(&broken, &samconfig, http_only_redirects).is_empty());
+}
+
+/// Every environment of samconfig.toml is one CloudFormation accepts (its `Rules` pass): the
+/// scenarios above skip refused parameter sets, so a refused environment would pass unchecked.
+#[test]
+fn every_configured_environment_passes_the_rules() {
+    let (template, samconfig) = current();
+    let t: Value = serde_yaml::from_str(&template).unwrap();
+    for (env, stack, overrides) in samconfig_environments(&samconfig) {
+        let s = Stack::new(&t, env.clone(), stack, &overrides);
+        assert!(
+            s.refused_by_rules().is_empty(),
+            "{env}: refused by {:?}",
+            s.refused_by_rules()
+        );
+    }
+}
+
+/// prod has a certificate in samconfig.toml, and the template refuses prod without one (so port
+/// 80 in prod only ever redirects).
+#[test]
+fn prod_requires_a_certificate() {
+    let (template, samconfig) = current();
+    let t: Value = serde_yaml::from_str(&template).unwrap();
+    let envs = samconfig_environments(&samconfig);
+    let (_, stack, overrides) = envs.iter().find(|(e, _, _)| e == "prod").expect("a prod environment");
+    assert!(
+        overrides
+            .get("CertificateArn")
+            .is_some_and(|c| c.starts_with("arn:aws:acm:")),
+        "samconfig.toml's prod has no CertificateArn"
+    );
+    let mut without = overrides.clone();
+    without.insert("CertificateArn".into(), String::new());
+    let s = Stack::new(&t, "prod without a certificate".into(), stack.clone(), &without);
+    assert_eq!(s.refused_by_rules(), vec!["ProdHasCertificate".to_string()]);
+    // ALB OIDC needs HTTPS too: dev (no certificate) with an issuer is refused.
+    let (_, dev_stack, dev) = envs.iter().find(|(e, _, _)| e == "default").unwrap();
+    let mut oidc = dev.clone();
+    for (k, v) in [
+        ("AlbOidcIssuer", "https://idp.example.com"),
+        ("AlbOidcAuthorizationEndpoint", "https://idp.example.com/authorize"),
+        ("AlbOidcTokenEndpoint", "https://idp.example.com/token"),
+        ("AlbOidcUserInfoEndpoint", "https://idp.example.com/userinfo"),
+        ("AlbOidcClientId", "tollgate"),
+        (
+            "AlbOidcClientSecretArn",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:oidc",
+        ),
+    ] {
+        oidc.insert(k.into(), v.into());
+    }
+    let s = Stack::new(&t, "dev with ALB OIDC".into(), dev_stack.clone(), &oidc);
+    assert_eq!(s.refused_by_rules(), vec!["AlbOidcIsComplete".to_string()]);
+    oidc.insert(
+        "CertificateArn".into(),
+        "arn:aws:acm:us-east-1:123456789012:certificate/x".into(),
+    );
+    let s = Stack::new(&t, "dev with ALB OIDC and HTTPS".into(), dev_stack.clone(), &oidc);
+    assert!(s.refused_by_rules().is_empty());
+    assert!(s.resources().contains_key("RequestsOidcRule"));
+    // With HTTPS and OIDC, port 80 still only redirects.
+    assert!(http_only_redirects(&s, &s.resources(), true).is_empty());
 }
 
 /// The rehearsal is only worth running if it catches what it is for: on the template and

@@ -148,6 +148,11 @@ impl Template {
             "AWS::Region" => "us-east-1".into(),
             "AWS::AccountId" => "123456789012".into(),
             "AWS::Partition" => "aws".into(),
+            // An ALB's Ref is its ARN (TOLLGATE_ALB_OIDC_SIGNER_ARN parses it).
+            "LoadBalancer" => {
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/tollgate-dev/0123456789abcdef"
+                    .into()
+            }
             _ if self.doc["Parameters"].get(name).is_some() => self.parameter_default(name),
             _ => format!("ref-{name}"),
         }
@@ -1040,9 +1045,9 @@ fn adapter_operations(file: &str, sdk_ops: &[&str]) -> BTreeMap<String, BTreeSet
 ///   it, kms:Decrypt", S3 user guide, UsingKMSEncryption.html);
 /// - `HeadObject` is authorized as `s3:GetObject`, `ListObjectsV2` as `s3:ListBucket` on the
 ///   bucket (S3 API reference).
-fn iam_needs(op: &str) -> Vec<(&'static str, Option<&'static str>)> {
+fn iam_needs(op: &str, holder: &str) -> Vec<(&'static str, Option<&'static str>)> {
     let cluster = Some("arn:aws:test:us-east-1:123456789012:DatabaseCluster/DBClusterArn");
-    let secret = Some("arn:aws:test:us-east-1:123456789012:DatabaseCluster/MasterUserSecret.SecretArn");
+    let secret = Some(database_secret(holder));
     let objects = Some("arn:aws:test:us-east-1:123456789012:AuditBucket/Arn/audit/*");
     let key = Some("arn:aws:test:us-east-1:123456789012:AuditKey/Arn");
     match op {
@@ -1076,6 +1081,16 @@ fn iam_needs(op: &str) -> Vec<(&'static str, Option<&'static str>)> {
         // every_function_is_a_cargo_lambda_binary_with_events (exactly those it calls).
         "invoke" => vec![("lambda:InvokeFunction", None)],
         other => panic!("no IAM mapping for the SDK operation {other}: add it to iam_needs"),
+    }
+}
+
+/// The database secret (the role it logs in as) of each component: the master secret is
+/// db-migrate's alone; requests-api reads as the reader role, the rest write as the writer role.
+fn database_secret(holder: &str) -> &'static str {
+    match holder {
+        "DbMigrateFunction" => "arn:aws:test:us-east-1:123456789012:DatabaseCluster/MasterUserSecret.SecretArn",
+        "RequestsApiFunction" => "ref-ReaderDbSecret",
+        _ => "ref-WriterDbSecret",
     }
 }
 
@@ -1194,7 +1209,7 @@ fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
         }
         let grants = t.grants(holder);
         for op in &ops {
-            for (action, resource) in iam_needs(op) {
+            for (action, resource) in iam_needs(op, holder) {
                 checked += 1;
                 let granted = grants
                     .iter()
@@ -1367,4 +1382,388 @@ fn env_json_sets_only_declared_variables_of_every_function() {
             "{env}: a deployed stack with local endpoints"
         );
     }
+}
+
+/// Issue 14: no route reaches requests-api without authentication. The ALB forwards only to the
+/// ingress's target group (the ECS service's containers), in front of which an optional
+/// `authenticate-oidc` action may stand; the ingress enforces each route's `auth` and `scopes`,
+/// and routes.toml gives every requests-api route a credential and a scope. Nothing else can
+/// invoke requests-api: no Lambda target group, function URL, API Gateway API, event source or
+/// resource policy, and only the task role may invoke its alias.
+#[test]
+fn no_route_reaches_requests_api_without_auth() {
+    let t = Template::load();
+    // routes.toml: every requests-api route needs a credential and a scope.
+    let routes: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("routes.toml")).unwrap()).unwrap();
+    let mut requests_routes = 0;
+    for r in routes["routes"].as_array().unwrap() {
+        if r["function"].as_str() != Some("requests-api") {
+            continue;
+        }
+        requests_routes += 1;
+        let path = r["path"].as_str().unwrap();
+        let auth = r.get("auth").and_then(|a| a.as_str()).unwrap_or("none");
+        assert!(
+            ["api_key", "jwt", "any"].contains(&auth),
+            "routes.toml: {path} reaches requests-api with auth {auth:?}"
+        );
+        let scopes = r.get("scopes").and_then(|s| s.as_array()).map(Vec::len).unwrap_or(0);
+        assert!(scopes > 0, "routes.toml: {path} reaches requests-api without a scope");
+    }
+    assert!(requests_routes >= 2, "routes.toml has no requests-api routes");
+    // The ingress's own reading of the table agrees (the shipped table loads, and its
+    // requests-api routes are not anonymous).
+    RouteTable::load(&root().join("routes.toml")).expect("routes.toml loads");
+
+    // The only target group is the ingress's: an ip target group the ECS service registers its
+    // `ingress` containers in.
+    let groups = t.of_type("AWS::ElasticLoadBalancingV2::TargetGroup");
+    assert_eq!(groups, vec!["TargetGroup".to_string()], "target groups: {groups:?}");
+    assert_eq!(s(&t.props("TargetGroup")["TargetType"]), "ip", "no Lambda target group");
+    let lbs = t.props("Service")["LoadBalancers"].as_sequence().unwrap();
+    assert!(lbs.iter().all(|lb| s(&lb["ContainerName"]) == "ingress"
+        && intrinsic(&lb["TargetGroupArn"]).map(|(_, a)| s(a) == "TargetGroup") == Some(true)));
+
+    // Every listener's and rule's actions: forward to the ingress, redirect, fixed answers, or
+    // authenticate-oidc followed by a forward to the ingress.
+    let check_actions = |holder: &str, actions: &Value| {
+        let list: Vec<&Value> = match intrinsic(actions) {
+            // !If [cond, a, b]: both branches.
+            Some((f, arg)) if f == "If" => [&arg[1], &arg[2]]
+                .into_iter()
+                .flat_map(|b| b.as_sequence().unwrap().iter())
+                .collect(),
+            _ => actions.as_sequence().unwrap().iter().collect(),
+        };
+        assert!(!list.is_empty(), "{holder}: no actions");
+        for a in list {
+            match s(&a["Type"]) {
+                "forward" => {
+                    let target = intrinsic(&a["TargetGroupArn"]).map(|(_, x)| s(x).to_string());
+                    assert_eq!(
+                        target.as_deref(),
+                        Some("TargetGroup"),
+                        "{holder} forwards elsewhere than the ingress"
+                    );
+                    assert!(
+                        a.get("ForwardConfig").is_none(),
+                        "{holder}: weighted forwards are not checked"
+                    );
+                }
+                "redirect" | "fixed-response" | "authenticate-oidc" => {}
+                other => panic!("{holder}: action {other} is not checked by this test"),
+            }
+        }
+    };
+    for l in t.of_type("AWS::ElasticLoadBalancingV2::Listener") {
+        check_actions(&l, &t.props(&l)["DefaultActions"]);
+    }
+    let rules = t.of_type("AWS::ElasticLoadBalancingV2::ListenerRule");
+    for r in &rules {
+        let actions = &t.props(r)["Actions"];
+        check_actions(r, actions);
+        // An authenticate action comes first, and the forward after it.
+        let list = actions.as_sequence().unwrap();
+        if list.iter().any(|a| s(&a["Type"]) == "authenticate-oidc") {
+            let order = |ty: &str| list.iter().find(|a| s(&a["Type"]) == ty).map(|a| number(&a["Order"]));
+            assert!(
+                order("authenticate-oidc") < order("forward"),
+                "{r}: authenticate after forward"
+            );
+            let cfg = &list.iter().find(|a| s(&a["Type"]) == "authenticate-oidc").unwrap()["AuthenticateOidcConfig"];
+            assert_eq!(
+                s(&cfg["OnUnauthenticatedRequest"]),
+                "authenticate",
+                "{r} lets unauthenticated callers through"
+            );
+            // The client secret is a dynamic reference, never a parameter's plain value.
+            let secret = t.eval(&cfg["ClientSecret"]).unwrap();
+            assert!(
+                secret.starts_with("{{resolve:secretsmanager:"),
+                "{r}: client secret {secret}"
+            );
+        }
+    }
+    // The ALB OIDC rule covers exactly the requests-api paths, on the HTTPS listener.
+    let oidc = t.props("RequestsOidcRule");
+    assert_eq!(
+        intrinsic(&oidc["ListenerArn"])
+            .map(|(_, a)| s(a).to_string())
+            .as_deref(),
+        Some("HttpsListener")
+    );
+    let patterns: Vec<&str> = oidc["Conditions"][0]["PathPatternConfig"]["Values"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(s)
+        .collect();
+    assert_eq!(patterns, ["/v1/requests", "/v1/requests/*"]);
+    for r in routes["routes"].as_array().unwrap() {
+        if r["function"].as_str() == Some("requests-api") {
+            let path = r["path"].as_str().unwrap();
+            let literal = path.split("/{").next().unwrap();
+            assert!(
+                patterns
+                    .iter()
+                    .any(|p| p.trim_end_matches('*') == literal || p.trim_end_matches("/*") == literal),
+                "{path} is not covered by the ALB OIDC rule"
+            );
+        }
+    }
+    // In ALB OIDC mode the ingress verifies the ALB's signature: its signer is this load balancer.
+    let env = t.container()["Environment"].as_sequence().unwrap();
+    let signer = env
+        .iter()
+        .find(|e| s(&e["Name"]) == "TOLLGATE_ALB_OIDC_SIGNER_ARN")
+        .expect("TOLLGATE_ALB_OIDC_SIGNER_ARN");
+    let (f, arg) = intrinsic(&signer["Value"]).unwrap();
+    assert_eq!((f.as_str(), s(&arg[0])), ("If", "UseAlbOidc"));
+    assert_eq!(
+        intrinsic(&arg[1]).map(|(f, a)| (f, s(a).to_string())),
+        Some(("Ref".into(), "LoadBalancer".into()))
+    );
+    assert_eq!(t.resource("RequestsOidcRule")["Condition"], "UseAlbOidc");
+
+    // No other way in: no function URL, API Gateway API, Lambda target, event source or
+    // resource policy that reaches a function from outside the ingress.
+    for (name, r) in t.section("Resources") {
+        let ty = s(&r["Type"]);
+        assert!(
+            !(ty == "AWS::Lambda::Url"
+                || ty == "AWS::Lambda::Permission"
+                || ty.starts_with("AWS::ApiGateway")
+                || ty == "AWS::Serverless::Api"
+                || ty == "AWS::Serverless::HttpApi"),
+            "{name}: {ty} opens a way to a function past the ingress"
+        );
+        if ty == "AWS::Serverless::Function" {
+            assert!(
+                r["Properties"].get("FunctionUrlConfig").is_none(),
+                "{name} has a function URL"
+            );
+            for (_, e) in r["Properties"]["Events"].as_mapping().into_iter().flatten() {
+                let kind = s(&e["Type"]);
+                assert!(
+                    !["Api", "HttpApi"].contains(&kind) || name != "RequestsApiFunction",
+                    "{name}: {kind} event"
+                );
+                assert!(
+                    name != "RequestsApiFunction",
+                    "requests-api has an event source ({kind})"
+                );
+            }
+        }
+    }
+    // Only the task role may invoke requests-api.
+    let holders: Vec<String> = t
+        .of_type("AWS::IAM::Role")
+        .into_iter()
+        .chain(t.of_type("AWS::Serverless::Function"))
+        .filter(|h| {
+            t.statements(h).iter().any(|st| {
+                one_or_many(&st["Action"]).iter().any(|a| s(a) == "lambda:InvokeFunction")
+                    && one_or_many(&st["Resource"]).iter().any(|r| {
+                        t.eval(r).is_some_and(|x| x.contains("RequestsApiFunction")) || matches!(intrinsic(r), Some((_, a)) if a.as_str().is_some_and(|a| a.starts_with("RequestsApiFunction")))
+                    })
+            })
+        })
+        .collect();
+    assert_eq!(holders, vec!["TaskRole".to_string()]);
+}
+
+/// Issue 14: no function or task but db-migrate uses the master secret, in its environment or
+/// its IAM grants; each component reads exactly its own role's secret, the one its
+/// TOLLGATE_DB_SECRET_ARN names; the roles' secrets hold a `username` (the Data API's secret
+/// JSON has `username` and `password`) and reach db-migrate as dynamic references.
+#[test]
+fn no_function_or_task_but_db_migrate_uses_the_master_secret() {
+    let t = Template::load();
+    let uses_master = |v: &Value| {
+        let mut found = false;
+        walk(v, &mut |x| {
+            if let Some((f, arg)) = intrinsic(x) {
+                let text = match f.as_str() {
+                    "GetAtt" => {
+                        let (r, a) = getatt_parts(arg);
+                        format!("{r}.{a}")
+                    }
+                    "Sub" => match arg {
+                        Value::Sequence(seq) => seq[0].as_str().unwrap_or_default().to_string(),
+                        other => other.as_str().unwrap_or_default().to_string(),
+                    },
+                    _ => String::new(),
+                };
+                found |= text.contains("MasterUserSecret");
+            }
+        });
+        found
+    };
+    let mut users = BTreeSet::new();
+    for (name, r) in t.section("Resources") {
+        if uses_master(r) {
+            users.insert(name);
+        }
+    }
+    // db-migrate (its environment and grant) and the cluster that owns the secret; the
+    // operator's output names it too.
+    assert_eq!(
+        users,
+        BTreeSet::from(["DbMigrateFunction".to_string()]),
+        "the master secret is used by {users:?}"
+    );
+    assert!(uses_master(&t.doc["Outputs"]["DatabaseSecretArn"]));
+
+    // Every component that reaches the database reads its own secret, and only that one.
+    let mut components: Vec<(String, String)> = Vec::new();
+    for f in t.of_type("AWS::Serverless::Function") {
+        if let Some((_, v)) = t
+            .function_env(&f)
+            .into_iter()
+            .find(|(n, _)| n == "TOLLGATE_DB_SECRET_ARN")
+        {
+            components.push((f, v));
+        }
+    }
+    let task_env = t.container()["Environment"].as_sequence().unwrap();
+    let task_secret = task_env
+        .iter()
+        .find(|e| s(&e["Name"]) == "TOLLGATE_DB_SECRET_ARN")
+        .unwrap();
+    components.push(("TaskRole".into(), t.eval(&task_secret["Value"]).unwrap()));
+    assert_eq!(components.len(), 5, "{components:?}");
+    for (holder, secret) in &components {
+        assert_eq!(secret, database_secret(holder), "{holder}'s TOLLGATE_DB_SECRET_ARN");
+        let read: Vec<String> = t
+            .grants(holder)
+            .into_iter()
+            .filter(|(a, _)| a.starts_with("secretsmanager:"))
+            .map(|(a, r)| format!("{a} {r}"))
+            .collect();
+        assert_eq!(
+            read,
+            vec![format!("secretsmanager:GetSecretValue {secret}")],
+            "{holder}"
+        );
+    }
+    for (secret, user) in [
+        ("ReaderDbSecret", "tollgate_reader"),
+        ("WriterDbSecret", "tollgate_writer"),
+    ] {
+        let gen = &t.props(secret)["GenerateSecretString"];
+        let template: serde_json::Value = serde_json::from_str(s(&gen["SecretStringTemplate"])).unwrap();
+        assert_eq!(template["username"], user);
+        assert_eq!(s(&gen["GenerateStringKey"]), "password");
+    }
+    let schema = t.props("DatabaseSchema");
+    for (prop, secret, key) in [
+        ("ReaderUsername", "ReaderDbSecret", "username"),
+        ("ReaderPassword", "ReaderDbSecret", "password"),
+        ("WriterUsername", "WriterDbSecret", "username"),
+        ("WriterPassword", "WriterDbSecret", "password"),
+    ] {
+        let (f, arg) = intrinsic(&schema[prop]).unwrap();
+        assert_eq!(f, "Sub");
+        assert_eq!(
+            s(arg),
+            format!("{{{{resolve:secretsmanager:${{{secret}}}:SecretString:{key}}}}}"),
+            "{prop}"
+        );
+    }
+}
+
+/// Issue 14: the optional WAF is the fleet-wide rate limit: a REGIONAL web ACL on this ALB whose
+/// rate-based rule counts per client IP over a window WAF accepts (60, 120, 300 or 600 s; a limit
+/// of at least 10: WAF developer guide, waf-rule-statement-type-rate-based-high-level-settings);
+/// off in dev, on in prod; the operations doc says it is fleet-wide while routes.toml's `rate` is
+/// per task.
+#[test]
+fn the_waf_rate_limit_is_per_client_ip_on_the_alb() {
+    let t = Template::load();
+    let acl = t.props("WebAcl");
+    assert_eq!(s(&acl["Scope"]), "REGIONAL");
+    let rules = acl["Rules"].as_sequence().unwrap();
+    let rate = rules
+        .iter()
+        .find(|r| r["Statement"].get("RateBasedStatement").is_some())
+        .expect("a rate-based rule");
+    let stmt = &rate["Statement"]["RateBasedStatement"];
+    assert_eq!(s(&stmt["AggregateKeyType"]), "IP");
+    assert!(rate["Action"].get("Block").is_some(), "the rate rule blocks");
+    let refs = |v: &Value| intrinsic(v).map(|(f, a)| (f, s(a).to_string()));
+    assert_eq!(refs(&stmt["Limit"]), Some(("Ref".into(), "WafRateLimit".into())));
+    assert_eq!(
+        refs(&stmt["EvaluationWindowSec"]),
+        Some(("Ref".into(), "WafRateWindowSeconds".into()))
+    );
+    let params = &t.doc["Parameters"];
+    assert_eq!(number(&params["WafRateLimit"]["MinValue"]), 10);
+    let windows: Vec<u64> = params["WafRateWindowSeconds"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(number)
+        .collect();
+    assert_eq!(windows, [60, 120, 300, 600]);
+    let assoc = t.props("WebAclAssociation");
+    assert_eq!(refs(&assoc["ResourceArn"]), Some(("Ref".into(), "LoadBalancer".into())));
+    assert_eq!(
+        getatt_parts(intrinsic(&assoc["WebACLArn"]).unwrap().1),
+        ("WebAcl".into(), "Arn".into())
+    );
+    for r in ["WebAcl", "WebAclAssociation"] {
+        assert_eq!(t.resource(r)["Condition"], "UseWebAcl");
+    }
+    let samconfig: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
+    let overrides = |env: &str| {
+        samconfig[env]["global"]["parameters"]["parameter_overrides"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(overrides("prod").contains("UseWaf=true"));
+    assert!(!overrides("default").contains("UseWaf=true"));
+    assert_eq!(t.parameter_default("UseWaf"), "false");
+    let ops = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    assert!(ops.contains("fleet-wide") && ops.contains("per ingress task"));
+}
+
+/// Issue 14: the deploy workflow runs only for pushes to this repository's main (a CI run of a
+/// pull request, a fork's included, is a `workflow_run` too), and every action it uses is pinned
+/// by a full commit SHA with its version in a comment.
+#[test]
+fn deploy_runs_only_for_pushes_to_main_with_pinned_actions() {
+    let text = std::fs::read_to_string(root().join(".github/workflows/deploy.yml")).unwrap();
+    let wf: Value = serde_yaml::from_str(&text).unwrap();
+    let job_if = s(&wf["jobs"]["deploy"]["if"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needed in [
+        "github.event.workflow_run.conclusion == 'success'",
+        "github.event.workflow_run.event == 'push'",
+        "github.event.workflow_run.head_branch == 'main'",
+        "github.event.workflow_run.head_repository.full_name == github.repository",
+        "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'",
+    ] {
+        assert!(job_if.contains(needed), "deploy's if lacks {needed}: {job_if}");
+    }
+    let mut pinned = 0;
+    for line in text.lines() {
+        let Some(uses) = line.trim().trim_start_matches("- ").strip_prefix("uses: ") else {
+            continue;
+        };
+        let (action, rest) = uses.split_once('@').unwrap_or_else(|| panic!("{uses}: no @"));
+        let (sha, comment) = rest
+            .split_once(" # ")
+            .unwrap_or_else(|| panic!("{action}: no version comment"));
+        assert!(
+            sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+            "{action} is not pinned by a commit SHA: {sha}"
+        );
+        assert!(comment.trim_start().starts_with('v'), "{action}: {comment}");
+        pinned += 1;
+    }
+    assert!(pinned >= 5, "only {pinned} actions found");
 }
