@@ -59,6 +59,13 @@ PY
 }
 stack="$(read_config global stack_name)"
 base_overrides="$(read_config global parameter_overrides)"
+# samconfig.toml ships prod with a placeholder certificate (account 000000000000): say so before
+# any AWS call rather than let CloudFormation fail halfway through creating the HTTPS listener.
+case "$base_overrides" in
+    *"CertificateArn=arn:aws:acm:"*":000000000000:"*)
+        echo "samconfig.toml's $env_name CertificateArn is the placeholder: put your ACM certificate's ARN there (prod serves HTTPS only)" >&2
+        exit 2 ;;
+esac
 
 deploy() { # image tag ("" on a first deploy: ImageTag keeps its default, no tasks), sam flags...
     local overrides="$base_overrides"

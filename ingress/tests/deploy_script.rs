@@ -201,7 +201,7 @@ fn states_it_cannot_deploy_over_stop_it_with_what_to_do() {
         ("UPDATE_IN_PROGRESS", "another operation is running"),
         ("EXPIRED", "cannot read the state"),
     ] {
-        let run = deploy(&["prod", "abc123"], Some(state), true);
+        let run = deploy(&["dev", "abc123"], Some(state), true);
         assert!(!run.ok, "{state}: deploy.sh succeeded:\n{}", run.output);
         assert!(run.output.contains(says), "{state}: {}", run.output);
         assert!(
@@ -212,9 +212,13 @@ fn states_it_cannot_deploy_over_stop_it_with_what_to_do() {
             run.calls
         );
     }
-    // An unknown environment is refused before any call.
+    // An unknown environment is refused before any call; so is prod while samconfig.toml still
+    // holds the placeholder certificate it ships with.
     let run = deploy(&["staging"], None, true);
     assert!(!run.ok && run.calls.is_empty());
+    let run = deploy(&["prod", "abc123"], Some("CREATE_COMPLETE"), true);
+    assert!(!run.ok && run.calls.is_empty(), "{:?}", run.calls);
+    assert!(run.output.contains("CertificateArn is the placeholder"), "{}", run.output);
 }
 
 #[test]
