@@ -23,7 +23,7 @@ pub mod redact;
 pub mod settings;
 pub mod sql;
 
-pub use ports::{BoxFuture, InvokeError, Invoker, KeyStore, LogError, ObjectStore, RequestLog, StoreError};
+pub use ports::{BoxFuture, InvokeError, Invoker, KeyStore, LogError, ObjectStore, RequestLog, StoreError, TlogStore};
 
 pub use lambda_http;
 pub use lambda_runtime;

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use tollgate_core::audit::{self, AuditFormatError};
-use tollgate_core::model::{AuditBatch, AuditWriteReport, WrittenObject};
+use tollgate_core::model::{AuditBatch, AuditWriteReport, AuditedEvent, WrittenObject};
 use tollgate_core::ports::{LogError, ObjectStore, PutOutcome, RequestLog, StoreError};
 
 /// Parts tried per batch before giving up (each taken part means a concurrent writer made
@@ -60,11 +60,18 @@ pub async fn write_batch(
         let body = Bytes::from(audit::encode(remaining.values().map(String::as_str)));
         match store.put_if_absent(&key, body).await? {
             PutOutcome::Created => {
-                let ids: Vec<String> = remaining.keys().cloned().collect();
-                report.rows_marked += log.mark_audited(&key, &ids).await?;
+                // The leaves, in the object's line order: each event's exact line.
+                let events: Vec<AuditedEvent> = std::mem::take(&mut remaining)
+                    .into_iter()
+                    .map(|(request_id, line)| AuditedEvent {
+                        leaf_hash: tollgate_tlog::merkle::leaf_hash(line.as_bytes()),
+                        request_id,
+                    })
+                    .collect();
+                report.rows_marked += log.mark_audited(&key, &events).await?;
                 report.objects.push(WrittenObject {
                     key,
-                    events: ids.len(),
+                    events: events.len(),
                     created: true,
                 });
                 return Ok(report);
@@ -78,7 +85,11 @@ pub async fn write_batch(
                 for line in audit::decode(&existing)? {
                     let id = audit::event_request_id(&line)?;
                     if remaining.remove(&id).is_some() {
-                        held.push(id);
+                        // The leaf is the line as the object holds it, not our copy of the event.
+                        held.push(AuditedEvent {
+                            leaf_hash: tollgate_tlog::merkle::leaf_hash(line.as_bytes()),
+                            request_id: id,
+                        });
                     }
                 }
                 if !held.is_empty() {
@@ -241,6 +252,22 @@ mod tests {
             .await
             .unwrap();
         assert!(pending.is_empty());
+        // Sequenced once each: indexes 0..40, each row's leaf hash that of its line in its object.
+        let mut lines = HashMap::new();
+        for k in ObjectStore::list(&*f.store, "audit/v1/").await.unwrap() {
+            for line in audit::decode(&ObjectStore::get(&*f.store, &k).await.unwrap().unwrap()).unwrap() {
+                lines.insert(audit::event_request_id(&line).unwrap(), line);
+            }
+        }
+        let mut indexes = Vec::new();
+        for (id, line) in &lines {
+            let row = tollgate_core::RequestLog::get(&*f.log, id).await.unwrap().unwrap();
+            indexes.push(row.log_index.unwrap());
+            let leaf = tollgate_tlog::merkle::leaf_hash(line.as_bytes());
+            assert_eq!(row.leaf_hash, Some(tollgate_core::model::hex(&leaf)));
+        }
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..40).collect::<Vec<u64>>());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

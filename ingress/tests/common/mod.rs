@@ -577,7 +577,11 @@ impl RequestLog for FlakyLog {
         }
         self.inner.insert_batch(rows)
     }
-    fn mark_audited<'a>(&'a self, key: &'a str, ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+    fn mark_audited<'a>(
+        &'a self,
+        key: &'a str,
+        ids: &'a [tollgate_core::model::AuditedEvent],
+    ) -> BoxFuture<'a, Result<u64, LogError>> {
         self.inner.mark_audited(key, ids)
     }
     fn pending_audits(
