@@ -22,6 +22,7 @@ pub mod reconcile;
 pub mod redact;
 pub mod settings;
 pub mod sql;
+pub mod translog;
 
 pub use ports::{BoxFuture, InvokeError, Invoker, KeyStore, LogError, ObjectStore, RequestLog, StoreError, TlogStore};
 

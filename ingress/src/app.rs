@@ -49,7 +49,16 @@ fn embedded_function(name: &str, backends: &Backends) -> Option<Arc<dyn LocalFun
                 async move { api.handle(req).await }
             })
         }
-        "audit-writer" => tollgate_audit_writer::local_function(backends.log.clone(), backends.store.clone()),
+        "audit-writer" => {
+            let integrator = backends.log_signer.clone().map(|signer| {
+                Arc::new(tollgate_core::translog::Integrator::new(
+                    backends.tlog.clone(),
+                    backends.store.clone(),
+                    signer,
+                ))
+            });
+            tollgate_audit_writer::local_function_with_log(backends.log.clone(), backends.store.clone(), integrator)
+        }
         _ => return None,
     })
 }

@@ -148,6 +148,7 @@ impl InProcess {
         let backends = tollgate_embedded::open(&StorageSettings {
             mode: tollgate_core::backends::Mode::Embedded,
             data_dir: dir.0.clone(),
+            log_origin: None,
         })
         .unwrap();
         let mut functions = app::embedded_functions(&backends);
@@ -641,6 +642,7 @@ impl Faulty {
         let backends = tollgate_embedded::open(&StorageSettings {
             mode: tollgate_core::backends::Mode::Embedded,
             data_dir: data_dir.to_path_buf(),
+            log_origin: None,
         })
         .unwrap();
         let executed: Arc<Mutex<Vec<String>>> = Arc::default();
