@@ -40,10 +40,10 @@ fn embedded_function(name: &str, backends: &Backends) -> Option<Arc<dyn LocalFun
     Some(match name {
         "echo" => http_function(tollgate_echo::handle),
         "requests-api" => {
-            let api = Arc::new(tollgate_requests_api::RequestsApi::new(
-                backends.log.clone(),
-                backends.store.clone(),
-            ));
+            let api = Arc::new(
+                tollgate_requests_api::RequestsApi::new(backends.log.clone(), backends.store.clone())
+                    .with_tlog(backends.tlog.clone()),
+            );
             http_function(move |req| {
                 let api = api.clone();
                 async move { api.handle(req).await }
