@@ -23,7 +23,29 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_gets_a_verifiable_inclusion_proof() {
-    let mut ing = InProcess::start(&[], |_| {}).await;
+    // The writer's retry paths under load: every third batch is delivered twice at once (an
+    // async invoke is at-least-once), so one copy creates the object and the other finds it,
+    // and both mark and integrate concurrently.
+    let deliveries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = deliveries.clone();
+    let mut ing = InProcess::start(&[], move |functions| {
+        let inner = functions["audit-writer"].clone();
+        let twice: Arc<dyn tollgate_core::local::LocalFunction> = Arc::new(
+            move |payload: bytes::Bytes| -> tollgate_core::BoxFuture<'static, Result<bytes::Bytes, tollgate_core::InvokeError>> {
+                let (inner, n) = (inner.clone(), counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+                Box::pin(async move {
+                    if n % 3 != 0 {
+                        return inner.call(payload).await;
+                    }
+                    let (a, b) = tokio::join!(inner.call(payload.clone()), inner.call(payload));
+                    b?;
+                    a
+                })
+            },
+        );
+        functions.insert("audit-writer".into(), twice);
+    })
+    .await;
     let addr = ing.addr;
     // Answer -> proof available, for every 4th request.
     let waits: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -129,6 +151,10 @@ async fn every_answer_gets_a_verifiable_inclusion_proof() {
         .starts_with("text/plain"));
 
     ing.stop().await;
+    assert!(
+        deliveries.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "some batches were delivered twice"
+    );
     let data = ing.dir.0.clone();
 
     // Every row audited and indexed once, 0..n; the checkpoint covers n; the root is the tree of
