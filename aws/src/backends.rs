@@ -122,6 +122,10 @@ pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
             let log = DataApiRequestLog::new(sdk::rds_data(&sdk), aws.data_api.clone());
             Ok(Backends {
                 keys: Arc::new(log.clone()),
+                tlog: Arc::new(log.clone()),
+                // The KMS signer is not built yet (docs/transparency-log.md): events are
+                // sequenced, checkpoints are not signed.
+                log_signer: None,
                 log: Arc::new(log),
                 store: Arc::new(S3ObjectStore::new(
                     sdk::s3(&sdk, aws.s3_force_path_style),

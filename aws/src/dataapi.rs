@@ -18,14 +18,18 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tollgate_core::access::{join_scopes, split_scopes, ApiKeyRecord, PrincipalKind};
 use tollgate_core::backoff::{self, retry, Policy};
-use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord};
-use tollgate_core::ports::{BoxFuture, KeyStore, LogError, RequestLog};
+use tollgate_core::model::{
+    AuditedEvent, InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord, TlogState,
+};
+use tollgate_core::ports::{BoxFuture, KeyStore, LogError, RequestLog, TlogStore};
 use tollgate_core::sql::{self, SqlValue};
 
 /// The Data API's request limit is 4 MiB; batches are split well under it.
 const MAX_BATCH_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 /// Rows read per page of the reconciler's scan (payloads are ~1 KiB; pages shrink on demand).
 const PENDING_PAGE: usize = 200;
+/// Events per marking statement (each ~120 bytes of JSON: far under the 4 MiB request limit).
+const MARK_CHUNK: usize = 10_000;
 /// Ids per `IN (...)` list.
 const IN_LIST_MAX: usize = 1000;
 /// Where the request log lives.
@@ -438,6 +442,8 @@ fn row_to_record(row: &Map<String, Value>) -> Result<StoredRecord, LogError> {
             Some(other) => Some(other.to_string()),
         },
         intent: row.get("intent").and_then(Value::as_bool).unwrap_or(false),
+        log_index: row.get("log_index").and_then(Value::as_u64),
+        leaf_hash: text(row, "leaf_hash").map(|h| h.trim_end().to_string()),
     })
 }
 
@@ -559,16 +565,38 @@ impl RequestLog for DataApiRequestLog {
         })
     }
 
-    fn mark_audited<'a>(&'a self, key: &'a str, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+    fn mark_audited<'a>(&'a self, key: &'a str, events: &'a [AuditedEvent]) -> BoxFuture<'a, Result<u64, LogError>> {
         Box::pin(async move {
+            // One statement per object (migration 0004's function locks the sequencer, marks
+            // and advances it): the same single call marking made before the log existed.
+            // Chunks stay far under the 4 MiB request limit (~120 bytes per event); each chunk
+            // is sequenced atomically, so a split object still gets gap-free indexes.
             let mut changed = 0u64;
-            for chunk in request_ids.chunks(IN_LIST_MAX) {
-                let (list, ids) = in_list(chunk.iter().map(String::as_str));
-                let text = sql::postgres::mark_audited_in(&list);
-                let mut params = vec![param("audit_key", &SqlValue::Text(key.to_string()))];
-                params.extend(ids);
-                let (n, _) = self.execute(&text, params, None, false).await?;
-                changed += n.max(0) as u64;
+            for (c, chunk) in events.chunks(MARK_CHUNK).enumerate() {
+                let array: Vec<Value> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        serde_json::json!({
+                            "request_id": e.request_id,
+                            "leaf_hash": e.leaf_hex(),
+                            "ord": c * MARK_CHUNK + i,
+                        })
+                    })
+                    .collect();
+                let params = vec![
+                    param("audit_key", &SqlValue::Text(key.to_string())),
+                    param("events", &SqlValue::Json(Value::Array(array).to_string())),
+                ];
+                let (_, rows) = self
+                    .execute(sql::tlog::MARK_AUDITED_POSTGRES, params, None, true)
+                    .await?;
+                let n = rows
+                    .first()
+                    .map(|r| number(r, "marked"))
+                    .transpose()?
+                    .ok_or_else(|| LogError::Failed("tlog_mark_audited returned no row".into()))?;
+                changed += n.max(0.0) as u64;
             }
             Ok(changed)
         })
@@ -751,6 +779,82 @@ impl KeyStore for DataApiRequestLog {
         Box::pin(async move {
             let (_, rows) = self.execute(sql::keys::COUNT, Vec::new(), None, true).await?;
             Ok(rows.first().map(|r| number(r, "n")).transpose()?.unwrap_or(0.0) as u64)
+        })
+    }
+}
+
+impl TlogStore for DataApiRequestLog {
+    fn tlog_state(&self) -> BoxFuture<'_, Result<TlogState, LogError>> {
+        Box::pin(async move {
+            let (_, rows) = self.execute(sql::tlog::STATE, vec![], None, true).await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| LogError::Failed("tlog_state: no row (migration 0004 not applied?)".into()))?;
+            let root_hash = match text(row, "root_hash") {
+                None => None,
+                Some(h) => Some(
+                    tollgate_core::model::parse_hash_hex(h.trim_end())
+                        .ok_or_else(|| LogError::Failed(format!("tlog_state: bad root hash {h:?}")))?,
+                ),
+            };
+            Ok(TlogState {
+                next_index: number(row, "next_index")? as u64,
+                size: number(row, "size")? as u64,
+                root_hash,
+                checkpoint: text(row, "checkpoint"),
+            })
+        })
+    }
+
+    fn tlog_leaves(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>> {
+        Box::pin(async move {
+            // ~100 bytes per leaf in the JSON response: pages stay under the 1 MiB limit.
+            let mut out: Vec<[u8; 32]> = Vec::with_capacity(limit.min(PENDING_PAGE * 20));
+            while out.len() < limit {
+                let page = (limit - out.len()).min(PENDING_PAGE * 20);
+                let at = from + out.len() as u64;
+                let params = vec![
+                    param("from", &SqlValue::Int(at as i64)),
+                    param("limit", &SqlValue::Int(page as i64)),
+                ];
+                let (_, rows) = self.execute(sql::tlog::LEAVES, params, None, true).await?;
+                for row in &rows {
+                    let expected = from + out.len() as u64;
+                    let index = number(row, "log_index")? as u64;
+                    let hash = text(row, "leaf_hash").and_then(|h| tollgate_core::model::parse_hash_hex(h.trim_end()));
+                    match hash {
+                        Some(h) if index == expected => out.push(h),
+                        _ => {
+                            return Err(LogError::Failed(format!(
+                                "tlog: leaf {expected} missing or malformed (found index {index})"
+                            )))
+                        }
+                    }
+                }
+                if rows.len() < page {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn tlog_advance<'a>(
+        &'a self,
+        old_size: u64,
+        new_size: u64,
+        root_hash: &'a [u8; 32],
+        checkpoint: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LogError>> {
+        Box::pin(async move {
+            let params = vec![
+                param("old_size", &SqlValue::Int(old_size as i64)),
+                param("new_size", &SqlValue::Int(new_size as i64)),
+                param("root_hash", &SqlValue::Text(tollgate_core::model::hex(root_hash))),
+                param("checkpoint", &SqlValue::Text(checkpoint.to_string())),
+            ];
+            let (n, _) = self.execute(sql::tlog::ADVANCE, params, None, false).await?;
+            Ok(n == 1)
         })
     }
 }

@@ -8,6 +8,10 @@ use tollgate_core::ports::RequestLog;
 use tollgate_testkit::Postgres;
 
 async fn log_over_dataapi(pg: &Postgres) -> DataApiRequestLog {
+    log_and_endpoint(pg).await.0
+}
+
+async fn log_and_endpoint(pg: &Postgres) -> (DataApiRequestLog, String) {
     pg.psql("postgres", "CREATE DATABASE tollgate");
     let endpoint = dataapi_local::server::spawn_local(pg.port, Duration::from_secs(180))
         .await
@@ -16,16 +20,61 @@ async fn log_over_dataapi(pg: &Postgres) -> DataApiRequestLog {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(endpoint)
+        .endpoint_url(&endpoint)
         .build();
-    DataApiRequestLog::new(
+    let log = DataApiRequestLog::new(
         aws_sdk_rdsdata::Client::from_conf(conf),
         DataApiSettings {
             cluster_arn: "arn:aws:rds:us-east-1:123456789012:cluster:tollgate".into(),
             secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate".into(),
             database: "tollgate".into(),
         },
-    )
+    );
+    (log, endpoint)
+}
+
+/// Data API calls served so far by dataapi-local (its stats endpoint), all operations.
+async fn calls(endpoint: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /_dataapi-local/stats HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(body).unwrap();
+    stats.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequencing_adds_no_data_api_call_to_marking() {
+    let pg = Postgres::start();
+    let (log, endpoint) = log_and_endpoint(&pg).await;
+    log.migrate().await.unwrap();
+    let batch = "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
+    let rows: Vec<_> = (0..1000)
+        .map(|i| tollgate_testkit::contract::sample_record(&format!("calls-{i:04}"), batch))
+        .collect();
+    log.insert_batch(&rows).await.unwrap();
+    // 1,000 requests written as 4 objects of 250 events: one marking call per object, as before
+    // the log existed (issue 15's target: <= 2 extra calls per 1,000 requests; this is 0).
+    let before = calls(&endpoint).await;
+    for o in 0..4 {
+        let events: Vec<_> = (o * 250..(o + 1) * 250)
+            .map(|i| tollgate_testkit::contract::audited(&format!("calls-{i:04}"), 1))
+            .collect();
+        assert_eq!(log.mark_audited(&format!("obj-{o}"), &events).await.unwrap(), 250);
+    }
+    let marking_calls = calls(&endpoint).await - before;
+    assert_eq!(marking_calls, 4, "one call per object, sequencing included");
+    let state = tollgate_core::ports::TlogStore::tlog_state(&log).await.unwrap();
+    assert_eq!(state.next_index, 1000);
+    let indexed = pg.psql(
+        "tollgate",
+        "SELECT count(DISTINCT log_index) FROM api_requests WHERE log_index BETWEEN 0 AND 999",
+    );
+    assert_eq!(indexed.trim(), "1000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,6 +85,7 @@ async fn data_api_request_log_meets_the_contract() {
     assert!(log.migrate().await.unwrap().is_empty(), "migrations apply once");
     tollgate_testkit::contract::request_log(&log).await;
     tollgate_testkit::contract::key_store(&log).await;
+    tollgate_testkit::contract::tlog_sequencer(std::sync::Arc::new(log.clone())).await;
     assert_eq!(
         pg.psql(
             "tollgate",

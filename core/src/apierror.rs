@@ -54,6 +54,7 @@ error_codes! {
     MethodNotAllowed = ("method_not_allowed", 405, "this method is not allowed here"),
     BodyTimeout = ("body_timeout", 408, "the request body was not received in time"),
     HeaderTimeout = ("header_timeout", 408, "the request head was not received in time"),
+    ProofNotReady = ("proof_not_ready", 409, "the request's audit event is not in a signed checkpoint yet; retry later"),
     PayloadTooLarge = ("payload_too_large", 413, "the request body is too large"),
     UriTooLong = ("uri_too_long", 414, "the request target is too long"),
     RateLimited = ("rate_limited", 429, "too many requests from this caller; retry later"),
@@ -83,9 +84,10 @@ pub const OUTCOME_UNKNOWN_MESSAGE: &str =
     "the ingress stopped after the write-ahead intent and before the answer; the function may have run";
 
 impl ErrorCode {
-    /// Whether a client should retry later (429 and 503: these carry `Retry-After`).
+    /// Whether a client should retry later (429, 503 and `proof_not_ready`: these carry
+    /// `Retry-After`).
     pub const fn is_retryable(self) -> bool {
-        matches!(self.status(), 429 | 503)
+        matches!(self.status(), 429 | 503) || matches!(self, ErrorCode::ProofNotReady)
     }
 }
 

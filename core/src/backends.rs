@@ -1,6 +1,6 @@
 //! Which adapters a process uses, chosen by `TOLLGATE_MODE`.
 
-use crate::ports::{KeyStore, ObjectStore, RequestLog};
+use crate::ports::{KeyStore, ObjectStore, RequestLog, TlogStore};
 use crate::settings::SettingsReader;
 use std::fmt;
 use std::path::PathBuf;
@@ -46,6 +46,9 @@ pub struct StorageSettings {
     pub mode: Mode,
     /// Embedded data directory.
     pub data_dir: PathBuf,
+    /// The transparency log's origin (`TOLLGATE_LOG_ORIGIN`), the name of its signing key;
+    /// `None`: `tollgate.local/<id of the data directory>` when the key is first made.
+    pub log_origin: Option<String>,
 }
 
 impl StorageSettings {
@@ -61,9 +64,15 @@ impl StorageSettings {
             DEFAULT_DATA_DIR.to_string(),
             "embedded mode: directory of the SQLite request log and the audit objects",
         );
+        let log_origin: String = r.parse(
+            "TOLLGATE_LOG_ORIGIN",
+            String::new(),
+            "transparency log origin (its checkpoints' first line and its key's name); empty: tollgate.local/<data dir id>",
+        );
         Self {
             mode,
             data_dir: PathBuf::from(data_dir),
+            log_origin: (!log_origin.is_empty()).then_some(log_origin),
         }
     }
 }
@@ -77,6 +86,11 @@ pub struct Backends {
     pub store: Arc<dyn ObjectStore>,
     /// The API keys (in the request log's database).
     pub keys: Arc<dyn KeyStore>,
+    /// The transparency log's state (in the request log's database).
+    pub tlog: Arc<dyn TlogStore>,
+    /// The checkpoint signer: the key file in embedded mode; `None` in aws mode until the KMS
+    /// signer exists (sequencing runs, integration is off).
+    pub log_signer: Option<Arc<dyn tollgate_tlog::NoteSigner>>,
 }
 
 /// Why the backends could not be opened.
@@ -88,4 +102,7 @@ pub enum OpenError {
     /// The object store.
     #[error(transparent)]
     Store(#[from] crate::ports::StoreError),
+    /// The transparency log's signing key.
+    #[error("log key: {0}")]
+    LogKey(String),
 }

@@ -22,8 +22,9 @@ pub mod reconcile;
 pub mod redact;
 pub mod settings;
 pub mod sql;
+pub mod translog;
 
-pub use ports::{BoxFuture, InvokeError, Invoker, KeyStore, LogError, ObjectStore, RequestLog, StoreError};
+pub use ports::{BoxFuture, InvokeError, Invoker, KeyStore, LogError, ObjectStore, RequestLog, StoreError, TlogStore};
 
 pub use lambda_http;
 pub use lambda_runtime;

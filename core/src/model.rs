@@ -82,6 +82,74 @@ pub struct StoredRecord {
     /// `outcome_unknown` until the answer replaces it, or for good if the ingress died first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub intent: bool,
+    /// The event's index in the transparency log, assigned when it was marked audited
+    /// (`docs/transparency-log.md`); `None` before, and for rows audited before the log existed.
+    #[serde(skip)]
+    pub log_index: Option<u64>,
+    /// The RFC 6962 leaf hash of the event's line in its audit object (hex), stored with the index.
+    #[serde(skip)]
+    pub leaf_hash: Option<String>,
+}
+
+/// An event being marked audited: its request id and the RFC 6962 leaf hash of its exact line
+/// in the audit object (SHA-256(0x00 || line), without the newline).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditedEvent {
+    /// The request id.
+    pub request_id: String,
+    /// The leaf hash.
+    pub leaf_hash: [u8; 32],
+}
+
+impl AuditedEvent {
+    /// The leaf hash as lowercase hex (how both engines store it).
+    pub fn leaf_hex(&self) -> String {
+        hex(&self.leaf_hash)
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// The 32 bytes of a 64-digit hex hash, `None` when malformed.
+pub fn parse_hash_hex(text: &str) -> Option<[u8; 32]> {
+    let b = text.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (digit(b[2 * i])? << 4) | digit(b[2 * i + 1])?;
+    }
+    Some(out)
+}
+
+/// The transparency log's state as the request log's database holds it: the sequencer's next
+/// index, and the integrated tree (size, root hash, latest signed checkpoint).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlogState {
+    /// The next index the sequencer hands out: events 0..next_index are sequenced.
+    pub next_index: u64,
+    /// Leaves integrated into tiles and covered by `checkpoint`.
+    pub size: u64,
+    /// The root hash of the tree of `size` leaves (`None` while empty).
+    pub root_hash: Option<[u8; 32]>,
+    /// The latest signed checkpoint (a C2SP signed note), `None` before the first.
+    pub checkpoint: Option<String>,
 }
 
 /// A record to insert together with its outbox entry.

@@ -4,7 +4,7 @@
 //! contract every adapter must meet.
 
 use crate::access::ApiKeyRecord;
-use crate::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, StoredRecord};
+use crate::model::{AuditedEvent, InsertOutcome, NewRecord, PendingAudit, RecordQuery, StoredRecord, TlogState};
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
@@ -93,8 +93,12 @@ pub trait RequestLog: Send + Sync + 'static {
     fn insert_batch<'a>(&'a self, rows: &'a [NewRecord]) -> BoxFuture<'a, Result<Vec<InsertOutcome>, LogError>>;
 
     /// Marks rows audited in `key` (sets `audit_key`, clears the outbox payload) where not
-    /// already marked; returns the rows changed.
-    fn mark_audited<'a>(&'a self, key: &'a str, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>>;
+    /// already marked, and sequences them into the transparency log in the same transaction:
+    /// the rows marked now get consecutive log indexes from the single sequencer row, in the
+    /// order of `events` (their lines' order in the object), with their leaf hashes; rows
+    /// already marked keep theirs (a re-drive never re-sequences). Returns the rows changed.
+    /// Concurrent calls never share or skip an index.
+    fn mark_audited<'a>(&'a self, key: &'a str, events: &'a [AuditedEvent]) -> BoxFuture<'a, Result<u64, LogError>>;
 
     /// Unaudited rows received before `received_before` and re-driven fewer than
     /// `max_attempts` times without success, fewest attempts first, then oldest; write-ahead
@@ -174,6 +178,29 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// How many keys exist, revoked ones included.
     fn count_keys(&self) -> BoxFuture<'_, Result<u64, LogError>>;
+}
+
+/// The transparency log's state in the request log's database (`tlog_sequencer`,
+/// `tlog_state`, and `log_index`/`leaf_hash` of the rows): what the integrator reads and
+/// advances. Sequencing itself happens in [`RequestLog::mark_audited`].
+pub trait TlogStore: Send + Sync + 'static {
+    /// The sequencer's next index and the integrated tree.
+    fn tlog_state(&self) -> BoxFuture<'_, Result<TlogState, LogError>>;
+
+    /// The leaf hashes of indexes `from..` in index order, at most `limit`; contiguous (an
+    /// index is assigned in the transaction that stores its row's hash).
+    fn tlog_leaves(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>>;
+
+    /// Records a newly integrated tree if the stored one still has `old_size` leaves
+    /// (compare-and-set: two integrators never both advance from the same size); false when
+    /// another integrator got there first.
+    fn tlog_advance<'a>(
+        &'a self,
+        old_size: u64,
+        new_size: u64,
+        root_hash: &'a [u8; 32],
+        checkpoint: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LogError>>;
 }
 
 /// Errors of the object store.

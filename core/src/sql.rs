@@ -33,7 +33,7 @@ impl From<Option<String>> for SqlValue {
 pub const COLUMNS: &str = "request_id, event_id, trace_id, received_at, method, path, query, route, \
      function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
      response_bytes, error_code, audit_batch, audit_key, audit_payload, intent, principal_kind, \
-     principal_name, scopes, access";
+     principal_name, scopes, access, log_index, leaf_hash";
 
 /// What an insert does when the request id is taken: a row that is the write-ahead intent of
 /// the same event is replaced by the record (the request's answer); anything else is left
@@ -67,9 +67,32 @@ pub static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// The event id holding a request id (tells a retry from a clash after a conflicting insert).
 pub const EVENT_ID_OF: &str = "SELECT event_id FROM api_requests WHERE request_id = :request_id";
 
-/// Marks one row audited unless it already is.
-pub const MARK_AUDITED: &str = "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL \
-     WHERE request_id = :request_id AND audit_key IS NULL";
+/// Marks one row audited unless it already is, with its log index and leaf hash (SQLite: run
+/// once per row inside the immediate transaction that holds the sequencer, see [`tlog`]).
+pub const MARK_AUDITED: &str = "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL, \
+     log_index = :log_index, leaf_hash = :leaf_hash WHERE request_id = :request_id AND audit_key IS NULL";
+
+/// The transparency log's statements (`docs/transparency-log.md`).
+pub mod tlog {
+    /// The sequencer's next index. SQLite runs it inside an immediate transaction, which holds
+    /// the database's write lock: the single-writer lock that keeps indexes gap-free.
+    pub const NEXT_INDEX: &str = "SELECT next_index FROM tlog_sequencer WHERE id = 1";
+    /// Advances the sequencer past the rows marked now.
+    pub const SET_NEXT_INDEX: &str = "UPDATE tlog_sequencer SET next_index = :next_index WHERE id = 1";
+    /// The sequencer and the integrated tree, in one row.
+    pub const STATE: &str = "SELECT s.next_index, t.size, t.root_hash, t.checkpoint FROM tlog_sequencer s, \
+         tlog_state t WHERE s.id = 1 AND t.id = 1";
+    /// Leaf hashes from an index on, in index order.
+    pub const LEAVES: &str = "SELECT log_index, leaf_hash FROM api_requests WHERE log_index >= :from \
+         ORDER BY log_index LIMIT :limit";
+    /// Records a newly integrated tree if nobody else advanced it first (compare-and-set).
+    pub const ADVANCE: &str = "UPDATE tlog_state SET size = :new_size, root_hash = :root_hash, \
+         checkpoint = :checkpoint WHERE id = 1 AND size = :old_size";
+    /// PostgreSQL: marks and sequences a whole object's events in one statement (the function of
+    /// migration 0004: it locks the sequencer row `FOR UPDATE`, then marks, then advances, in
+    /// the statement's own transaction), so sequencing adds no Data API call to marking.
+    pub const MARK_AUDITED_POSTGRES: &str = "SELECT tlog_mark_audited(:audit_key, :events) AS marked";
+}
 
 /// Counts one more failed re-drive of an unaudited row.
 pub const NOTE_REDRIVE_FAILURE: &str = "UPDATE api_requests SET redrive_attempts = redrive_attempts + 1 \
@@ -124,7 +147,7 @@ pub fn pending_audits(
 pub const LIST_COLUMNS: &str = "request_id, event_id, trace_id, received_at, method, path, query, route, \
      function_name, status, latency_ms, client_ip, user_agent, principal, request_bytes, \
      response_bytes, error_code, audit_batch, audit_key, NULL AS audit_payload, intent, principal_kind, \
-     principal_name, scopes, access";
+     principal_name, scopes, access, log_index, leaf_hash";
 
 /// Versioned SQLite migrations (embedded mode), the twins of [`POSTGRES_MIGRATIONS`].
 pub const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
@@ -139,6 +162,10 @@ pub const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_principals_and_api_keys",
         include_str!("../migrations/sqlite/0003_principals_and_api_keys.sql"),
+    ),
+    (
+        "0004_transparency_log",
+        include_str!("../migrations/sqlite/0004_transparency_log.sql"),
     ),
 ];
 
@@ -155,6 +182,10 @@ pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_principals_and_api_keys",
         include_str!("../migrations/postgres/0003_principals_and_api_keys.sql"),
+    ),
+    (
+        "0004_transparency_log",
+        include_str!("../migrations/postgres/0004_transparency_log.sql"),
     ),
 ];
 
@@ -397,14 +428,6 @@ pub mod postgres {
         format!("SELECT request_id, event_id FROM api_requests WHERE request_id IN ({list})")
     }
 
-    /// [`super::MARK_AUDITED`] for a list of request ids.
-    pub fn mark_audited_in(list: &str) -> String {
-        format!(
-            "UPDATE api_requests SET audit_key = :audit_key, audit_payload = NULL WHERE audit_key IS NULL \
-             AND request_id IN ({list})"
-        )
-    }
-
     /// [`super::NOTE_REDRIVE_FAILURE`] for a list of request ids.
     pub fn note_redrive_failure_in(list: &str) -> String {
         format!(
@@ -488,8 +511,16 @@ mod tests {
                 "SELECT $1",
             ]
         );
+        let function = split_statements(POSTGRES_MIGRATIONS[3].1);
+        assert!(function
+            .last()
+            .is_some_and(|s| s.starts_with("CREATE FUNCTION") && s.ends_with("$$")));
         for (_, m) in POSTGRES_MIGRATIONS.iter().chain(SQLITE_MIGRATIONS) {
-            assert!(split_statements(m).iter().all(|s| !s.contains(';')), "{m}");
+            // A `;` survives only inside a dollar-quoted function body.
+            assert!(
+                split_statements(m).iter().all(|s| !s.contains(';') || s.contains("$$")),
+                "{m}"
+            );
         }
     }
 

@@ -19,9 +19,26 @@ pub const OBJECTS_DIR: &str = "objects";
 pub fn open(settings: &StorageSettings) -> Result<Backends, OpenError> {
     let log = sqlite::SqliteRequestLog::open(settings.data_dir.join(DB_FILE))?;
     let store = dirstore::DirObjectStore::open(settings.data_dir.join(OBJECTS_DIR))?;
+    let signer = tollgate_core::translog::load_or_create_key(
+        &settings.data_dir.join(tollgate_core::translog::KEY_FILE),
+        settings.log_origin.as_deref(),
+        &default_origin(&settings.data_dir),
+    )
+    .map_err(OpenError::LogKey)?;
     Ok(Backends {
         keys: Arc::new(log.clone()),
+        tlog: Arc::new(log.clone()),
         log: Arc::new(log),
         store: Arc::new(store),
+        log_signer: Some(Arc::new(signer)),
     })
+}
+
+/// `tollgate.local/<first 8 bytes of SHA-256 of the data directory's absolute path, hex>`: one
+/// origin per data directory, so two local logs never share a name.
+pub fn default_origin(data_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let abs = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(abs.to_string_lossy().as_bytes());
+    format!("tollgate.local/{}", tollgate_core::model::hex(&digest[..8]))
 }

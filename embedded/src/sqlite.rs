@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tollgate_core::access::{join_scopes, split_scopes, ApiKeyRecord};
-use tollgate_core::model::{InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord};
-use tollgate_core::ports::{BoxFuture, KeyStore, LogError, RequestLog};
+use tollgate_core::model::{
+    AuditedEvent, InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord, TlogState,
+};
+use tollgate_core::ports::{BoxFuture, KeyStore, LogError, RequestLog, TlogStore};
 use tollgate_core::sql::{self, SqlValue};
 
 /// Versioned migrations (`tollgate_core::sql`), applied in order and recorded in
@@ -326,7 +328,47 @@ fn row_to_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
         audit_key: row.get(18)?,
         audit_payload: row.get(19)?,
         intent: row.get(20)?,
+        log_index: row.get::<_, Option<i64>>(25)?.map(|i| i.max(0) as u64),
+        leaf_hash: row.get(26)?,
     })
+}
+
+/// Marks and sequences in one immediate transaction: it holds SQLite's write lock from the
+/// sequencer read to the commit, so no other marker can hand out the same indexes.
+fn mark_and_sequence(conn: &mut Connection, key: &str, events: &[AuditedEvent]) -> Result<u64, LogError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let start: i64 = tx.query_row(sql::tlog::NEXT_INDEX, [], |r| r.get(0)).map_err(map_err)?;
+    let mut next = start;
+    {
+        let mut stmt = tx.prepare_cached(sql::MARK_AUDITED).map_err(map_err)?;
+        let index = |name: &str| -> Result<usize, LogError> {
+            stmt.parameter_index(name)
+                .map_err(map_err)?
+                .ok_or_else(|| LogError::Failed(format!("MARK_AUDITED lacks {name}")))
+        };
+        let (k, i, h, r) = (
+            index(":audit_key")?,
+            index(":log_index")?,
+            index(":leaf_hash")?,
+            index(":request_id")?,
+        );
+        for e in events {
+            let hex = e.leaf_hex();
+            stmt.raw_bind_parameter(k, key).map_err(map_err)?;
+            stmt.raw_bind_parameter(i, next).map_err(map_err)?;
+            stmt.raw_bind_parameter(h, hex.as_str()).map_err(map_err)?;
+            stmt.raw_bind_parameter(r, e.request_id.as_str()).map_err(map_err)?;
+            next += stmt.raw_execute().map_err(map_err)? as i64;
+        }
+    }
+    if next != start {
+        tx.execute(sql::tlog::SET_NEXT_INDEX, &[(":next_index", &next as &dyn ToSql)][..])
+            .map_err(map_err)?;
+    }
+    tx.commit().map_err(map_err)?;
+    Ok((next - start) as u64)
 }
 
 impl RequestLog for SqliteRequestLog {
@@ -383,12 +425,10 @@ impl RequestLog for SqliteRequestLog {
         }))
     }
 
-    fn mark_audited<'a>(&'a self, key: &'a str, request_ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+    fn mark_audited<'a>(&'a self, key: &'a str, events: &'a [AuditedEvent]) -> BoxFuture<'a, Result<u64, LogError>> {
         let key = key.to_string();
-        let ids = request_ids.to_vec();
-        Box::pin(
-            self.write(move |conn| update_each(conn, sql::MARK_AUDITED, &ids, &[(":audit_key", &key as &dyn ToSql)])),
-        )
+        let events = events.to_vec();
+        Box::pin(self.write(move |conn| mark_and_sequence(conn, &key, &events)))
     }
 
     fn pending_audits(
@@ -557,6 +597,82 @@ impl KeyStore for SqliteRequestLog {
             conn.query_row(sql::keys::COUNT, [], |r| r.get::<_, i64>(0))
                 .map(|n| n.max(0) as u64)
                 .map_err(map_err)
+        }))
+    }
+}
+
+impl TlogStore for SqliteRequestLog {
+    fn tlog_state(&self) -> BoxFuture<'_, Result<TlogState, LogError>> {
+        Box::pin(self.read(move |conn| {
+            let (next, size, root, checkpoint) = conn
+                .query_row(sql::tlog::STATE, [], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .map_err(map_err)?;
+            let root_hash = match root {
+                None => None,
+                Some(h) => Some(
+                    tollgate_core::model::parse_hash_hex(&h)
+                        .ok_or_else(|| LogError::Failed(format!("tlog_state: bad root hash {h:?}")))?,
+                ),
+            };
+            Ok(TlogState {
+                next_index: next.max(0) as u64,
+                size: size.max(0) as u64,
+                root_hash,
+                checkpoint,
+            })
+        }))
+    }
+
+    fn tlog_leaves(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>> {
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql::tlog::LEAVES).map_err(map_err)?;
+            let (from_i, limit_i) = (from as i64, limit as i64);
+            let mut rows = stmt
+                .query(&[(":from", &from_i as &dyn ToSql), (":limit", &limit_i as &dyn ToSql)][..])
+                .map_err(map_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(map_err)? {
+                let index: i64 = row.get(0).map_err(map_err)?;
+                let hash: Option<String> = row.get(1).map_err(map_err)?;
+                let expected = from_i + out.len() as i64;
+                let hash = hash.as_deref().and_then(tollgate_core::model::parse_hash_hex);
+                match hash {
+                    Some(h) if index == expected => out.push(h),
+                    _ => {
+                        return Err(LogError::Failed(format!(
+                            "tlog: leaf {expected} missing or malformed (found index {index})"
+                        )))
+                    }
+                }
+            }
+            Ok(out)
+        }))
+    }
+
+    fn tlog_advance<'a>(
+        &'a self,
+        old_size: u64,
+        new_size: u64,
+        root_hash: &'a [u8; 32],
+        checkpoint: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LogError>> {
+        let params = vec![
+            ("old_size", SqlValue::Int(old_size as i64)),
+            ("new_size", SqlValue::Int(new_size as i64)),
+            ("root_hash", SqlValue::Text(tollgate_core::model::hex(root_hash))),
+            ("checkpoint", SqlValue::Text(checkpoint.to_string())),
+        ];
+        Box::pin(self.write(move |conn| {
+            let n = named(&params);
+            let changed = conn.execute(sql::tlog::ADVANCE, bind(&n).as_slice()).map_err(map_err)?;
+            Ok(changed == 1)
         }))
     }
 }

@@ -12,6 +12,9 @@ async fn sqlite_request_log_meets_the_contract() {
     let log = tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).expect("open");
     tollgate_testkit::contract::request_log(&log).await;
     tollgate_testkit::contract::key_store(&log).await;
+    let log = std::sync::Arc::new(log);
+    tollgate_testkit::contract::tlog_sequencer(log.clone()).await;
+    let log = std::sync::Arc::try_unwrap(log).unwrap_or_else(|_| panic!("no task holds the log"));
     // Reopening applies no migration twice and keeps the rows.
     drop(log);
     let log = tollgate_embedded::sqlite::SqliteRequestLog::open(dir.join("r.db")).expect("reopen");

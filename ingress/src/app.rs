@@ -40,16 +40,25 @@ fn embedded_function(name: &str, backends: &Backends) -> Option<Arc<dyn LocalFun
     Some(match name {
         "echo" => http_function(tollgate_echo::handle),
         "requests-api" => {
-            let api = Arc::new(tollgate_requests_api::RequestsApi::new(
-                backends.log.clone(),
-                backends.store.clone(),
-            ));
+            let api = Arc::new(
+                tollgate_requests_api::RequestsApi::new(backends.log.clone(), backends.store.clone())
+                    .with_tlog(backends.tlog.clone()),
+            );
             http_function(move |req| {
                 let api = api.clone();
                 async move { api.handle(req).await }
             })
         }
-        "audit-writer" => tollgate_audit_writer::local_function(backends.log.clone(), backends.store.clone()),
+        "audit-writer" => {
+            let integrator = backends.log_signer.clone().map(|signer| {
+                Arc::new(tollgate_core::translog::Integrator::new(
+                    backends.tlog.clone(),
+                    backends.store.clone(),
+                    signer,
+                ))
+            });
+            tollgate_audit_writer::local_function_with_log(backends.log.clone(), backends.store.clone(), integrator)
+        }
         _ => return None,
     })
 }

@@ -45,6 +45,25 @@ pub enum Command {
     /// Manage API keys (kept in the request log's database; only a hash of each secret).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the C2SP tlog-proof of a request's audit event (as `GET /v1/requests/{id}/proof`).
+    Prove {
+        /// The request id (the `x-request-id` of its answer).
+        request_id: String,
+    },
+    /// Verify a C2SP tlog-proof offline against the log's verifier key and the event's line.
+    VerifyProof {
+        /// The proof file (`tollgate prove` or `GET /v1/requests/{id}/proof`).
+        file: std::path::PathBuf,
+        /// The log's verifier key (`<name>+<hex key id>+<base64 key>`, as `tollgate log-key`
+        /// prints it), or a file holding it.
+        #[arg(long)]
+        vkey: String,
+        /// A file holding the event's exact line in its audit object (default: standard input).
+        #[arg(long)]
+        event: Option<std::path::PathBuf>,
+    },
+    /// Print the transparency log's verifier key (note `vkey` format).
+    LogKey,
     /// Print a completion script for a shell.
     Completions {
         /// The shell.

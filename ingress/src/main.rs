@@ -98,6 +98,11 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Revoke { key_id }) => {
             runtime.block_on(ops::keys_revoke(&config, &key_id, &mut std::io::stdout()))
         }
+        Command::Prove { request_id } => runtime.block_on(ops::prove(&config, &request_id, &mut std::io::stdout())),
+        Command::VerifyProof { file, vkey, event } => {
+            ops::verify_proof(&file, &vkey, event.as_deref(), &mut std::io::stdout())
+        }
+        Command::LogKey => runtime.block_on(ops::log_key(&config, &mut std::io::stdout())),
         Command::Completions { .. } => unreachable!("handled before the settings"),
     };
     let code = match result {

@@ -14,7 +14,7 @@ async fn api(config: &IngressConfig) -> anyhow::Result<RequestsApi> {
         .await
         .map_err(anyhow::Error::msg)
         .context("opening the request log and object store")?;
-    Ok(RequestsApi::new(backends.log, backends.store))
+    Ok(RequestsApi::new(backends.log, backends.store).with_tlog(backends.tlog))
 }
 
 /// An API error as the command's error: its RFC 9457 body, as the route would answer.
@@ -39,6 +39,71 @@ pub async fn get(config: &IngressConfig, request_id: &str, out: &mut dyn Write) 
     let (_, body) = api(config).await?.get(request_id).await.map_err(|e| failed(&e))?;
     out.write_all(&body)?;
     out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// `tollgate prove ID`: the C2SP tlog-proof of the request's audit event, from the store.
+pub async fn prove(config: &IngressConfig, request_id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    if !tollgate_core::ids::is_valid_request_id(request_id) {
+        anyhow::bail!("{request_id:?} is not a request id");
+    }
+    let proof = api(config)
+        .await?
+        .proof_as(request_id, &tollgate_requests_api::Reader::All)
+        .await
+        .map_err(|e| failed(&e))?;
+    out.write_all(proof.as_bytes())?;
+    Ok(())
+}
+
+/// `tollgate verify-proof FILE --vkey KEY [--event FILE]`: checks the proof with
+/// `tollgate_tlog::verify_proof` and nothing else (no store, no network). The event is its
+/// exact line in the audit object; one trailing newline is not part of it.
+pub fn verify_proof(
+    file: &std::path::Path,
+    vkey: &str,
+    event: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use std::io::Read;
+    let proof = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let vkey = match std::fs::read_to_string(vkey) {
+        Ok(text) => text.trim().to_string(),
+        Err(_) => vkey.trim().to_string(),
+    };
+    let verifiers = tollgate_tlog::Verifiers::parse(&[vkey]).context("the verifier key")?;
+    let mut line = Vec::new();
+    match event {
+        Some(p) => line = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut line)
+                .context("reading the event from stdin")?;
+        }
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    let (index, size) = tollgate_tlog::verify_proof(&proof, &line, &verifiers).context("the proof does not verify")?;
+    writeln!(out, "ok: the event is entry {index} of the log's tree of size {size}")?;
+    Ok(())
+}
+
+/// `tollgate log-key`: the transparency log's verifier key in the note `vkey` format (the key
+/// file is made on first start, so this makes it if nothing has run yet).
+pub async fn log_key(config: &IngressConfig, out: &mut dyn Write) -> anyhow::Result<()> {
+    let storage = &config.mode.storage;
+    if storage.mode != tollgate_core::backends::Mode::Embedded {
+        anyhow::bail!("aws mode has no log key yet (the KMS signer is not built: docs/transparency-log.md)");
+    }
+    std::fs::create_dir_all(&storage.data_dir).with_context(|| format!("creating {}", storage.data_dir.display()))?;
+    let signer = tollgate_core::translog::load_or_create_key(
+        &storage.data_dir.join(tollgate_core::translog::KEY_FILE),
+        storage.log_origin.as_deref(),
+        &tollgate_embedded::default_origin(&storage.data_dir),
+    )
+    .map_err(anyhow::Error::msg)?;
+    writeln!(out, "{}", signer.verifier_key())?;
     Ok(())
 }
 

@@ -218,7 +218,11 @@ fn states_it_cannot_deploy_over_stop_it_with_what_to_do() {
     assert!(!run.ok && run.calls.is_empty());
     let run = deploy(&["prod", "abc123"], Some("CREATE_COMPLETE"), true);
     assert!(!run.ok && run.calls.is_empty(), "{:?}", run.calls);
-    assert!(run.output.contains("CertificateArn is the placeholder"), "{}", run.output);
+    assert!(
+        run.output.contains("CertificateArn is the placeholder"),
+        "{}",
+        run.output
+    );
 }
 
 #[test]

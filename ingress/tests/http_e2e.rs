@@ -396,6 +396,7 @@ async fn the_embedded_invoker_meets_the_invoker_contract() {
     let backends = tollgate_embedded::open(&tollgate_core::backends::StorageSettings {
         mode: tollgate_core::backends::Mode::Embedded,
         data_dir: dir.0.clone(),
+        log_origin: None,
     })
     .unwrap();
     let invoker = tollgate_core::local::LocalInvoker::new(tollgate_ingress::app::embedded_functions(&backends));

@@ -144,6 +144,7 @@ async fn a_resuming_cluster_gets_its_503_within_the_commit_budget() {
     let backends = tollgate_embedded::open(&StorageSettings {
         mode: tollgate_core::backends::Mode::Embedded,
         data_dir: dir.0.clone(),
+        log_origin: None,
     })
     .unwrap();
     let running = app::start(

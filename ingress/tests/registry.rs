@@ -229,6 +229,7 @@ fn every_function_is_registered_and_has_every_piece() {
     let backends = tollgate_embedded::open(&tollgate_core::backends::StorageSettings {
         mode: tollgate_core::backends::Mode::Embedded,
         data_dir: dir.clone(),
+        log_origin: None,
     })
     .unwrap();
     let linked: BTreeSet<String> = tollgate_ingress::app::embedded_functions(&backends)

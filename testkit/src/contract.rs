@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use time::OffsetDateTime;
-use tollgate_core::model::{InsertOutcome, NewRecord, RecordQuery, RequestRecord};
-use tollgate_core::ports::{ObjectStore, PutOutcome, RequestLog};
+use tollgate_core::model::{AuditedEvent, InsertOutcome, NewRecord, RecordQuery, RequestRecord};
+use tollgate_core::ports::{ObjectStore, PutOutcome, RequestLog, TlogStore};
 
 /// The batch every contract row is assigned to.
 const BATCH: &str = "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
@@ -84,6 +84,16 @@ pub fn sample_record(request_id: &str, audit_batch: &str) -> NewRecord {
         audit_payload: format!("{{\"event_version\":\"1\",\"request_id\":\"{request_id}\"}}"),
         client_chosen_id: false,
         intent: false,
+    }
+}
+
+/// An event to mark with a recognizable fake leaf hash (`tag` in every byte but the first).
+pub fn audited(request_id: &str, tag: u8) -> AuditedEvent {
+    let mut leaf_hash = [tag; 32];
+    leaf_hash[0] = request_id.len() as u8;
+    AuditedEvent {
+        request_id: request_id.into(),
+        leaf_hash,
     }
 }
 
@@ -223,11 +233,14 @@ pub async fn request_log(log: &dyn RequestLog) {
     assert_eq!(ids, vec!["r00", "r01", "r02"], "oldest first, before the cutoff");
     assert_eq!(pending[0].audit_batch, BATCH);
     let marked = log
-        .mark_audited("k1", &["r00".into(), "r01".into()])
+        .mark_audited("k1", &[audited("r00", 0), audited("r01", 1)])
         .await
         .expect("mark");
     assert_eq!(marked, 2);
-    assert_eq!(log.mark_audited("k2", &["r00".into()]).await.expect("mark again"), 0);
+    assert_eq!(
+        log.mark_audited("k2", &[audited("r00", 0)]).await.expect("mark again"),
+        0
+    );
     let got = log.get("r00").await.expect("get").expect("present");
     assert_eq!(got.audit_key.as_deref(), Some("k1"));
     assert_eq!(got.audit_payload, None, "outbox cleared once audited");
@@ -525,4 +538,90 @@ pub async fn key_store(keys: &dyn tollgate_core::KeyStore) {
     assert_eq!(found.revoked_at, Some(revoked_at));
     assert_eq!(found.unusable_at(revoked_at), Some("revoked_key"));
     assert_eq!(keys.count_keys().await.expect("count"), 2, "revoked keys still count");
+}
+
+/// The transparency log's sequencer and state (`RequestLog::mark_audited` + `TlogStore`):
+/// several tasks marking different objects at once, and the same object twice, end with the
+/// indexes handed out since the start each used once, every row marked now indexed in its
+/// object's order with its leaf hash stored, and re-marks changing nothing; the integrated
+/// state advances by compare-and-set only. May run after [`request_log`] on the same log.
+pub async fn tlog_sequencer<L: RequestLog + TlogStore>(log: std::sync::Arc<L>) {
+    const OBJECTS: usize = 8;
+    const PER_OBJECT: usize = 40;
+    let before = log.tlog_state().await.expect("state");
+    let batch = "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6c";
+    let id = |o: usize, i: usize| format!("seq-{o}-{i:03}");
+    let rows: Vec<NewRecord> = (0..OBJECTS)
+        .flat_map(|o| (0..PER_OBJECT).map(move |i| (o, i)))
+        .map(|(o, i)| sample_record(&id(o, i), batch))
+        .collect();
+    log.insert_batch(&rows).await.expect("insert");
+    // Object o holds its events in line order; the events' fake leaf hashes name the object.
+    let object = |o: usize| -> Vec<AuditedEvent> { (0..PER_OBJECT).map(|i| audited(&id(o, i), o as u8)).collect() };
+    let mut tasks = Vec::new();
+    // Every object marked by two tasks at once (a writer and a re-drive that found the object).
+    for round in 0..2 {
+        for o in 0..OBJECTS {
+            let (log, events) = (log.clone(), object(o));
+            tasks.push(tokio::spawn(async move {
+                let key = format!("audit/v1/seq-{o}.ndjson.gz");
+                (round, log.mark_audited(&key, &events).await.expect("mark"))
+            }));
+        }
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("task").1;
+    }
+    let n = (OBJECTS * PER_OBJECT) as u64;
+    assert_eq!(total, n, "each row marked once");
+    let after = log.tlog_state().await.expect("state");
+    assert_eq!(
+        after.next_index,
+        before.next_index + n,
+        "the sequencer advanced by the rows marked"
+    );
+    let leaves = log
+        .tlog_leaves(before.next_index, 100_000)
+        .await
+        .expect("leaves are contiguous");
+    assert_eq!(leaves.len() as u64, n);
+    let mut seen = std::collections::HashSet::new();
+    for o in 0..OBJECTS {
+        let mut first = None;
+        for (i, e) in object(o).iter().enumerate() {
+            let row = log.get(&e.request_id).await.expect("get").expect("row");
+            let at = row.log_index.expect("every marked row is indexed");
+            assert!(at >= before.next_index && at < after.next_index, "{at}");
+            assert!(seen.insert(at), "index {at} used twice");
+            // One object's events were sequenced together, in line order.
+            let start = *first.get_or_insert(at);
+            assert_eq!(at, start + i as u64, "object {o} is one run in line order");
+            assert_eq!(row.leaf_hash.as_deref(), Some(e.leaf_hex().as_str()));
+            assert_eq!(leaves[(at - before.next_index) as usize], e.leaf_hash);
+            assert_eq!(row.audit_payload, None);
+        }
+    }
+    // A re-drive never re-sequences.
+    assert_eq!(log.mark_audited("again", &object(3)).await.expect("re-mark"), 0);
+    assert_eq!(log.tlog_state().await.expect("state").next_index, after.next_index);
+    assert!(log.tlog_leaves(after.next_index, 10).await.expect("none").is_empty());
+
+    // The integrated state: compare-and-set from the size it holds.
+    assert_eq!(after.size, before.size);
+    let root = [7u8; 32];
+    assert!(log
+        .tlog_advance(before.size, before.size + 3, &root, "checkpoint 3\n")
+        .await
+        .expect("advance"));
+    assert!(
+        !log.tlog_advance(before.size, before.size + 5, &[8; 32], "other\n")
+            .await
+            .expect("stale advance"),
+        "an integrator that lost the race does not overwrite"
+    );
+    let state = log.tlog_state().await.expect("state");
+    assert_eq!(state.size, before.size + 3);
+    assert_eq!(state.root_hash, Some(root));
+    assert_eq!(state.checkpoint.as_deref(), Some("checkpoint 3\n"));
 }

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use tollgate_core::audit::{self, AuditFormatError};
-use tollgate_core::model::{AuditBatch, AuditWriteReport, WrittenObject};
+use tollgate_core::model::{AuditBatch, AuditWriteReport, AuditedEvent, WrittenObject};
 use tollgate_core::ports::{LogError, ObjectStore, PutOutcome, RequestLog, StoreError};
 
 /// Parts tried per batch before giving up (each taken part means a concurrent writer made
@@ -60,11 +60,18 @@ pub async fn write_batch(
         let body = Bytes::from(audit::encode(remaining.values().map(String::as_str)));
         match store.put_if_absent(&key, body).await? {
             PutOutcome::Created => {
-                let ids: Vec<String> = remaining.keys().cloned().collect();
-                report.rows_marked += log.mark_audited(&key, &ids).await?;
+                // The leaves, in the object's line order: each event's exact line.
+                let events: Vec<AuditedEvent> = std::mem::take(&mut remaining)
+                    .into_iter()
+                    .map(|(request_id, line)| AuditedEvent {
+                        leaf_hash: tollgate_tlog::merkle::leaf_hash(line.as_bytes()),
+                        request_id,
+                    })
+                    .collect();
+                report.rows_marked += log.mark_audited(&key, &events).await?;
                 report.objects.push(WrittenObject {
                     key,
-                    events: ids.len(),
+                    events: events.len(),
                     created: true,
                 });
                 return Ok(report);
@@ -78,7 +85,11 @@ pub async fn write_batch(
                 for line in audit::decode(&existing)? {
                     let id = audit::event_request_id(&line)?;
                     if remaining.remove(&id).is_some() {
-                        held.push(id);
+                        // The leaf is the line as the object holds it, not our copy of the event.
+                        held.push(AuditedEvent {
+                            leaf_hash: tollgate_tlog::merkle::leaf_hash(line.as_bytes()),
+                            request_id: id,
+                        });
                     }
                 }
                 if !held.is_empty() {
@@ -117,10 +128,35 @@ pub fn local_function(
     log: std::sync::Arc<dyn RequestLog>,
     store: std::sync::Arc<dyn ObjectStore>,
 ) -> std::sync::Arc<dyn tollgate_core::local::LocalFunction> {
+    local_function_with_log(log, store, None)
+}
+
+/// [`local_function`] that integrates the transparency log after each batch it marked
+/// (`docs/transparency-log.md`): the new leaves go into tiles and a signed checkpoint before
+/// the batch is reported done, so a proof is available as soon as the writer returns.
+pub fn local_function_with_log(
+    log: std::sync::Arc<dyn RequestLog>,
+    store: std::sync::Arc<dyn ObjectStore>,
+    integrator: Option<std::sync::Arc<tollgate_core::translog::Integrator>>,
+) -> std::sync::Arc<dyn tollgate_core::local::LocalFunction> {
     tollgate_core::http_fn::json_function(move |batch: AuditBatch| {
-        let (log, store) = (log.clone(), store.clone());
-        async move { write_batch(&*log, &*store, batch).await }
+        let (log, store, integrator) = (log.clone(), store.clone(), integrator.clone());
+        async move {
+            let report = write_batch(&*log, &*store, batch).await?;
+            if let Some(i) = integrator.filter(|_| report.rows_marked > 0) {
+                integrate(&i).await;
+            }
+            Ok::<_, WriteError>(report)
+        }
     })
+}
+
+/// Integrates what was sequenced; a failure is logged, never the batch's: its events are
+/// marked and sequenced, and the next integration (any batch's, or the timer's) takes them.
+pub async fn integrate(integrator: &tollgate_core::translog::Integrator) {
+    if let Err(e) = integrator.integrate().await {
+        tracing::warn!(error = %e, "tlog: integration failed; the next one retries");
+    }
 }
 
 impl From<WriteError> for lambda_runtime::Diagnostic {
@@ -241,6 +277,107 @@ mod tests {
             .await
             .unwrap();
         assert!(pending.is_empty());
+        // Sequenced once each: indexes 0..40, each row's leaf hash that of its line in its object.
+        let mut lines = HashMap::new();
+        for k in ObjectStore::list(&*f.store, "audit/v1/").await.unwrap() {
+            for line in audit::decode(&ObjectStore::get(&*f.store, &k).await.unwrap().unwrap()).unwrap() {
+                lines.insert(audit::event_request_id(&line).unwrap(), line);
+            }
+        }
+        let mut indexes = Vec::new();
+        for (id, line) in &lines {
+            let row = tollgate_core::RequestLog::get(&*f.log, id).await.unwrap().unwrap();
+            indexes.push(row.log_index.unwrap());
+            let leaf = tollgate_tlog::merkle::leaf_hash(line.as_bytes());
+            assert_eq!(row.leaf_hash, Some(tollgate_core::model::hex(&leaf)));
+        }
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..40).collect::<Vec<u64>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn integration_builds_tiles_and_checkpoints_that_prove_every_line() {
+        use tollgate_core::translog::{prove, Integrator, ProofOutcome};
+        use tollgate_core::TlogStore;
+        let f = fixture(600).await;
+        let signer = Arc::new(tollgate_tlog::Ed25519Signer::from_seed("tollgate.test/log", &[5; 32]).unwrap());
+        let verifiers = tollgate_tlog::Verifiers::new(vec![signer.verifier_key()]);
+        let integrator = Integrator::new(f.log.clone(), f.store.clone(), signer.clone());
+        // Batches crossing tile boundaries (256, 512), two integrators racing on the last.
+        for range in [0..1, 1..300, 300..555] {
+            write_batch(&*f.log, &*f.store, batch(&f.batch_id, range))
+                .await
+                .unwrap();
+            integrator.integrate().await.unwrap();
+        }
+        write_batch(&*f.log, &*f.store, batch(&f.batch_id, 555..600))
+            .await
+            .unwrap();
+        let other = Integrator::new(f.log.clone(), f.store.clone(), signer.clone());
+        let (a, b) = tokio::join!(integrator.integrate(), other.integrate());
+        assert_eq!(a.unwrap().size, 600);
+        assert_eq!(b.unwrap().size, 600);
+        let state = f.log.tlog_state().await.unwrap();
+        assert_eq!((state.size, state.next_index), (600, 600));
+        let cp = tollgate_tlog::Checkpoint::open(state.checkpoint.as_deref().unwrap().as_bytes(), &verifiers).unwrap();
+        assert_eq!(cp.size, 600);
+        // The root recomputed from the objects' lines in index order.
+        let mut by_index = std::collections::BTreeMap::new();
+        for k in ObjectStore::list(&*f.store, "audit/v1/").await.unwrap() {
+            for line in audit::decode(&ObjectStore::get(&*f.store, &k).await.unwrap().unwrap()).unwrap() {
+                let row = tollgate_core::RequestLog::get(&*f.log, &audit::event_request_id(&line).unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                by_index.insert(row.log_index.unwrap(), line);
+            }
+        }
+        let mut tree = tollgate_tlog::merkle::MemoryTree::new();
+        for line in by_index.values() {
+            tree.append(line.as_bytes());
+        }
+        assert_eq!(tree.root(600).unwrap(), cp.root);
+        assert_eq!(state.root_hash, Some(cp.root));
+        // Every checkpoint is kept, one object per size.
+        let sizes = ObjectStore::list(&*f.store, "log/checkpoint/").await.unwrap();
+        assert_eq!(sizes.len(), 4, "{sizes:?}");
+        // Proofs from the tiles verify against the line, and not against a changed one.
+        for i in [0usize, 1, 255, 256, 299, 511, 512, 599] {
+            let id = audit::event_request_id(&by_index[&(i as u64)]).unwrap();
+            let row = tollgate_core::RequestLog::get(&*f.log, &id).await.unwrap().unwrap();
+            let ProofOutcome::Ready(proof) = prove(&*f.log, &*f.store, &row).await.unwrap() else {
+                panic!("integrated");
+            };
+            let line = &by_index[&(i as u64)];
+            assert_eq!(
+                tollgate_tlog::verify_proof(&proof, line.as_bytes(), &verifiers).unwrap(),
+                (i as u64, 600)
+            );
+            assert!(tollgate_tlog::verify_proof(&proof, line.replace("r", "R").as_bytes(), &verifiers).is_err());
+        }
+        // Nothing new: no new checkpoint.
+        integrator.integrate().await.unwrap();
+        assert_eq!(ObjectStore::list(&*f.store, "log/checkpoint/").await.unwrap().len(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tampered_tile_stops_integration() {
+        use tollgate_core::translog::Integrator;
+        let f = fixture(10).await;
+        let signer = Arc::new(tollgate_tlog::Ed25519Signer::from_seed("tollgate.test/log", &[5; 32]).unwrap());
+        let integrator = Integrator::new(f.log.clone(), f.store.clone(), signer);
+        write_batch(&*f.log, &*f.store, batch(&f.batch_id, 0..5)).await.unwrap();
+        integrator.integrate().await.unwrap();
+        // The partial tile of size 5, rewritten behind the store's back.
+        let path = f.dir.join("objects/log/tile/0/000.p/5");
+        let mut data = std::fs::read(&path).unwrap();
+        data[0] ^= 1;
+        std::fs::write(&path, data).unwrap();
+        write_batch(&*f.log, &*f.store, batch(&f.batch_id, 5..10))
+            .await
+            .unwrap();
+        let err = integrator.integrate().await.unwrap_err().to_string();
+        assert!(err.contains("do not hash to the stored root"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

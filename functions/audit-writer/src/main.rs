@@ -8,6 +8,12 @@ use tollgate_core::model::AuditBatch;
 async fn main() -> Result<(), lambda_runtime::Error> {
     let _logs = tollgate_core::logging::init_json_logs();
     let backends = Arc::new(tollgate_aws::backends::open_from_process().await?);
+    if backends.log_signer.is_none() {
+        // docs/transparency-log.md: the KMS signer is not built yet.
+        tracing::info!(
+            "tlog: events are sequenced; integration into tiles and checkpoints is off in aws mode (no KMS signer yet)"
+        );
+    }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<AuditBatch>| {
         let backends = backends.clone();
         async move { tollgate_audit_writer::write_batch(&*backends.log, &*backends.store, event.payload).await }

@@ -106,6 +106,7 @@ impl Reader {
 pub struct RequestsApi {
     log: Arc<dyn RequestLog>,
     store: Arc<dyn ObjectStore>,
+    tlog: Option<Arc<dyn tollgate_core::TlogStore>>,
 }
 
 /// An error answer: a code of the shared table, with a message of its own where it helps.
@@ -291,7 +292,14 @@ fn error_response(e: &ApiError, request_id: &str) -> Response<Body> {
 impl RequestsApi {
     /// The function over a request log and the audit object store.
     pub fn new(log: Arc<dyn RequestLog>, store: Arc<dyn ObjectStore>) -> Self {
-        Self { log, store }
+        Self { log, store, tlog: None }
+    }
+
+    /// With the transparency log's state, for `GET /v1/requests/{id}/proof` (without it every
+    /// proof is `proof_not_ready`).
+    pub fn with_tlog(mut self, tlog: Arc<dyn tollgate_core::TlogStore>) -> Self {
+        self.tlog = Some(tlog);
+        self
     }
 
     /// The Lambda handler.
@@ -304,6 +312,9 @@ impl RequestsApi {
             .to_string();
         let outcome = self.route(&req).await;
         Ok(match outcome {
+            Ok((status, body)) if body.starts_with(tollgate_tlog::proof::HEADER.as_bytes()) => {
+                response(status, "text/plain; charset=utf-8", body, &request_id)
+            }
             Ok((status, body)) => json_response(status, body, &request_id),
             Err(e) => error_response(&e, &request_id),
         })
@@ -336,6 +347,12 @@ impl RequestsApi {
             }
             id => {
                 let id = id.trim_start_matches('/');
+                if let Some(id) = id.strip_suffix("/proof") {
+                    if !tollgate_core::ids::is_valid_request_id(id) {
+                        return Err(ApiError::of(ErrorCode::RequestNotFound));
+                    }
+                    return Ok((200, self.proof_as(id, &reader).await?.into_bytes()));
+                }
                 if !tollgate_core::ids::is_valid_request_id(id) {
                     return Err(ApiError::of(ErrorCode::RequestNotFound));
                 }
@@ -395,6 +412,48 @@ impl RequestsApi {
             },
         };
         Ok((200, serde_json::to_vec(&body).unwrap_or_default()))
+    }
+
+    /// `GET /v1/requests/{id}/proof`: the C2SP tlog-proof of the request's audit event
+    /// (`docs/transparency-log.md`); another principal's record is not found, and an event not
+    /// yet in a signed checkpoint is `proof_not_ready` (retry: the writer integrates after
+    /// each batch).
+    pub async fn proof_as(&self, id: &str, reader: &Reader) -> Result<String, ApiError> {
+        let row: StoredRecord = self
+            .log
+            .get(id)
+            .await
+            .map_err(|e| log_failure(&e))?
+            .filter(|r| reader.may_read(&r.record))
+            .ok_or_else(|| ApiError::of(ErrorCode::RequestNotFound))?;
+        let Some(tlog) = &self.tlog else {
+            return Err(ApiError::of(ErrorCode::ProofNotReady));
+        };
+        use tollgate_core::translog::{prove, ProofOutcome, TlogError};
+        match prove(&**tlog, &*self.store, &row).await {
+            Ok(ProofOutcome::Ready(proof)) => Ok(proof),
+            Ok(ProofOutcome::NotSequenced) if row.audit_key.is_some() => Err(ApiError::new(
+                ErrorCode::RequestNotFound,
+                "this request was audited before the transparency log existed: it has no proof",
+            )),
+            Ok(ProofOutcome::NotSequenced) => Err(ApiError::new(
+                ErrorCode::ProofNotReady,
+                "the request's audit event is not written yet; retry later",
+            )),
+            Ok(ProofOutcome::NotIntegrated(_)) => Err(ApiError::of(ErrorCode::ProofNotReady)),
+            Err(TlogError::Log(e)) => Err(log_failure(&e)),
+            Err(TlogError::Store(e)) => {
+                tracing::error!(error = %e, "tile read failed");
+                Err(ApiError::of(ErrorCode::AuditStoreUnavailable))
+            }
+            Err(e) => {
+                tracing::error!(request_id = id, error = %e, "proof failed");
+                Err(ApiError::new(
+                    ErrorCode::AuditIntegrityError,
+                    "the transparency log's tiles do not match its checkpoint",
+                ))
+            }
+        }
     }
 
     async fn event_from_object(&self, key: &str, request_id: &str) -> Result<String, ApiError> {

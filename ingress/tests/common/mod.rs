@@ -148,6 +148,7 @@ impl InProcess {
         let backends = tollgate_embedded::open(&StorageSettings {
             mode: tollgate_core::backends::Mode::Embedded,
             data_dir: dir.0.clone(),
+            log_origin: None,
         })
         .unwrap();
         let mut functions = app::embedded_functions(&backends);
@@ -577,7 +578,11 @@ impl RequestLog for FlakyLog {
         }
         self.inner.insert_batch(rows)
     }
-    fn mark_audited<'a>(&'a self, key: &'a str, ids: &'a [String]) -> BoxFuture<'a, Result<u64, LogError>> {
+    fn mark_audited<'a>(
+        &'a self,
+        key: &'a str,
+        ids: &'a [tollgate_core::model::AuditedEvent],
+    ) -> BoxFuture<'a, Result<u64, LogError>> {
         self.inner.mark_audited(key, ids)
     }
     fn pending_audits(
@@ -637,6 +642,7 @@ impl Faulty {
         let backends = tollgate_embedded::open(&StorageSettings {
             mode: tollgate_core::backends::Mode::Embedded,
             data_dir: data_dir.to_path_buf(),
+            log_origin: None,
         })
         .unwrap();
         let executed: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -1,0 +1,376 @@
+//! The transparency log over the ports (issue 15; `docs/transparency-log.md`): integration of
+//! sequenced leaves into C2SP tlog-tiles with a signed C2SP checkpoint, and C2SP tlog-proofs of
+//! inclusion served from those tiles. The formats and the hashing are `tollgate_tlog`'s; this
+//! module only moves hashes between the request log's database and the object store.
+//!
+//! Sequencing happens at marking ([`crate::RequestLog::mark_audited`]), so indexes have no
+//! holes; integration reads the leaves past the integrated size, extends the tree, writes the
+//! new tiles (create-only: full and partial tiles have distinct paths, and the same tile always
+//! holds the same bytes), signs a checkpoint, writes it to `log/checkpoint/<size>` and advances
+//! the state row by compare-and-set. Ed25519 signatures are deterministic (RFC 8032 section
+//! 5.1.6), so two integrations of the same size produce byte-identical checkpoints: the log can
+//! never sign two different checkpoints of one size, even if two integrators race.
+
+use crate::model::{StoredRecord, TlogState};
+use crate::ports::{LogError, ObjectStore, PutOutcome, StoreError, TlogStore};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tollgate_tlog::merkle::{self, Hash, HashReader};
+use tollgate_tlog::note::NoteSigner;
+use tollgate_tlog::tile::{self, Tile, TileHashReader, TileReader};
+use tollgate_tlog::{Checkpoint, TlogProof};
+
+/// Where the log lives in the object store: `log/tile/...` (C2SP tlog-tiles paths) and
+/// `log/checkpoint/<size>`.
+pub const PREFIX: &str = "log/";
+/// C2SP tlog-tiles height.
+pub const HEIGHT: u8 = tile::TILE_HEIGHT;
+/// Leaves integrated per round (an integration loops until caught up).
+pub const MAX_LEAVES_PER_ROUND: usize = 1 << 16;
+/// The signing key file in the embedded data directory.
+pub const KEY_FILE: &str = "log-key";
+
+/// Why integration or a proof failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlogError {
+    /// The request log's database.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The object store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing, tiles, signing.
+    #[error("tlog: {0}")]
+    Tlog(#[from] tollgate_tlog::Error),
+    /// Stored state that contradicts itself (a tile or checkpoint that does not match).
+    #[error("tlog inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// The key of a tile in the object store.
+pub fn tile_key(t: &Tile) -> String {
+    format!("{PREFIX}{}", t.path())
+}
+
+/// The key of the checkpoint of a tree size.
+pub fn checkpoint_key(size: u64) -> String {
+    format!("{PREFIX}checkpoint/{size}")
+}
+
+/// Serves the hashes integration needs: the right edge of the old tree from its partial tiles
+/// (every hash a new leaf or a new tile needs from the old tree lies in the last, partial,
+/// tile of some level), and the hashes computed now.
+struct EdgeReader {
+    old: HashMap<(u8, u64), (Tile, Bytes)>,
+    new: BTreeMap<u64, Hash>,
+}
+
+impl HashReader for EdgeReader {
+    fn read_hashes(&self, stored: &[u64]) -> Result<Vec<Hash>, tollgate_tlog::Error> {
+        stored
+            .iter()
+            .map(|&x| {
+                if let Some(h) = self.new.get(&x) {
+                    return Ok(*h);
+                }
+                let t = tile::tile_for_index(HEIGHT, x);
+                let (tile, data) = self
+                    .old
+                    .get(&(t.level, t.n))
+                    .ok_or_else(|| tollgate_tlog::Error::Storage(format!("hash {x} is in no tile read")))?;
+                tile::hash_from_tile(tile, data, x)
+            })
+            .collect()
+    }
+}
+
+/// The partial tiles of a tree of `size` leaves: the last tile of each level, where it is not full.
+fn edge_tiles(size: u64) -> Vec<Tile> {
+    let h = u32::from(HEIGHT);
+    let mut out = Vec::new();
+    let mut level = 0u32;
+    while h * level < 64 && size >> (h * level) > 0 {
+        let row = size >> (h * level);
+        let width = row & ((1 << h) - 1);
+        if width > 0 {
+            out.push(Tile {
+                height: HEIGHT,
+                level: level as u8,
+                n: row >> h,
+                width: width as u16,
+            });
+        }
+        level += 1;
+    }
+    out
+}
+
+/// Integrates sequenced leaves into tiles and a signed checkpoint. One per process (the lock);
+/// across processes the state row's compare-and-set keeps it single-writer.
+pub struct Integrator {
+    log: Arc<dyn TlogStore>,
+    store: Arc<dyn ObjectStore>,
+    signer: Arc<dyn NoteSigner>,
+    origin: String,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Integrator {
+    /// An integrator signing checkpoints of `origin` (the signer's key name: C2SP tlog-checkpoint
+    /// verifiers look for a signature by a key named as the origin).
+    pub fn new(log: Arc<dyn TlogStore>, store: Arc<dyn ObjectStore>, signer: Arc<dyn NoteSigner>) -> Self {
+        let origin = signer.name().to_string();
+        Self {
+            log,
+            store,
+            signer,
+            origin,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Integrates everything sequenced so far; returns the state after.
+    pub async fn integrate(&self) -> Result<TlogState, TlogError> {
+        let _one = self.lock.lock().await;
+        loop {
+            let state = self.log.tlog_state().await?;
+            if state.size >= state.next_index {
+                return Ok(state);
+            }
+            let leaves = self.log.tlog_leaves(state.size, MAX_LEAVES_PER_ROUND).await?;
+            if leaves.is_empty() {
+                return Err(TlogError::Inconsistent(format!(
+                    "sequenced up to {} but no leaf at {}",
+                    state.next_index, state.size
+                )));
+            }
+            self.extend(&state, &leaves).await?;
+        }
+    }
+
+    async fn extend(&self, state: &TlogState, leaves: &[Hash]) -> Result<(), TlogError> {
+        let old_size = state.size;
+        let mut reader = EdgeReader {
+            old: HashMap::new(),
+            new: BTreeMap::new(),
+        };
+        for t in edge_tiles(old_size) {
+            let data =
+                self.store.get(&tile_key(&t)).await?.ok_or_else(|| {
+                    TlogError::Inconsistent(format!("tile {} of size {old_size} is missing", t.path()))
+                })?;
+            reader.old.insert((t.level, t.n), (t, data));
+        }
+        // The stored right edge must hash to the root the state row holds.
+        if old_size > 0 {
+            let root = merkle::tree_hash(old_size, &reader)?;
+            if Some(root) != state.root_hash {
+                return Err(TlogError::Inconsistent(format!(
+                    "the tiles of size {old_size} do not hash to the stored root"
+                )));
+            }
+        }
+        for (i, leaf) in leaves.iter().enumerate() {
+            let index = old_size + i as u64;
+            let hashes = merkle::stored_hashes_for_leaf(index, *leaf, &reader)?;
+            let base = merkle::stored_hash_index(0, index);
+            for (j, h) in hashes.into_iter().enumerate() {
+                reader.new.insert(base + j as u64, h);
+            }
+        }
+        let new_size = old_size + leaves.len() as u64;
+        let root = merkle::tree_hash(new_size, &reader)?;
+        for t in tile::new_tiles(HEIGHT, old_size, new_size) {
+            let data = tile::read_tile_data(&t, &reader)?;
+            // Create-only: a tile already there (an integration that died before advancing the
+            // state) holds the same bytes, since its hashes are fixed by the leaves.
+            self.store.put_if_absent(&tile_key(&t), Bytes::from(data)).await?;
+        }
+        let text = Checkpoint::new(&self.origin, new_size, root).to_text();
+        let signed = tollgate_tlog::note::sign_note(&text, &[&*self.signer]).await?;
+        let key = checkpoint_key(new_size);
+        if self.store.put_if_absent(&key, Bytes::from(signed.clone())).await? == PutOutcome::AlreadyExists {
+            let existing = self.store.get(&key).await?;
+            if existing.as_deref() != Some(signed.as_bytes()) {
+                return Err(TlogError::Inconsistent(format!(
+                    "{key} holds a different checkpoint (a second key, or a fork): not advancing"
+                )));
+            }
+        }
+        if !self.log.tlog_advance(old_size, new_size, &root, &signed).await? {
+            tracing::info!(old_size, new_size, "tlog: another integrator advanced the log first");
+        }
+        Ok(())
+    }
+}
+
+/// A [`TileReader`] over tiles fetched beforehand; records the ones it lacks, so the caller
+/// can fetch them (the object store is async, tile reading is not) and try again.
+#[derive(Default)]
+struct FetchedTiles {
+    tiles: HashMap<Tile, Bytes>,
+    missing: Mutex<Vec<Tile>>,
+}
+
+impl TileReader for FetchedTiles {
+    fn height(&self) -> u8 {
+        HEIGHT
+    }
+
+    fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tollgate_tlog::Error> {
+        let mut out = Vec::with_capacity(tiles.len());
+        let mut missing = Vec::new();
+        for t in tiles {
+            match self.tiles.get(t) {
+                Some(d) => out.push(d.to_vec()),
+                None => missing.push(*t),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        if let Ok(mut m) = self.missing.lock() {
+            m.extend(missing);
+        }
+        Err(tollgate_tlog::Error::Storage("tiles not fetched yet".into()))
+    }
+}
+
+/// Whether a record's event can be proven yet.
+#[derive(Debug)]
+pub enum ProofOutcome {
+    /// The C2SP tlog-proof text.
+    Ready(String),
+    /// The event is not audited (or was audited before the log existed, with no index).
+    NotSequenced,
+    /// Sequenced at this index, not yet in a checkpoint.
+    NotIntegrated(u64),
+}
+
+/// The C2SP tlog-proof of a record's event against the latest checkpoint, read from the tiles
+/// (each one authenticated against the checkpoint's root by [`TileHashReader`]).
+pub async fn prove(
+    log: &dyn TlogStore,
+    store: &dyn ObjectStore,
+    record: &StoredRecord,
+) -> Result<ProofOutcome, TlogError> {
+    let Some(index) = record.log_index else {
+        return Ok(ProofOutcome::NotSequenced);
+    };
+    let state = log.tlog_state().await?;
+    let (Some(root), Some(checkpoint)) = (state.root_hash, state.checkpoint) else {
+        return Ok(ProofOutcome::NotIntegrated(index));
+    };
+    if index >= state.size {
+        return Ok(ProofOutcome::NotIntegrated(index));
+    }
+    let mut fetched = FetchedTiles::default();
+    // Each round fetches what the last one lacked; a proof needs tiles on at most one path
+    // per level, so a handful of rounds at most.
+    for _ in 0..8 {
+        let result = {
+            let reader = TileHashReader::new(state.size, root, &fetched);
+            merkle::prove_inclusion(index, state.size, &reader)
+        };
+        let missing: Vec<Tile> = fetched
+            .missing
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        match result {
+            Ok(path) => {
+                return Ok(ProofOutcome::Ready(
+                    TlogProof {
+                        extra: None,
+                        index,
+                        path,
+                        checkpoint,
+                    }
+                    .encode(),
+                ))
+            }
+            Err(_) if !missing.is_empty() => {
+                for t in missing {
+                    let data = store
+                        .get(&tile_key(&t))
+                        .await?
+                        .ok_or_else(|| TlogError::Inconsistent(format!("tile {} is missing", t.path())))?;
+                    fetched.tiles.insert(t, data);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(TlogError::Inconsistent("proof tiles kept changing".into()))
+}
+
+/// Loads the log's Ed25519 signing key from `path` (a C2SP signer key string), creating it on
+/// first start (mode 0600, create-only) under `origin`. A key whose name differs from a
+/// configured origin is refused: a checkpoint's origin must be its key's name.
+pub fn load_or_create_key(
+    path: &std::path::Path,
+    origin: Option<&str>,
+    default_origin: &str,
+) -> Result<tollgate_tlog::Ed25519Signer, String> {
+    use std::io::Write;
+    let read = |path: &std::path::Path| -> Result<tollgate_tlog::Ed25519Signer, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        tollgate_tlog::Ed25519Signer::parse(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let signer = if path.exists() {
+        read(path)?
+    } else {
+        let name = origin.unwrap_or(default_origin);
+        let signer = tollgate_tlog::Ed25519Signer::generate(name).map_err(|e| format!("log key {name:?}: {e}"))?;
+        let created = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+        };
+        match created {
+            Ok(mut f) => {
+                writeln!(f, "{}", signer.to_signer_key_string())
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                tracing::info!(file = %path.display(), vkey = %signer.verifier_key(), "first start: log signing key created");
+                signer
+            }
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path)?,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    };
+    if let Some(o) = origin {
+        if signer.verifier_key().name() != o {
+            return Err(format!(
+                "TOLLGATE_LOG_ORIGIN is {o:?} but the key in {} is named {:?}: a checkpoint's origin is its key's name",
+                path.display(),
+                signer.verifier_key().name()
+            ));
+        }
+    }
+    Ok(signer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_tiles_are_the_partial_last_tile_of_each_level() {
+        assert!(edge_tiles(0).is_empty());
+        assert!(edge_tiles(256).iter().all(|t| t.level == 1 && t.width == 1));
+        let e = edge_tiles(256 * 256 + 257);
+        let shape: Vec<(u8, u64, u16)> = e.iter().map(|t| (t.level, t.n, t.width)).collect();
+        assert_eq!(shape, vec![(0, 257, 1), (1, 1, 1), (2, 0, 1)]);
+    }
+}
