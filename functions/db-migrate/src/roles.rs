@@ -18,8 +18,8 @@ use tollgate_core::ports::SqlStep;
 /// What a role may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// requests-api: reads the request log (`query`, `get`: SELECT on api_requests); never the
-    /// keys table, never a write.
+    /// requests-api: reads the request log (`query`, `get`: SELECT on api_requests) and the
+    /// transparency log's state (the proof route); never the keys table, never a write.
     Reader,
     /// The ingress (records and write-ahead intents: INSERT ... ON CONFLICT ... RETURNING, the
     /// intent's UPDATE; API key lookups: SELECT on api_keys), the audit writer (marks rows
@@ -53,8 +53,20 @@ impl std::fmt::Debug for Role {
 /// The table privileges of each access level: (table, privileges).
 pub fn grants(access: Access) -> &'static [(&'static str, &'static str)] {
     match access {
-        Access::Reader => &[("api_requests", "SELECT")],
-        Access::Writer => &[("api_requests", "SELECT, INSERT, UPDATE"), ("api_keys", "SELECT")],
+        // The proof route reads the log's state (its size and checkpoint).
+        Access::Reader => &[
+            ("api_requests", "SELECT"),
+            ("tlog_sequencer", "SELECT"),
+            ("tlog_state", "SELECT"),
+        ],
+        // Marking sequences (tlog_mark_audited locks and advances tlog_sequencer: FOR UPDATE
+        // needs UPDATE) and integration advances tlog_state.
+        Access::Writer => &[
+            ("api_requests", "SELECT, INSERT, UPDATE"),
+            ("api_keys", "SELECT"),
+            ("tlog_sequencer", "SELECT, UPDATE"),
+            ("tlog_state", "SELECT, UPDATE"),
+        ],
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tollgate_aws::dataapi::{DataApiRequestLog, DataApiSettings};
 use tollgate_core::model::RecordQuery;
-use tollgate_core::ports::{KeyStore, RequestLog, SqlStep};
+use tollgate_core::ports::{KeyStore, RequestLog, SqlStep, TlogStore};
 use tollgate_db_migrate::{CustomResourceEvent, SchemaProperties};
 use tollgate_testkit::Postgres;
 
@@ -140,12 +140,13 @@ async fn each_role_can_do_what_its_component_does_and_nothing_more() {
     writer.count_set_aside(5).await.unwrap();
     writer.finalize_intents(far, 100).await.unwrap();
     assert_eq!(
-        writer
-            .mark_audited("audit/v1/k", &["role-1".to_string()])
-            .await
-            .unwrap(),
+        writer.mark_audited("audit/v1/k", &[audited("role-1")]).await.unwrap(),
         1
     );
+    // Marking sequenced it into the transparency log (tlog_mark_audited, as the writer).
+    let state = writer.tlog_state().await.expect("the writer reads the log state");
+    assert_eq!(state.next_index, 1, "{state:?}");
+    assert_eq!(writer.tlog_leaves(0, 10).await.unwrap().len(), 1);
     assert!(writer.find_key("nokey").await.unwrap().is_none(), "key lookups");
     assert!(writer.get("role-1").await.unwrap().is_some());
     for forbidden in [
@@ -174,6 +175,7 @@ async fn each_role_can_do_what_its_component_does_and_nothing_more() {
         ..RecordQuery::default()
     };
     assert_eq!(reader.query(&all).await.unwrap().len(), 3);
+    assert!(reader.tlog_state().await.is_ok(), "the proof route reads the log state");
     assert!(reader.get("role-2").await.unwrap().is_some());
     let more = vec![tollgate_testkit::contract::sample_record("role-9", batch)];
     let err = reader
@@ -183,7 +185,7 @@ async fn each_role_can_do_what_its_component_does_and_nothing_more() {
         .to_string();
     assert!(refused(&err), "{err}");
     let err = reader
-        .mark_audited("audit/v1/k", &["role-2".to_string()])
+        .mark_audited("audit/v1/k", &[audited("role-2")])
         .await
         .expect_err("the reader may UPDATE")
         .to_string();
@@ -222,4 +224,12 @@ fn partial_credentials_are_refused_and_passwords_never_shown() {
     assert!(!format!("{props:?}").contains("password-0123"));
     let none: SchemaProperties = serde_json::from_value(serde_json::json!({})).unwrap();
     assert!(none.roles().unwrap().is_empty());
+}
+
+/// A row to mark, with a leaf hash as the audit writer computes it.
+fn audited(request_id: &str) -> tollgate_core::model::AuditedEvent {
+    tollgate_core::model::AuditedEvent {
+        request_id: request_id.to_string(),
+        leaf_hash: [request_id.len() as u8; 32],
+    }
 }
