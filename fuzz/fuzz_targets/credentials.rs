@@ -138,24 +138,33 @@ fuzz_target!(|data: &[u8]| {
     let v = &*VERIFIERS;
     let text = String::from_utf8_lossy(data);
     let map = headers(&text);
-    match presented(&map) {
-        Ok(Presented::Nothing) => {
-            assert!(!map.contains_key("authorization") && !map.contains_key("x-api-key"));
-        }
-        Ok(Presented::ApiKey(token)) => {
-            assert!(token.starts_with(API_KEY_PREFIX) && token.len() <= MAX_CREDENTIAL_BYTES);
-            check_api_key(token);
-        }
-        Ok(Presented::Jwt(token)) => {
-            assert!(token.split('.').count() == 3 && token.len() <= MAX_CREDENTIAL_BYTES);
-            verify(v, token);
-        }
-        Err(refusal) => {
-            assert_eq!(refusal.code.status(), 401, "{}", refusal.reason);
-            let challenge = refusal.challenge.expect("a 401 carries a challenge");
-            assert!(challenge
-                .to_str()
-                .is_ok_and(|c| c.starts_with("Bearer realm=\"tollgate\"")));
+    // Both modes: without ALB OIDC the ALB's header is ignored; with it, it is a credential.
+    for alb_oidc in [false, true] {
+        match presented(&map, alb_oidc) {
+            Ok(Presented::Nothing) => {
+                assert!(!map.contains_key("authorization") && !map.contains_key("x-api-key"));
+                assert!(!alb_oidc || !map.contains_key("x-amzn-oidc-data"));
+            }
+            Ok(Presented::ApiKey(token)) => {
+                assert!(token.starts_with(API_KEY_PREFIX) && token.len() <= MAX_CREDENTIAL_BYTES);
+                check_api_key(token);
+            }
+            Ok(Presented::Jwt(token)) => {
+                assert!(token.split('.').count() == 3 && token.len() <= MAX_CREDENTIAL_BYTES);
+                verify(v, token);
+            }
+            Ok(Presented::AlbOidc(token)) => {
+                assert!(alb_oidc, "the ALB's header counts only in ALB OIDC mode");
+                assert!(!map.contains_key("authorization") && !map.contains_key("x-api-key"));
+                verify(v, token);
+            }
+            Err(refusal) => {
+                assert_eq!(refusal.code.status(), 401, "{}", refusal.reason);
+                let challenge = refusal.challenge.expect("a 401 carries a challenge");
+                assert!(challenge
+                    .to_str()
+                    .is_ok_and(|c| c.starts_with("Bearer realm=\"tollgate\"")));
+            }
         }
     }
     for value in map.values() {
