@@ -385,15 +385,20 @@ impl RequestsApi {
         self.get_as(id, &Reader::All).await
     }
 
-    /// [`Self::get`] for a reader: another principal's record is not found.
-    pub async fn get_as(&self, id: &str, reader: &Reader) -> Result<(u16, Vec<u8>), ApiError> {
-        let row: StoredRecord = self
-            .log
+    /// The row of `id` if this reader may see it; another principal's record is not found, so
+    /// its existence does not leak.
+    async fn readable_row(&self, id: &str, reader: &Reader) -> Result<StoredRecord, ApiError> {
+        self.log
             .get(id)
             .await
             .map_err(|e| log_failure(&e))?
             .filter(|r| reader.may_read(&r.record))
-            .ok_or_else(|| ApiError::of(ErrorCode::RequestNotFound))?;
+            .ok_or_else(|| ApiError::of(ErrorCode::RequestNotFound))
+    }
+
+    /// [`Self::get`] for a reader: another principal's record is not found.
+    pub async fn get_as(&self, id: &str, reader: &Reader) -> Result<(u16, Vec<u8>), ApiError> {
+        let row = self.readable_row(id, reader).await?;
         let event_text: Option<String> = match (&row.audit_key, &row.audit_payload) {
             (Some(key), _) => Some(self.event_from_object(key, id).await?),
             (None, Some(payload)) => Some(payload.clone()),
@@ -419,13 +424,7 @@ impl RequestsApi {
     /// yet in a signed checkpoint is `proof_not_ready` (retry: the writer integrates after
     /// each batch).
     pub async fn proof_as(&self, id: &str, reader: &Reader) -> Result<String, ApiError> {
-        let row: StoredRecord = self
-            .log
-            .get(id)
-            .await
-            .map_err(|e| log_failure(&e))?
-            .filter(|r| reader.may_read(&r.record))
-            .ok_or_else(|| ApiError::of(ErrorCode::RequestNotFound))?;
+        let row = self.readable_row(id, reader).await?;
         let Some(tlog) = &self.tlog else {
             return Err(ApiError::of(ErrorCode::ProofNotReady));
         };
