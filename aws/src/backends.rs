@@ -15,6 +15,8 @@ pub struct AwsSettings {
     pub data_api: DataApiSettings,
     /// Audit bucket.
     pub s3: S3Settings,
+    /// Trail bucket (tiles, checkpoints, digests); the audit bucket when unset.
+    pub trail: S3Settings,
     /// Path-style S3 addressing (S3-compatible stand-ins on loopback).
     pub s3_force_path_style: bool,
     /// Prefix of the deployed Lambda function names (`<stack>-`).
@@ -39,6 +41,10 @@ impl AwsSettings {
         let kms_key_id = r.optional::<String>(
             "TOLLGATE_AUDIT_KMS_KEY_ID",
             "aws mode: KMS key for SSE-KMS (SSE-S3 when unset)",
+        );
+        let trail_bucket = r.optional::<String>(
+            "TOLLGATE_TRAIL_BUCKET",
+            "aws mode: S3 bucket of the transparency log's tiles, checkpoints and digests (Object Lock); the audit bucket when unset",
         );
         let s3_force_path_style = r.parse(
             "TOLLGATE_S3_FORCE_PATH_STYLE",
@@ -85,6 +91,10 @@ impl AwsSettings {
                 secret_arn: secret.unwrap_or_default(),
                 database,
             },
+            trail: S3Settings {
+                bucket: trail_bucket.or_else(|| bucket.clone()).unwrap_or_default(),
+                kms_key_id: kms_key_id.clone(),
+            },
             s3: S3Settings {
                 bucket: bucket.unwrap_or_default(),
                 kms_key_id,
@@ -130,6 +140,10 @@ pub async fn open(settings: &ModeSettings) -> Result<Backends, String> {
                 store: Arc::new(S3ObjectStore::new(
                     sdk::s3(&sdk, aws.s3_force_path_style),
                     aws.s3.clone(),
+                )),
+                trail: Arc::new(S3ObjectStore::new(
+                    sdk::s3(&sdk, aws.s3_force_path_style),
+                    aws.trail.clone(),
                 )),
             })
         }

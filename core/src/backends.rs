@@ -84,6 +84,10 @@ pub struct Backends {
     pub log: Arc<dyn RequestLog>,
     /// The audit object store.
     pub store: Arc<dyn ObjectStore>,
+    /// The trail store: the transparency log's tiles and checkpoints (`log/`) and the signed
+    /// digests (`digest/`). Embedded: the audit object directory. AWS: `TOLLGATE_TRAIL_BUCKET`
+    /// (a bucket of its own with Object Lock in the template), else the audit bucket.
+    pub trail: Arc<dyn ObjectStore>,
     /// The API keys (in the request log's database).
     pub keys: Arc<dyn KeyStore>,
     /// The transparency log's state (in the request log's database).

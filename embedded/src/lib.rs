@@ -18,7 +18,7 @@ pub const OBJECTS_DIR: &str = "objects";
 /// Opens the embedded request log and object store in the settings' data directory.
 pub fn open(settings: &StorageSettings) -> Result<Backends, OpenError> {
     let log = sqlite::SqliteRequestLog::open(settings.data_dir.join(DB_FILE))?;
-    let store = dirstore::DirObjectStore::open(settings.data_dir.join(OBJECTS_DIR))?;
+    let store = Arc::new(dirstore::DirObjectStore::open(settings.data_dir.join(OBJECTS_DIR))?);
     let signer = tollgate_core::translog::load_or_create_key(
         &settings.data_dir.join(tollgate_core::translog::KEY_FILE),
         settings.log_origin.as_deref(),
@@ -29,7 +29,8 @@ pub fn open(settings: &StorageSettings) -> Result<Backends, OpenError> {
         keys: Arc::new(log.clone()),
         tlog: Arc::new(log.clone()),
         log: Arc::new(log),
-        store: Arc::new(store),
+        trail: store.clone(),
+        store,
         log_signer: Some(Arc::new(signer)),
     })
 }

@@ -42,7 +42,7 @@ fn embedded_function(name: &str, backends: &Backends) -> Option<Arc<dyn LocalFun
         "requests-api" => {
             let api = Arc::new(
                 tollgate_requests_api::RequestsApi::new(backends.log.clone(), backends.store.clone())
-                    .with_tlog(backends.tlog.clone()),
+                    .with_tlog(backends.tlog.clone(), backends.trail.clone()),
             );
             http_function(move |req| {
                 let api = api.clone();
@@ -53,7 +53,7 @@ fn embedded_function(name: &str, backends: &Backends) -> Option<Arc<dyn LocalFun
             let integrator = backends.log_signer.clone().map(|signer| {
                 Arc::new(tollgate_core::translog::Integrator::new(
                     backends.tlog.clone(),
-                    backends.store.clone(),
+                    backends.trail.clone(),
                     signer,
                 ))
             });

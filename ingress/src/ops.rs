@@ -14,7 +14,7 @@ async fn api(config: &IngressConfig) -> anyhow::Result<RequestsApi> {
         .await
         .map_err(anyhow::Error::msg)
         .context("opening the request log and object store")?;
-    Ok(RequestsApi::new(backends.log, backends.store).with_tlog(backends.tlog))
+    Ok(RequestsApi::new(backends.log, backends.store).with_tlog(backends.tlog, backends.trail))
 }
 
 /// An API error as the command's error: its RFC 9457 body, as the route would answer.

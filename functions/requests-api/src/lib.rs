@@ -106,7 +106,7 @@ impl Reader {
 pub struct RequestsApi {
     log: Arc<dyn RequestLog>,
     store: Arc<dyn ObjectStore>,
-    tlog: Option<Arc<dyn tollgate_core::TlogStore>>,
+    tlog: Option<(Arc<dyn tollgate_core::TlogStore>, Arc<dyn ObjectStore>)>,
 }
 
 /// An error answer: a code of the shared table, with a message of its own where it helps.
@@ -295,10 +295,10 @@ impl RequestsApi {
         Self { log, store, tlog: None }
     }
 
-    /// With the transparency log's state, for `GET /v1/requests/{id}/proof` (without it every
-    /// proof is `proof_not_ready`).
-    pub fn with_tlog(mut self, tlog: Arc<dyn tollgate_core::TlogStore>) -> Self {
-        self.tlog = Some(tlog);
+    /// With the transparency log's state and the trail store holding its tiles, for
+    /// `GET /v1/requests/{id}/proof` (without them every proof is `proof_not_ready`).
+    pub fn with_tlog(mut self, tlog: Arc<dyn tollgate_core::TlogStore>, trail: Arc<dyn ObjectStore>) -> Self {
+        self.tlog = Some((tlog, trail));
         self
     }
 
@@ -425,11 +425,11 @@ impl RequestsApi {
     /// each batch).
     pub async fn proof_as(&self, id: &str, reader: &Reader) -> Result<String, ApiError> {
         let row = self.readable_row(id, reader).await?;
-        let Some(tlog) = &self.tlog else {
+        let Some((tlog, trail)) = &self.tlog else {
             return Err(ApiError::of(ErrorCode::ProofNotReady));
         };
         use tollgate_core::translog::{prove, ProofOutcome, TlogError};
-        match prove(&**tlog, &*self.store, &row).await {
+        match prove(&**tlog, &**trail, &row).await {
             Ok(ProofOutcome::Ready(proof)) => Ok(proof),
             Ok(ProofOutcome::NotSequenced) if row.audit_key.is_some() => Err(ApiError::new(
                 ErrorCode::RequestNotFound,
