@@ -180,6 +180,9 @@ pub trait KeyStore: Send + Sync + 'static {
     fn count_keys(&self) -> BoxFuture<'_, Result<u64, LogError>>;
 }
 
+/// A row of an audit object, for the digester: (audit key, request id, log index).
+pub type ObjectRow = (String, String, Option<u64>);
+
 /// The transparency log's state in the request log's database (`tlog_sequencer`,
 /// `tlog_state`, and `log_index`/`leaf_hash` of the rows): what the integrator reads and
 /// advances. Sequencing itself happens in [`RequestLog::mark_audited`].
@@ -190,6 +193,11 @@ pub trait TlogStore: Send + Sync + 'static {
     /// The leaf hashes of indexes `from..` in index order, at most `limit`; contiguous (an
     /// index is assigned in the transaction that stores its row's hash).
     fn tlog_leaves(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>>;
+
+    /// The rows marked audited into any of `keys`: (audit key, request id, log index; `None`
+    /// for a row audited before the log existed). The digester maps an object's lines to
+    /// their indexes with it; rows not marked yet are not returned.
+    fn tlog_object_rows<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<ObjectRow>, LogError>>;
 
     /// Records a newly integrated tree if the stored one still has `old_size` leaves
     /// (compare-and-set: two integrators never both advance from the same size); false when
