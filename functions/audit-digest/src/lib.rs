@@ -157,28 +157,41 @@ pub struct LogKeyEvent {
 }
 
 /// The custom resource's outcome: on Create and Update, `Data.VerifierKey` is the log's
-/// verifier key in the note `vkey` format (`vkey` computes it from the key and origin: KMS
-/// GetPublicKey in AWS); Delete has nothing to undo. The physical id is the verifier key
-/// itself, so a new key or origin replaces the resource and the output changes with it.
+/// verifier key in the note `vkey` format, read from this function's own signer (the KMS key of
+/// `TOLLGATE_LOG_KMS_KEY_ID`), which must be the resource's `KeyId` and be named its `Origin`:
+/// the output is the key the writer and this function really sign with, never a key someone
+/// typed into the template. Delete has nothing to undo. The physical id is the verifier key, so
+/// a new key or origin replaces the resource and the output changes with it.
 #[cfg(feature = "aws")]
-pub async fn log_key_outcome<F, Fut>(event: &LogKeyEvent, vkey: F) -> tollgate_db_migrate::CustomResourceResponse
-where
-    F: FnOnce(String, String) -> Fut,
-    Fut: std::future::Future<Output = Result<String, String>>,
-{
+pub fn log_key_outcome(
+    event: &LogKeyEvent,
+    signer_key_id: Option<&str>,
+    signer: Option<&dyn tollgate_tlog::NoteSigner>,
+) -> tollgate_db_migrate::CustomResourceResponse {
     let mut data = serde_json::Map::new();
     let props = &event.resource_properties;
     let result: Result<(String, String), String> = match event.request_type.as_str() {
-        "Create" | "Update" => match (props.key_id.clone(), props.origin.clone()) {
-            (Some(key), Some(origin)) => match vkey(key, origin).await {
-                Ok(v) => {
-                    data.insert("VerifierKey".into(), serde_json::Value::String(v.clone()));
-                    Ok((v.clone(), format!("verifier key {v}")))
-                }
-                Err(e) => Err(format!("the log key's public key: {e}")),
-            },
-            _ => Err("KeyId and Origin are required".into()),
-        },
+        "Create" | "Update" => (|| {
+            let (Some(key), Some(origin)) = (props.key_id.as_deref(), props.origin.as_deref()) else {
+                return Err("KeyId and Origin are required".to_string());
+            };
+            let signer = signer.ok_or("this function has no log signing key (TOLLGATE_LOG_KMS_KEY_ID)")?;
+            if signer_key_id != Some(key) {
+                return Err(format!(
+                    "KeyId {key} is not the key this function signs with ({})",
+                    signer_key_id.unwrap_or("none")
+                ));
+            }
+            if signer.name() != origin {
+                return Err(format!("Origin {origin} is not the signer's name {}", signer.name()));
+            }
+            let vkey = signer
+                .vkey()
+                .ok_or("the signer does not know its public key")?
+                .to_string();
+            data.insert("VerifierKey".into(), serde_json::Value::String(vkey.clone()));
+            Ok((vkey.clone(), format!("verifier key {vkey}")))
+        })(),
         "Delete" => Ok((
             event.physical_resource_id.clone().unwrap_or_default(),
             "nothing to delete".into(),
@@ -204,5 +217,51 @@ where
         request_id: event.request_id.clone(),
         logical_resource_id: event.logical_resource_id.clone(),
         data,
+    }
+}
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, key: &str, origin: &str) -> LogKeyEvent {
+        serde_json::from_value(serde_json::json!({
+            "RequestType": kind,
+            "ResponseURL": "http://127.0.0.1:1/response",
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",
+            "RequestId": "r-1",
+            "LogicalResourceId": "LogVerifierKey",
+            "PhysicalResourceId": "old",
+            "ResourceProperties": {"KeyId": key, "Origin": origin}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_output_is_the_key_the_function_signs_with() {
+        let signer = tollgate_tlog::Ed25519Signer::generate("tollgate.test/log").unwrap();
+        let vkey = signer.verifier_key().to_string();
+        let ok = log_key_outcome(&event("Create", "k1", "tollgate.test/log"), Some("k1"), Some(&signer));
+        assert_eq!(ok.status, "SUCCESS", "{}", ok.reason);
+        assert_eq!(ok.data["VerifierKey"], serde_json::Value::String(vkey.clone()));
+        assert_eq!(ok.physical_resource_id, vkey);
+        for (e, why) in [
+            (event("Update", "k2", "tollgate.test/log"), "is not the key"),
+            (event("Create", "k1", "tollgate.test/other"), "is not the signer's name"),
+            (event("Wipe", "k1", "tollgate.test/log"), "unknown RequestType"),
+        ] {
+            let r = log_key_outcome(&e, Some("k1"), Some(&signer));
+            assert_eq!(r.status, "FAILED");
+            assert!(r.reason.contains(why), "{}", r.reason);
+            assert_eq!(r.physical_resource_id, "old");
+            assert!(r.data.is_empty());
+        }
+        let none = log_key_outcome(&event("Create", "k1", "tollgate.test/log"), None, None);
+        assert_eq!(none.status, "FAILED");
+        let gone = log_key_outcome(&event("Delete", "k1", "tollgate.test/log"), None, None);
+        assert_eq!(
+            (gone.status.as_str(), gone.physical_resource_id.as_str()),
+            ("SUCCESS", "old")
+        );
     }
 }
