@@ -55,8 +55,9 @@ async fn puts_into_a_bucket_with_object_lock_carry_the_checksum_it_requires() {
             .request_checksum_calculation(checksums)
             .build()
     };
-    // The SDK's default (a CRC32 on every put it can) and the opt-out of it: the adapter must not
-    // depend on the default, so it runs with checksums only when required.
+    // The pinned SDK's default (WhenSupported) adds a CRC32 checksum to every put, which would
+    // satisfy S3 too; the adapter must not depend on that default, so it runs here with checksums
+    // only when required (the opt-out).
     let client = aws_sdk_s3::Client::from_conf(config(RequestChecksumCalculation::WhenRequired));
     client
         .create_bucket()
@@ -104,8 +105,17 @@ async fn puts_into_a_bucket_with_object_lock_carry_the_checksum_it_requires() {
         store.put_if_absent("log/tile/0/000", tile).await.unwrap(),
         PutOutcome::AlreadyExists
     );
-    let head = client.head_object().bucket("trail").key("log/tile/0/000").send().await.unwrap();
-    assert_eq!(head.object_lock_mode(), Some(&ObjectLockRetentionMode::Governance));
+    let head = client
+        .head_object()
+        .bucket("trail")
+        .key("log/tile/0/000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.object_lock_mode(),
+        Some(&aws_sdk_s3::types::ObjectLockMode::Governance)
+    );
 
     // Without a checksum the same bucket refuses the put.
     let refused = client
@@ -117,5 +127,9 @@ async fn puts_into_a_bucket_with_object_lock_carry_the_checksum_it_requires() {
         .await
         .expect_err("a put without a checksum into an Object Lock bucket");
     let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&refused).map(str::to_string);
-    assert_eq!(code.as_deref(), Some("MissingUploadObjectWithObjectLockHeaders"), "{refused:?}");
+    assert_eq!(
+        code.as_deref(),
+        Some("MissingUploadObjectWithObjectLockHeaders"),
+        "{refused:?}"
+    );
 }

@@ -749,7 +749,10 @@ fn pauses_when_idle(stack: &Stack, r: &BTreeMap<String, Value>, configured: bool
     let mut problems = Vec::new();
     for (name, res) in r {
         let props = &res["Properties"];
-        if props["Environment"]["Variables"].get("TOLLGATE_DB_CLUSTER_ARN").is_none() {
+        if props["Environment"]["Variables"]
+            .get("TOLLGATE_DB_CLUSTER_ARN")
+            .is_none()
+        {
             continue;
         }
         for (_, event) in props["Events"].as_mapping().into_iter().flatten() {
@@ -883,8 +886,14 @@ fn kms_keys(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
             continue;
         }
         let props = &res["Properties"];
-        let spec = props.get("KeySpec").map(text).unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
-        let usage = props.get("KeyUsage").map(text).unwrap_or_else(|| "ENCRYPT_DECRYPT".into());
+        let spec = props
+            .get("KeySpec")
+            .map(text)
+            .unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
+        let usage = props
+            .get("KeyUsage")
+            .map(text)
+            .unwrap_or_else(|| "ENCRYPT_DECRYPT".into());
         let usages: &[&str] = match spec.as_str() {
             "SYMMETRIC_DEFAULT" => &["ENCRYPT_DECRYPT"],
             "ECC_NIST_EDWARDS25519" => &["SIGN_VERIFY"],
@@ -903,13 +912,18 @@ fn kms_keys(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
         if props.get("BypassPolicyLockoutSafetyCheck") == Some(&Value::Bool(true)) {
             problems.push(format!("{name}: bypasses the policy lockout safety check"));
         }
-        let statements = props["KeyPolicy"]["Statement"].as_sequence().cloned().unwrap_or_default();
+        let statements = props["KeyPolicy"]["Statement"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
         let root = "arn:aws:iam::123456789012:root";
         let may_put_policy = statements.iter().any(|st| {
             st["Effect"] == "Allow"
                 && st.get("Condition").is_none()
                 && principals(&st["Principal"]).iter().any(|p| p == root)
-                && actions(st).iter().any(|a| ["kms:*", "kms:Put*", "kms:PutKeyPolicy"].contains(&a.as_str()))
+                && actions(st)
+                    .iter()
+                    .any(|a| ["kms:*", "kms:Put*", "kms:PutKeyPolicy"].contains(&a.as_str()))
         });
         if !may_put_policy {
             problems.push(format!(
@@ -968,7 +982,9 @@ fn object_lock(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
             continue;
         };
         if props.get("ObjectLockEnabled") != Some(&Value::Bool(true)) {
-            problems.push(format!("{name}: an Object Lock configuration without ObjectLockEnabled"));
+            problems.push(format!(
+                "{name}: an Object Lock configuration without ObjectLockEnabled"
+            ));
         }
         if props["VersioningConfiguration"]["Status"] != "Enabled" {
             problems.push(format!("{name}: Object Lock without versioning"));
@@ -984,7 +1000,9 @@ fn object_lock(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
                 .filter_map(|k| retention.get(*k).map(text))
                 .collect();
             if periods.len() != 1 || periods[0].parse::<u64>().unwrap_or(0) == 0 {
-                problems.push(format!("{name}: default retention needs one positive period, has {periods:?}"));
+                problems.push(format!(
+                    "{name}: default retention needs one positive period, has {periods:?}"
+                ));
             }
         }
     }
@@ -1099,7 +1117,10 @@ fn every_kms_key_is_one_kms_creates() {
         .iter()
         .any(|p| p.contains("LogKey: a ECC_NIST_EDWARDS25519 key cannot rotate")));
     let locked_out = template.replacen("              - kms:Put*\n", "", 1);
-    assert_ne!(locked_out, template, "the log key's admin actions moved: update this test");
+    assert_ne!(
+        locked_out, template,
+        "the log key's admin actions moved: update this test"
+    );
     assert!(run(&locked_out, &samconfig, kms_keys)
         .iter()
         .any(|p| p.contains("LogKey: no unconditional kms:PutKeyPolicy")));

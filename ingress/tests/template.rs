@@ -1079,10 +1079,7 @@ fn iam_needs(op: &str, holder: &str) -> Vec<(&'static str, Option<&'static str>)
         )],
         // The log key (the KMS signer, when its adapter is mapped above): Sign with the key's
         // own algorithm, GetPublicKey for the verifier key and receipt certificates.
-        "sign" => vec![(
-            "kms:Sign",
-            Some("arn:aws:test:us-east-1:123456789012:LogKey/Arn"),
-        )],
+        "sign" => vec![("kms:Sign", Some("arn:aws:test:us-east-1:123456789012:LogKey/Arn"))],
         "get_public_key" => vec![(
             "kms:GetPublicKey",
             Some("arn:aws:test:us-east-1:123456789012:LogKey/Arn"),
@@ -1724,10 +1721,16 @@ fn the_log_key_is_sign_only_for_exactly_the_log_signers() {
     let account = "arn:aws:iam::123456789012:root";
     let statements = props["KeyPolicy"]["Statement"].as_sequence().unwrap();
     let principal_arns = |st: &Value| -> BTreeSet<String> {
-        one_or_many(&st["Condition"][if st["Effect"] == "Deny" { "ArnNotLike" } else { "ArnLike" }]["aws:PrincipalArn"])
-            .into_iter()
-            .map(|v| t.eval(v).unwrap())
-            .collect()
+        one_or_many(
+            &st["Condition"][if st["Effect"] == "Deny" {
+                "ArnNotLike"
+            } else {
+                "ArnLike"
+            }]["aws:PrincipalArn"],
+        )
+        .into_iter()
+        .map(|v| t.eval(v).unwrap())
+        .collect()
     };
     // An action pattern (kms:*, kms:S*, kms:Sign) that covers `action`.
     let covers = |pattern: &str, action: &str| match pattern.strip_suffix('*') {
@@ -1773,7 +1776,10 @@ fn the_log_key_is_sign_only_for_exactly_the_log_signers() {
             other => panic!("{sid}: Effect {other}"),
         }
     }
-    assert!(sign_allowed && sign_denied, "the signers may sign and everyone else is denied");
+    assert!(
+        sign_allowed && sign_denied,
+        "the signers may sign and everyone else is denied"
+    );
 
     // IAM: exactly the signers are granted kms:Sign on the key, and no one on every key.
     let key_arn = t.eval(&serde_yaml::from_str("!GetAtt LogKey.Arn").unwrap()).unwrap();
@@ -1811,7 +1817,11 @@ fn the_trail_bucket_is_locked_and_never_expires() {
     let bucket = t.resource("TrailBucket");
     assert_eq!(s(&bucket["DeletionPolicy"]), "Retain");
     let b = &bucket["Properties"];
-    assert_eq!(b["ObjectLockEnabled"], Value::Bool(true), "not conditional: always locked");
+    assert_eq!(
+        b["ObjectLockEnabled"],
+        Value::Bool(true),
+        "not conditional: always locked"
+    );
     let lock = &b["ObjectLockConfiguration"];
     assert_eq!(s(&lock["ObjectLockEnabled"]), "Enabled");
     let retention = &lock["Rule"]["DefaultRetention"];
@@ -1819,7 +1829,9 @@ fn the_trail_bucket_is_locked_and_never_expires() {
     assert_eq!(intrinsic(&retention["Days"]).unwrap().1, "TrailRetentionDays");
     assert_eq!(t.parameter_default("TrailObjectLockMode"), "GOVERNANCE");
     let config: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
-    let prod = config["prod"]["global"]["parameters"]["parameter_overrides"].as_str().unwrap();
+    let prod = config["prod"]["global"]["parameters"]["parameter_overrides"]
+        .as_str()
+        .unwrap();
     assert!(
         prod.split_whitespace().any(|p| p == "TrailObjectLockMode=COMPLIANCE"),
         "prod locks the trail in COMPLIANCE mode: {prod}"
@@ -1841,14 +1853,24 @@ fn the_trail_bucket_is_locked_and_never_expires() {
             "Transitions",
             "NoncurrentVersionTransitions",
         ] {
-            assert!(rule.get(expiry).is_none(), "the trail never expires: {expiry} in {rule:?}");
+            assert!(
+                rule.get(expiry).is_none(),
+                "the trail never expires: {expiry} in {rule:?}"
+            );
         }
     }
     let policy = serde_json::to_string(&t.props("TrailBucketPolicy")["PolicyDocument"]).unwrap();
-    for needle in ["aws:SecureTransport", "s3:if-none-match", "s3:x-amz-server-side-encryption"] {
+    for needle in [
+        "aws:SecureTransport",
+        "s3:if-none-match",
+        "s3:x-amz-server-side-encryption",
+    ] {
         assert!(policy.contains(needle), "{needle}: {policy}");
     }
-    assert_eq!(intrinsic(&t.props("TrailBucketPolicy")["Bucket"]).unwrap().1, "TrailBucket");
+    assert_eq!(
+        intrinsic(&t.props("TrailBucketPolicy")["Bucket"]).unwrap().1,
+        "TrailBucket"
+    );
 }
 
 /// Who reaches the trail bucket, and how: the writer and the digest function integrate the log
@@ -1923,8 +1945,14 @@ fn the_trail_is_reached_by_exactly_those_that_use_it() {
             .map(|f| source_without_tests(f))
             .collect()
     };
-    assert!(code("functions/audit-writer/src").contains("integrate"), "the writer integrates");
-    assert!(code("functions/requests-api/src").contains("with_tlog("), "requests-api reads the trail");
+    assert!(
+        code("functions/audit-writer/src").contains("integrate"),
+        "the writer integrates"
+    );
+    assert!(
+        code("functions/requests-api/src").contains("with_tlog("),
+        "requests-api reads the trail"
+    );
 }
 
 /// The audit-digest function: on its schedule, with the settings of issue 15, the writer's
@@ -1935,7 +1963,10 @@ fn the_trail_is_reached_by_exactly_those_that_use_it() {
 fn the_digest_function_signs_on_its_schedule_and_the_stack_publishes_the_key() {
     let t = Template::load();
     let f = t.props("AuditDigestFunction");
-    assert_eq!(s(&t.resource("AuditDigestFunction")["Metadata"]["BuildProperties"]["Binary"]), "audit-digest");
+    assert_eq!(
+        s(&t.resource("AuditDigestFunction")["Metadata"]["BuildProperties"]["Binary"]),
+        "audit-digest"
+    );
     assert_eq!(s(&f["CodeUri"]), "functions/audit-digest");
     let schedule = &f["Events"]["Schedule"];
     assert_eq!(s(&schedule["Type"]), "Schedule");
@@ -1952,16 +1983,26 @@ fn the_digest_function_signs_on_its_schedule_and_the_stack_publishes_the_key() {
         ("TOLLGATE_DB_SECRET_ARN", "ref-WriterDbSecret"),
         ("TOLLGATE_AUDIT_BUCKET", "ref-AuditBucket"),
         ("TOLLGATE_TRAIL_BUCKET", "ref-TrailBucket"),
-        ("TOLLGATE_LOG_KMS_KEY_ID", "arn:aws:test:us-east-1:123456789012:LogKey/Arn"),
+        (
+            "TOLLGATE_LOG_KMS_KEY_ID",
+            "arn:aws:test:us-east-1:123456789012:LogKey/Arn",
+        ),
         ("TOLLGATE_LOG_ORIGIN", origin.as_str()),
         ("TOLLGATE_DIGEST_PERIOD_MS", "3600000"),
     ] {
-        assert_eq!(env.get(name).map(String::as_str), Some(want), "AuditDigestFunction {name}");
+        assert_eq!(
+            env.get(name).map(String::as_str),
+            Some(want),
+            "AuditDigestFunction {name}"
+        );
     }
     assert!(env.contains_key("TOLLGATE_DB_CLUSTER_ARN"));
     // Every period offered maps to its milliseconds, and divides a day (periods align with hours
     // and days).
-    for minutes in t.doc["Parameters"]["DigestPeriodMinutes"]["AllowedValues"].as_sequence().unwrap() {
+    for minutes in t.doc["Parameters"]["DigestPeriodMinutes"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+    {
         let m = number(minutes);
         assert_eq!(1440 % m, 0, "{m} minutes do not divide a day");
         assert_eq!(
@@ -1998,7 +2039,10 @@ fn the_digest_function_signs_on_its_schedule_and_the_stack_publishes_the_key() {
     // The verifier key: a custom resource answered by the digest function, and an output.
     let cr = t.props("LogVerifierKey");
     assert_eq!(s(&t.resource("LogVerifierKey")["Type"]), "Custom::LogVerifierKey");
-    assert_eq!(getatt_parts(intrinsic(&cr["ServiceToken"]).unwrap().1).0, "AuditDigestFunction");
+    assert_eq!(
+        getatt_parts(intrinsic(&cr["ServiceToken"]).unwrap().1).0,
+        "AuditDigestFunction"
+    );
     assert_eq!(
         getatt_parts(intrinsic(&cr["KeyId"]).unwrap().1),
         ("LogKey".to_string(), "Arn".to_string())
@@ -2008,7 +2052,10 @@ fn the_digest_function_signs_on_its_schedule_and_the_stack_publishes_the_key() {
         getatt_parts(intrinsic(&outputs["LogVerifierKey"]["Value"]).unwrap().1),
         ("LogVerifierKey".to_string(), "VerifierKey".to_string())
     );
-    assert_eq!(intrinsic(&outputs["TrailBucketName"]["Value"]).unwrap().1, "TrailBucket");
+    assert_eq!(
+        intrinsic(&outputs["TrailBucketName"]["Value"]).unwrap().1,
+        "TrailBucket"
+    );
     assert_eq!(
         getatt_parts(intrinsic(&outputs["LogKeyArn"]["Value"]).unwrap().1),
         ("LogKey".to_string(), "Arn".to_string())
