@@ -551,6 +551,20 @@ fn every_function_environment_parses_with_its_binary_settings() {
             }
             assert_eq!(mode.aws.as_ref().unwrap().function_prefix, "tollgate-dev-");
         }
+        if f == "AuditDigestFunction" {
+            // The function and the tasks (whose timer runs in embedded mode only) agree on
+            // the digests' period, grace and lookback.
+            let settings = tollgate_core::digest::DigestSettings::read(&mut reader);
+            let task_env: Vec<(String, String)> = t.container()["Environment"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|e| (s(&e["Name"]).to_string(), t.eval(&e["Value"]).unwrap()))
+                .collect();
+            let (task, _) = IngressConfig::from_sources(task_env, Vec::new()).unwrap();
+            assert_eq!(format!("{:?}", task.digest), format!("{settings:?}"), "tasks vs digest function");
+            assert!(settings.period >= std::time::Duration::from_secs(60), "{settings:?}");
+        }
         let docs = reader.finish().unwrap_or_else(|e| panic!("{f}: {e}"));
         assert_eq!(mode.storage.mode, Mode::Aws, "{f}");
         let known: BTreeSet<&str> = docs.iter().map(|d| d.env).collect();
@@ -1103,7 +1117,7 @@ fn database_secret(holder: &str) -> &'static str {
 
 /// Each deployed component: the role that signs its calls and the sources it runs (the crate's
 /// own, plus the core modules that call ports for it).
-const COMPONENTS: [(&str, &[&str]); 6] = [
+const COMPONENTS: [(&str, &[&str]); 7] = [
     // The ingress task: recorder, handler, and core's reconciler (linked for embedded mode).
     ("TaskRole", &["ingress/src", "core/src/reconcile.rs"]),
     ("EchoFunction", &["functions/echo/src"]),
@@ -1114,6 +1128,10 @@ const COMPONENTS: [(&str, &[&str]); 6] = [
         &["functions/audit-reconciler/src", "core/src/reconcile.rs"],
     ),
     ("DbMigrateFunction", &["functions/db-migrate/src"]),
+    (
+        "AuditDigestFunction",
+        &["functions/audit-digest/src", "core/src/translog.rs", "core/src/digest.rs"],
+    ),
 ];
 
 #[test]
