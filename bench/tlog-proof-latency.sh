@@ -14,8 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${TOLLGATE_PROFILE:-release}"
 unset TOLLGATE_PROFILE
-cargo build --profile "$profile" -p tollgate-ingress
-cargo build --release -p tollgate-bench --bin tlog-proof-latency
+# One cargo command for both, as bench/run.sh builds them (the same features, so no rebuild).
+cargo build --release -p tollgate-ingress -p tollgate-bench
+[ "$profile" = release ] || cargo build --profile "$profile" -p tollgate-ingress
 tollgate="target/$profile/tollgate"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/tollgate-tlog-latency.XXXXXX")"
@@ -39,7 +40,7 @@ if [ "$(grep -c '^rate = "1000000/s"$' "$work/routes.toml")" != 3 ]; then
 fi
 
 mkdir -p "$work/data"
-TOLLGATE_LISTEN=127.0.0.1:0 TOLLGATE_DATA_DIR="$work/data" TOLLGATE_ROUTES="$work/routes.toml" RUST_LOG= \
+env -u RUST_LOG TOLLGATE_LISTEN=127.0.0.1:0 TOLLGATE_DATA_DIR="$work/data" TOLLGATE_ROUTES="$work/routes.toml" \
     "$tollgate" >"$work/tollgate.log" 2>&1 &
 pid=$!
 addr=""

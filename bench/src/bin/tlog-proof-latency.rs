@@ -371,7 +371,10 @@ async fn run(o: Options) -> Result<(), String> {
                     Ok(a) if a.status == 200 => a.request_id,
                     Ok(a) => {
                         counters.echo_errors.fetch_add(1, Ordering::Relaxed);
-                        note(&failures, format!("echo {i}: {} {}", a.status, String::from_utf8_lossy(&a.body)));
+                        note(
+                            &failures,
+                            format!("echo {i}: {} {}", a.status, String::from_utf8_lossy(&a.body)),
+                        );
                         continue;
                     }
                     Err(e) => {
