@@ -164,13 +164,14 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
             .await
             .context("creating the first API key")?;
     }
-    let running = app::start_on(
+    let running = app::start_on_with_receipts(
         listener,
         config,
         routes,
         backends.log.clone(),
         backends.keys.clone(),
         invoker,
+        backends.log_signer.clone(),
     )
     .await
     .with_context(|| format!("listening on {listen}"))?;
