@@ -355,3 +355,96 @@ fn answers_header(answers: &[Answer], id: &str) -> String {
 fn verifiers_name(vkey: &str) -> String {
     vkey.split('+').next().unwrap().to_string()
 }
+
+/// The log's key, but refusing to sign while `failing` is set (a KMS outage).
+struct FlakySigner {
+    inner: tollgate_tlog::Ed25519Signer,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tollgate_tlog::NoteSigner for FlakySigner {
+    fn name(&self) -> &str {
+        tollgate_tlog::NoteSigner::name(&self.inner)
+    }
+
+    fn key_hash(&self) -> u32 {
+        tollgate_tlog::NoteSigner::key_hash(&self.inner)
+    }
+
+    fn sign<'a>(&'a self, msg: &'a [u8]) -> tollgate_tlog::note::SignFuture<'a> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Err(tollgate_tlog::Error::Sign("signer unavailable".into()))));
+        }
+        self.inner.sign(msg)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_log_signer_costs_receipts_never_records_and_keys_rotate() {
+    let dir = TempDir::new("receipt-signer");
+    let backends = tollgate_embedded::open(&tollgate_core::backends::StorageSettings {
+        mode: tollgate_core::backends::Mode::Embedded,
+        data_dir: dir.0.clone(),
+        log_origin: None,
+    })
+    .unwrap();
+    let log_key = tollgate_tlog::Ed25519Signer::generate("tollgate.test/receipts").unwrap();
+    let verifiers = tollgate_tlog::Verifiers::new(vec![log_key.verifier_key()]);
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let signer = std::sync::Arc::new(FlakySigner {
+        inner: log_key,
+        failing: failing.clone(),
+    });
+    let config = config_for(&dir.0, &[("TOLLGATE_RECEIPT_KEY_ROTATE_MS", "1000")]);
+    let running = tollgate_ingress::app::start_with_receipts(
+        config,
+        tollgate_ingress::routes::RouteTable::parse(&test_routes()).unwrap(),
+        backends.log.clone(),
+        backends.keys.clone(),
+        std::sync::Arc::new(tollgate_core::local::LocalInvoker::new(
+            tollgate_ingress::app::embedded_functions(&backends),
+        )),
+        Some(signer),
+    )
+    .await
+    .unwrap();
+    let addr = running.local_addr;
+    let prefer = [("prefer", "tollgate-receipt")];
+
+    // No certified key: answered and recorded as always, without a receipt or Preference-Applied.
+    let mut unreceipted = Vec::new();
+    for path in ["/v1/echo/a", "/v1/receipted/b"] {
+        let r = request(addr, "GET", path, &prefer, "").await;
+        assert_eq!(r.status, 200);
+        assert!(header(&r, "tollgate-receipt").is_none());
+        assert!(header(&r, "preference-applied").is_none());
+        unreceipted.push(r.request_id());
+    }
+    for id in &unreceipted {
+        assert_eq!(backends.log.get(id).await.unwrap().unwrap().record.status, 200, "recorded");
+    }
+
+    // The signer is back: the retry certifies a key, and receipts come.
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut first = None;
+    for _ in 0..100 {
+        let r = request(addr, "GET", "/v1/echo/c", &prefer, "").await;
+        first = header(&r, "tollgate-receipt");
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(first.is_some(), "receipts once the log signer is back");
+    let first = Receipt::from_header(&first.unwrap()).unwrap().verify(&verifiers, None).unwrap();
+    // Rotation (every second here): a new task key, certified by the same log key.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = request(addr, "GET", "/v1/receipted/d", &[], "").await;
+    let later = Receipt::from_header(&header(&r, "tollgate-receipt").unwrap())
+        .unwrap()
+        .verify(&verifiers, None)
+        .unwrap();
+    assert_ne!(first.task_key, later.task_key, "the key rotated");
+    running.shutdown();
+    tokio::time::timeout(Duration::from_secs(30), running.wait()).await.unwrap();
+}
