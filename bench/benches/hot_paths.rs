@@ -364,7 +364,10 @@ fn receipt_cpu(c: &mut Criterion) {
             (thread_cpu() - start) / n as u32
         };
         let default = |events: &[AuditEvent]| -> Vec<String> {
-            events.iter().map(|e| serde_json::to_string(black_box(e)).unwrap()).collect()
+            events
+                .iter()
+                .map(|e| serde_json::to_string(black_box(e)).unwrap())
+                .collect()
         };
         let receipts = |lines: &[String]| {
             let entries: Vec<ReceiptEntry> = lines

@@ -833,8 +833,8 @@ async fn record(
             })
     };
     recorded.map_err(|e| {
-            tracing::error!(request_id = %ctx.request_id, error = %e, "request could not be recorded; answering 503");
-        })
+        tracing::error!(request_id = %ctx.request_id, error = %e, "request could not be recorded; answering 503");
+    })
 }
 
 /// Phase 3b, on a `record = "before"` route: the write-ahead intent, durable before the

@@ -77,7 +77,11 @@ pub struct TaskKey {
 
 impl std::fmt::Debug for TaskKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TaskKey({:?}, {}..{})", self.signer, self.not_before_ms, self.not_after_ms)
+        write!(
+            f,
+            "TaskKey({:?}, {}..{})",
+            self.signer, self.not_before_ms, self.not_after_ms
+        )
     }
 }
 
@@ -196,8 +200,12 @@ impl ReceiptIssuer {
                         }
                         Err(e) => {
                             failures = failures.saturating_add(1);
-                            wait = tollgate_core::backoff::full_jitter(failures, Duration::from_secs(1), CERTIFY_RETRY_CAP)
-                                .max(Duration::from_secs(1));
+                            wait = tollgate_core::backoff::full_jitter(
+                                failures,
+                                Duration::from_secs(1),
+                                CERTIFY_RETRY_CAP,
+                            )
+                            .max(Duration::from_secs(1));
                             tracing::error!(error = %e, retry_ms = wait.as_millis() as u64,
                                 "receipt key rotation failed; the current key serves until its certificate expires");
                         }
@@ -261,7 +269,15 @@ pub fn issue_with(
     for (i, (e, leaf)) in entries.iter().zip(&leaves).enumerate() {
         let path = merkle::prove_inclusion(i as u64, size, &tree).map_err(|e| ReceiptError::Invalid(e.to_string()))?;
         doc.clear();
-        encode_document(&mut doc, e.request_id, i as u64, leaf, &path, &statement, &key.certificate);
+        encode_document(
+            &mut doc,
+            e.request_id,
+            i as u64,
+            leaf,
+            &path,
+            &statement,
+            &key.certificate,
+        );
         out.push(B64URL.encode(doc.as_bytes()));
     }
     Ok(out)
@@ -483,13 +499,17 @@ impl Receipt {
         // 4. The event, when given: its line hashes to the leaf and names the request.
         if let Some(line) = event_line {
             if merkle::leaf_hash(line) != self.leaf {
-                return Err(ReceiptError::Invalid("the event's line does not hash to the receipt's leaf".into()));
+                return Err(ReceiptError::Invalid(
+                    "the event's line does not hash to the receipt's leaf".into(),
+                ));
             }
             let id = std::str::from_utf8(line)
                 .ok()
                 .and_then(|l| tollgate_core::audit::event_request_id(l).ok());
             if id.as_deref() != Some(self.request_id.as_str()) {
-                return Err(ReceiptError::Invalid("the event is not of the receipt's request".into()));
+                return Err(ReceiptError::Invalid(
+                    "the event is not of the receipt's request".into(),
+                ));
             }
         }
         Ok(VerifiedReceipt {
@@ -557,7 +577,10 @@ mod tests {
                 let r = Receipt::from_header(h).unwrap();
                 assert_eq!(Receipt::parse(&r.to_text()).unwrap(), r);
                 let v = r.verify(&vkeys, Some(lines[i].as_bytes())).unwrap();
-                assert_eq!((v.index, v.size, v.request_id.as_str()), (i as u64, n as u64, ids[i].as_str()));
+                assert_eq!(
+                    (v.index, v.size, v.request_id.as_str()),
+                    (i as u64, n as u64, ids[i].as_str())
+                );
                 // Another event, or another request's, is refused.
                 assert!(r.verify(&vkeys, Some(lines[(i + 1) % n].as_bytes())).is_err() || n == 1);
                 let forged = line(&ids[i], 999);
@@ -581,7 +604,16 @@ mod tests {
                 line: l.as_bytes(),
             })
             .collect();
-        let good = Receipt::from_header(&issue_with(&key, "tollgate.test/abc", unix_ms(tollgate_core::clock::now()), &entries).unwrap()[2]).unwrap();
+        let good = Receipt::from_header(
+            &issue_with(
+                &key,
+                "tollgate.test/abc",
+                unix_ms(tollgate_core::clock::now()),
+                &entries,
+            )
+            .unwrap()[2],
+        )
+        .unwrap();
         good.verify(&vkeys, None).unwrap();
         // A path hash changed; the index changed; the leaf changed.
         let mut r = good.clone();
@@ -607,15 +639,28 @@ mod tests {
         let mut r = good.clone();
         r.certificate = other.certificate().to_owned();
         assert!(r.verify(&vkeys, None).is_err());
-        let rogue = Receipt::from_header(&issue_with(&other, "tollgate.test/abc", unix_ms(tollgate_core::clock::now()), &entries).unwrap()[2]).unwrap();
+        let rogue = Receipt::from_header(
+            &issue_with(
+                &other,
+                "tollgate.test/abc",
+                unix_ms(tollgate_core::clock::now()),
+                &entries,
+            )
+            .unwrap()[2],
+        )
+        .unwrap();
         let mut r = rogue.clone();
         r.certificate = good.certificate.clone();
         assert!(r.verify(&vkeys, None).is_err());
         // A statement outside the key's window.
-        let late = Receipt::from_header(&issue_with(&key, "tollgate.test/abc", key.not_after_ms + 1, &entries).unwrap()[2]).unwrap();
+        let late =
+            Receipt::from_header(&issue_with(&key, "tollgate.test/abc", key.not_after_ms + 1, &entries).unwrap()[2])
+                .unwrap();
         assert!(late.verify(&vkeys, None).is_err());
         // The log key signing the statement directly is not a certified task key.
-        assert!(rogue.verify(&Verifiers::new(vec![other_log.verifier_key()]), None).is_ok());
+        assert!(rogue
+            .verify(&Verifiers::new(vec![other_log.verifier_key()]), None)
+            .is_ok());
         assert!(rogue.verify(&vkeys, None).is_err());
     }
 
@@ -623,7 +668,12 @@ mod tests {
     fn the_prefer_header_is_read_as_rfc_7240_says() {
         let mut h = http::HeaderMap::new();
         assert!(!prefers_receipt(&h));
-        for v in ["tollgate-receipt", "respond-async, Tollgate-Receipt", "return=minimal,tollgate-receipt; x=1", " TOLLGATE-RECEIPT=yes"] {
+        for v in [
+            "tollgate-receipt",
+            "respond-async, Tollgate-Receipt",
+            "return=minimal,tollgate-receipt; x=1",
+            " TOLLGATE-RECEIPT=yes",
+        ] {
             h.insert("prefer", http::HeaderValue::from_str(v).unwrap());
             assert!(prefers_receipt(&h), "{v}");
         }
@@ -631,7 +681,10 @@ mod tests {
         assert!(!prefers_receipt(&h));
         h.append("prefer", http::HeaderValue::from_static("tollgate-receipt"));
         assert!(prefers_receipt(&h));
-        h.insert("prefer", http::HeaderValue::from_static("tollgate-receipts, x-tollgate-receipt"));
+        h.insert(
+            "prefer",
+            http::HeaderValue::from_static("tollgate-receipts, x-tollgate-receipt"),
+        );
         assert!(!prefers_receipt(&h));
     }
 }

@@ -141,7 +141,10 @@ impl RecorderHandle {
         event: AuditEvent,
         client_chosen_id: bool,
     ) -> Result<String, RecordError> {
-        Ok(self.submit(record, event, client_chosen_id, false, false).await?.request_id)
+        Ok(self
+            .submit(record, event, client_chosen_id, false, false)
+            .await?
+            .request_id)
     }
 
     /// [`RecorderHandle::record`] for a request that wants a receipt: the receipt comes with
@@ -164,7 +167,10 @@ impl RecorderHandle {
         event: AuditEvent,
         client_chosen_id: bool,
     ) -> Result<String, RecordError> {
-        Ok(self.submit(record, event, client_chosen_id, true, false).await?.request_id)
+        Ok(self
+            .submit(record, event, client_chosen_id, true, false)
+            .await?
+            .request_id)
     }
 
     async fn submit(

@@ -36,7 +36,13 @@ enum Ask {
 
 impl Ask {
     fn of(i: usize) -> Self {
-        [Self::Prefer, Self::Route, Self::Both, Self::Neither, Self::OtherPreference][i % 5]
+        [
+            Self::Prefer,
+            Self::Route,
+            Self::Both,
+            Self::Neither,
+            Self::OtherPreference,
+        ][i % 5]
     }
 
     fn wants(self) -> bool {
@@ -87,7 +93,11 @@ async fn receipts_verify_at_once_and_prove_once_sequenced() {
     let mut ing = InProcess::start(&[("TOLLGATE_COMMIT_LINGER_MS", "3")], |_| {}).await;
     let (addr, data) = (ing.addr, ing.dir.0.clone());
     let vkey_out = run(&["log-key".as_ref()], &data);
-    assert!(vkey_out.status.success(), "{}", String::from_utf8_lossy(&vkey_out.stderr));
+    assert!(
+        vkey_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&vkey_out.stderr)
+    );
     let vkey = String::from_utf8(vkey_out.stdout).unwrap().trim().to_string();
     let verifiers = tollgate_tlog::Verifiers::parse(&[vkey.as_str()]).unwrap();
 
@@ -150,9 +160,17 @@ async fn receipts_verify_at_once_and_prove_once_sequenced() {
     for a in &answers {
         assert_eq!(a.receipt.is_some(), a.ask.wants(), "{:?} {}", a.ask, a.id);
         let applied = a.applied.as_deref().map(str::to_ascii_lowercase);
-        assert_eq!(applied.as_deref(), a.ask.prefers().then_some("tollgate-receipt"), "{:?}", a.ask);
+        assert_eq!(
+            applied.as_deref(),
+            a.ask.prefers().then_some("tollgate-receipt"),
+            "{:?}",
+            a.ask
+        );
         let Some(h) = &a.receipt else { continue };
-        assert!(a.vary.iter().any(|v| v.contains("prefer")), "Vary: Prefer with a receipt");
+        assert!(
+            a.vary.iter().any(|v| v.contains("prefer")),
+            "Vary: Prefer with a receipt"
+        );
         // Offline, at once: the certificate, the statement, the path.
         let r = Receipt::from_header(h).unwrap();
         let v = r.verify(&verifiers, None).unwrap_or_else(|e| panic!("{}: {e}", a.id));
@@ -170,8 +188,14 @@ async fn receipts_verify_at_once_and_prove_once_sequenced() {
         sizes.iter().max().unwrap(),
         receipts.len() as f64 / commits.len() as f64
     );
-    assert!(sizes.iter().any(|&s| s > 1), "concurrent requests shared no signed commit");
-    assert!(commits.len() < receipts.len(), "one signature per commit, not per request");
+    assert!(
+        sizes.iter().any(|&s| s > 1),
+        "concurrent requests shared no signed commit"
+    );
+    assert!(
+        commits.len() < receipts.len(),
+        "one signature per commit, not per request"
+    );
 
     // Once sequenced and integrated, every receipt's event proves.
     let (log, tlog) = (ing.backends.log.clone(), ing.backends.tlog.clone());
@@ -183,7 +207,7 @@ async fn receipts_verify_at_once_and_prove_once_sequenced() {
                 let size = tlog.tlog_state().await.unwrap().size;
                 for id in &ids {
                     let row = log.get(id).await.unwrap();
-                    if !row.and_then(|r| r.log_index).is_some_and(|i| i < size) {
+                    if row.and_then(|r| r.log_index).is_none_or(|i| i >= size) {
                         return false;
                     }
                 }
@@ -200,8 +224,14 @@ async fn receipts_verify_at_once_and_prove_once_sequenced() {
     // The events' exact lines, from the audit objects.
     let store = dir_store(&data);
     let mut line_of: BTreeMap<String, String> = BTreeMap::new();
-    for key in tollgate_core::ports::ObjectStore::list(&store, "audit/v1/").await.unwrap() {
-        let object = tollgate_core::ports::ObjectStore::get(&store, &key).await.unwrap().unwrap();
+    for key in tollgate_core::ports::ObjectStore::list(&store, "audit/v1/")
+        .await
+        .unwrap()
+    {
+        let object = tollgate_core::ports::ObjectStore::get(&store, &key)
+            .await
+            .unwrap()
+            .unwrap();
         for line in tollgate_core::audit::decode(&object).unwrap() {
             line_of.insert(tollgate_core::audit::event_request_id(&line).unwrap(), line);
         }
@@ -230,10 +260,16 @@ async fn receipts_verify_at_once_and_prove_once_sequenced() {
         r.verify(&verifiers, Some(line)).unwrap();
         let file = tmp.0.join("r");
         // Both encodings are read: the header value and the decoded document.
-        let text = if n % 2 == 0 { answers_header(&answers, id) } else { r.to_text() };
+        let text = if n % 2 == 0 {
+            answers_header(&answers, id)
+        } else {
+            r.to_text()
+        };
         std::fs::write(&file, text).unwrap();
         let mut proof = Vec::new();
-        tollgate_ingress::ops::prove_receipt(&config, &file, &mut proof).await.unwrap();
+        tollgate_ingress::ops::prove_receipt(&config, &file, &mut proof)
+            .await
+            .unwrap();
         let proof = String::from_utf8(proof).unwrap();
         let (index, size) = tollgate_tlog::verify_proof(&proof, line, &verifiers).unwrap();
         assert!(index < size);
@@ -248,7 +284,12 @@ async fn receipts_verify_at_once_and_prove_once_sequenced() {
         std::fs::write(&file, answers_header(&answers, id)).unwrap();
         std::fs::write(&event, format!("{}\n", line_of[id])).unwrap();
         for args in [
-            vec!["verify-receipt".as_ref(), file.as_os_str(), "--vkey".as_ref(), vkey.as_ref()],
+            vec![
+                "verify-receipt".as_ref(),
+                file.as_os_str(),
+                "--vkey".as_ref(),
+                vkey.as_ref(),
+            ],
             vec![
                 "verify-receipt".as_ref(),
                 file.as_os_str(),
@@ -312,15 +353,28 @@ async fn receipts_verify_at_once_and_prove_once_sequenced() {
     let cases: Vec<(&str, Receipt, Option<&str>)> = vec![
         ("a path hash changed", bad_path, None),
         ("another index", moved, None),
-        ("the statement's signature changed", with_bad_statement_signature(good), None),
+        (
+            "the statement's signature changed",
+            with_bad_statement_signature(good),
+            None,
+        ),
         ("a certificate by another key", foreign_cert, None),
         ("a statement by an uncertified key", forged, None),
-        ("an uncertified key with the real certificate", forged_with_real_cert, None),
+        (
+            "an uncertified key with the real certificate",
+            forged_with_real_cert,
+            None,
+        ),
         ("another request's event", good.clone(), Some(other_id.as_str())),
     ];
     for (what, r, event_of) in cases {
         std::fs::write(&file, r.to_text()).unwrap();
-        let mut args = vec!["verify-receipt".as_ref(), file.as_os_str(), "--vkey".as_ref(), vkey.as_ref()];
+        let mut args = vec![
+            "verify-receipt".as_ref(),
+            file.as_os_str(),
+            "--vkey".as_ref(),
+            vkey.as_ref(),
+        ];
         if let Some(other) = event_of {
             std::fs::write(&event, &line_of[other]).unwrap();
             args.extend(["--event".as_ref(), event.as_os_str()]);
@@ -373,7 +427,9 @@ impl tollgate_tlog::NoteSigner for FlakySigner {
 
     fn sign<'a>(&'a self, msg: &'a [u8]) -> tollgate_tlog::note::SignFuture<'a> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Box::pin(std::future::ready(Err(tollgate_tlog::Error::Sign("signer unavailable".into()))));
+            return Box::pin(std::future::ready(Err(tollgate_tlog::Error::Sign(
+                "signer unavailable".into(),
+            ))));
         }
         self.inner.sign(msg)
     }
@@ -421,7 +477,11 @@ async fn a_failing_log_signer_costs_receipts_never_records_and_keys_rotate() {
         unreceipted.push(r.request_id());
     }
     for id in &unreceipted {
-        assert_eq!(backends.log.get(id).await.unwrap().unwrap().record.status, 200, "recorded");
+        assert_eq!(
+            backends.log.get(id).await.unwrap().unwrap().record.status,
+            200,
+            "recorded"
+        );
     }
 
     // The signer is back: the retry certifies a key, and receipts come.
@@ -436,7 +496,10 @@ async fn a_failing_log_signer_costs_receipts_never_records_and_keys_rotate() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(first.is_some(), "receipts once the log signer is back");
-    let first = Receipt::from_header(&first.unwrap()).unwrap().verify(&verifiers, None).unwrap();
+    let first = Receipt::from_header(&first.unwrap())
+        .unwrap()
+        .verify(&verifiers, None)
+        .unwrap();
     // Rotation (every second here): a new task key, certified by the same log key.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let r = request(addr, "GET", "/v1/receipted/d", &[], "").await;
@@ -446,5 +509,7 @@ async fn a_failing_log_signer_costs_receipts_never_records_and_keys_rotate() {
         .unwrap();
     assert_ne!(first.task_key, later.task_key, "the key rotated");
     running.shutdown();
-    tokio::time::timeout(Duration::from_secs(30), running.wait()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running.wait())
+        .await
+        .unwrap();
 }
