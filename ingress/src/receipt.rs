@@ -71,6 +71,9 @@ fn unix_ms(t: time::OffsetDateTime) -> u64 {
 pub struct TaskKey {
     signer: Ed25519Signer,
     certificate: String,
+    /// The certificate in base64url, the last part of every header value it signs (encoded
+    /// once per key, not per request).
+    certificate_b64: String,
     not_before_ms: u64,
     not_after_ms: u64,
 }
@@ -103,6 +106,7 @@ impl TaskKey {
             .map_err(|e| ReceiptError::Certify(e.to_string()))?;
         Ok(Self {
             signer,
+            certificate_b64: B64URL.encode(certificate.as_bytes()),
             certificate,
             not_before_ms,
             not_after_ms,
@@ -264,23 +268,38 @@ pub fn issue_with(
     let statement = note::now_or_never(note::sign_note(&statement_text, &[&key.signer]))
         .ok_or(ReceiptError::Invalid("the task key did not sign at once".into()))?
         .map_err(|e| ReceiptError::Invalid(e.to_string()))?;
+    // The header value is three base64url parts (see [`Receipt::from_header`]): the statement's
+    // and the certificate's are the same for the whole commit, so they are encoded once.
+    let statement_b64 = B64URL.encode(statement.as_bytes());
     let mut out = Vec::with_capacity(entries.len());
-    let mut doc = String::with_capacity(512 + statement.len() + key.certificate.len());
+    let mut head = String::with_capacity(128 + 45 * MAX_PATH);
     for (i, (e, leaf)) in entries.iter().zip(&leaves).enumerate() {
         let path = merkle::prove_inclusion(i as u64, size, &tree).map_err(|e| ReceiptError::Invalid(e.to_string()))?;
-        doc.clear();
-        encode_document(
-            &mut doc,
-            e.request_id,
-            i as u64,
-            leaf,
-            &path,
-            &statement,
-            &key.certificate,
-        );
-        out.push(B64URL.encode(doc.as_bytes()));
+        head.clear();
+        encode_head(&mut head, e.request_id, i as u64, leaf, &path);
+        let mut value =
+            String::with_capacity(head.len() * 4 / 3 + 4 + statement_b64.len() + key.certificate_b64.len() + 2);
+        B64URL.encode_string(head.as_bytes(), &mut value);
+        value.push('.');
+        value.push_str(&statement_b64);
+        value.push('.');
+        value.push_str(&key.certificate_b64);
+        out.push(value);
     }
     Ok(out)
+}
+
+/// The receipt's own lines: the type, request, index, leaf and path lines, each ending in a
+/// newline (the document's first part, before its blank line).
+fn encode_head(doc: &mut String, request_id: &str, index: u64, leaf: &Hash, path: &[Hash]) {
+    use std::fmt::Write;
+    let _ = write!(doc, "{RECEIPT_TYPE}\nrequest {request_id}\nindex {index}\nleaf ");
+    B64.encode_string(leaf, doc);
+    doc.push('\n');
+    for h in path {
+        B64.encode_string(h, doc);
+        doc.push('\n');
+    }
 }
 
 fn encode_document(
@@ -292,14 +311,7 @@ fn encode_document(
     statement: &str,
     certificate: &str,
 ) {
-    use std::fmt::Write;
-    let _ = write!(doc, "{RECEIPT_TYPE}\nrequest {request_id}\nindex {index}\nleaf ");
-    B64.encode_string(leaf, doc);
-    doc.push('\n');
-    for h in path {
-        B64.encode_string(h, doc);
-        doc.push('\n');
-    }
+    encode_head(doc, request_id, index, leaf, path);
     doc.push('\n');
     doc.push_str(statement);
     doc.push('\n');
@@ -369,12 +381,25 @@ fn field<'a>(line: Option<&'a str>, name: &str, what: &'static str) -> Result<&'
 }
 
 impl Receipt {
-    /// Decodes a header value (base64url, no padding) and parses the document.
+    /// Decodes a header value and parses the document. The value is three parts joined by
+    /// `.`, each base64url without padding (RFC 4648 section 5): the receipt's own lines, the
+    /// signed statement, the signed certificate; the document is the three decoded, joined by a
+    /// newline (a blank line after each of the first two). Three parts, so that the ingress
+    /// encodes a commit's statement and a key's certificate once, not once per request.
     pub fn from_header(value: &str) -> Result<Self, ReceiptError> {
-        let raw = B64URL
-            .decode(value.trim())
-            .map_err(|_| ReceiptError::Malformed("not base64url"))?;
-        let text = String::from_utf8(raw).map_err(|_| ReceiptError::Malformed("not UTF-8"))?;
+        let mut text = String::new();
+        for (i, part) in value.trim().split('.').enumerate() {
+            if i > 2 {
+                return Err(ReceiptError::Malformed("more than three parts"));
+            }
+            let raw = B64URL
+                .decode(part)
+                .map_err(|_| ReceiptError::Malformed("not base64url"))?;
+            if i > 0 {
+                text.push('\n');
+            }
+            text.push_str(std::str::from_utf8(&raw).map_err(|_| ReceiptError::Malformed("not UTF-8"))?);
+        }
         Self::parse(&text)
     }
 
@@ -573,7 +598,8 @@ mod tests {
             let headers = issuer.issue(&entries).unwrap();
             assert_eq!(headers.len(), n);
             for (i, h) in headers.iter().enumerate() {
-                assert!(h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+                assert!(h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+                assert_eq!(h.split('.').count(), 3);
                 let r = Receipt::from_header(h).unwrap();
                 assert_eq!(Receipt::parse(&r.to_text()).unwrap(), r);
                 let v = r.verify(&vkeys, Some(lines[i].as_bytes())).unwrap();
