@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the request path's hot spots: request -> ALB event, ALB response ->
 //! HTTP response, redaction of a request's headers and query, a rate-limit check, audit batch
-//! encode + gzip, and one group commit of 256 records.
+//! encode + gzip, one group commit of 256 records, and the CPU per request of receipts.
 //! `cargo bench -p tollgate-bench`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -300,6 +300,109 @@ fn access(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// CPU per request of receipts (issue 15 item 4), amortized over a group commit of 1, 8, 64 and
+/// 256 receipted requests, beside the default path in the same run. The default path is the
+/// per-request work the recorder does for every record whether or not it is receipted: the audit
+/// event serialized to its JSON line. The receipt path adds, per commit: each line's RFC 6962
+/// leaf hash, the commit's tree, one Ed25519 signature of the statement, each request's path
+/// and its header value (document, base64url, `HeaderValue`). Each sample is this thread's CPU
+/// time divided by the commit size, so criterion's times are per request.
+fn receipt_cpu(c: &mut Criterion) {
+    use tollgate_core::access::{Access, Principal};
+    use tollgate_core::model::{AuditEvent, AuditRequest, AuditResponse, AuditSource};
+    use tollgate_ingress::receipt::{issue_with, ReceiptEntry, TaskKey};
+    let origin = "tollgate.local/0123456789abcdef";
+    let log_key = tollgate_tlog::Ed25519Signer::generate(origin).unwrap();
+    let task_key = tollgate_tlog::note::now_or_never(TaskKey::certify(&log_key, std::time::Duration::from_secs(3600)))
+        .unwrap()
+        .unwrap();
+    let headers = typical_headers();
+    let redactor = tollgate_core::redact::Redactor::new(std::iter::empty(), std::iter::empty());
+    let event = |i: usize| AuditEvent {
+        event_version: tollgate_core::model::AUDIT_EVENT_VERSION.to_string(),
+        event_id: format!("0192b3a4-5c6d-7e8f-9a0b-{i:012}"),
+        event_time: tollgate_core::clock::now(),
+        request_id: format!("0192b3a4-5c6d-7e8f-9a0c-{i:012}"),
+        trace_id: Some("Root=1-67891233-abcdef012345678912345678".into()),
+        source: AuditSource {
+            ip: Some("203.0.113.7".into()),
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)".into()),
+        },
+        principal: Principal::anonymous(),
+        access: Access::allowed("auth=none"),
+        request: AuditRequest {
+            method: "POST".into(),
+            path: "/v1/echo/orders".into(),
+            query: Some("page=2&sort=desc".into()),
+            headers: redactor.headers(&headers),
+            body_sha256: Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()),
+            body_bytes: 74,
+        },
+        route: Some("/v1/echo/{*rest}".into()),
+        function_name: Some("echo".into()),
+        invoked: true,
+        response: AuditResponse {
+            status: 200,
+            headers: [("content-type".to_string(), vec!["application/json".to_string()])].into(),
+            body_sha256: "71290fa35bdb9fe6c38464ab13fbe7cde6cab7f913086ffda49eb4ea5061aca3".into(),
+            body_bytes: 300,
+            delivered: true,
+        },
+        latency_ms: 0.8,
+        error: None,
+    };
+    let events: Vec<AuditEvent> = (0..256).map(event).collect();
+    let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    let mut g = c.benchmark_group("receipt_cpu");
+    g.throughput(Throughput::Elements(1));
+    for n in [1usize, 8, 64, 256] {
+        let per_request = |iters: u64, f: &mut dyn FnMut()| {
+            let start = thread_cpu();
+            for _ in 0..iters {
+                f();
+            }
+            (thread_cpu() - start) / n as u32
+        };
+        let default = |events: &[AuditEvent]| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| serde_json::to_string(black_box(e)).unwrap())
+                .collect()
+        };
+        let receipts = |lines: &[String]| {
+            let entries: Vec<ReceiptEntry> = lines
+                .iter()
+                .zip(&events)
+                .map(|(l, e)| ReceiptEntry {
+                    request_id: &e.request_id,
+                    line: l.as_bytes(),
+                })
+                .collect();
+            let now_ms = 1_796_000_000_000;
+            let values = issue_with(&task_key, origin, now_ms, black_box(&entries)).unwrap();
+            values
+                .into_iter()
+                .map(|v| http::HeaderValue::from_str(&v).unwrap())
+                .collect::<Vec<_>>()
+        };
+        g.bench_function(format!("default/{n}"), |b| {
+            b.iter_custom(|iters| per_request(iters, &mut || drop(black_box(default(&events[..n])))))
+        });
+        g.bench_function(format!("receipt_only/{n}"), |b| {
+            b.iter_custom(|iters| per_request(iters, &mut || drop(black_box(receipts(&lines[..n])))))
+        });
+        g.bench_function(format!("default_with_receipt/{n}"), |b| {
+            b.iter_custom(|iters| {
+                per_request(iters, &mut || {
+                    let lines = default(&events[..n]);
+                    drop(black_box(receipts(&lines)))
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 /// This thread's CPU time so far.
 fn thread_cpu() -> std::time::Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -316,6 +419,7 @@ criterion_group!(
     rate_limit,
     access,
     audit_encode,
-    group_commit
+    group_commit,
+    receipt_cpu
 );
 criterion_main!(benches);

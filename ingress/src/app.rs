@@ -105,9 +105,45 @@ pub async fn start_on(
     keys: Arc<dyn KeyStore>,
     invoker: Arc<dyn Invoker>,
 ) -> std::io::Result<Running> {
+    start_on_with_receipts(listener, config, routes, log, keys, invoker, None).await
+}
+
+/// [`start`] with receipts: `log_signer` (the transparency log's signer, `Backends::log_signer`)
+/// certifies the task's receipt key at start and on every rotation (`crate::receipt`).
+pub async fn start_with_receipts(
+    config: IngressConfig,
+    routes: RouteTable,
+    log: Arc<dyn RequestLog>,
+    keys: Arc<dyn KeyStore>,
+    invoker: Arc<dyn Invoker>,
+    log_signer: Option<Arc<dyn tollgate_tlog::NoteSigner>>,
+) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(config.listen).await?;
+    start_on_with_receipts(listener, config, routes, log, keys, invoker, log_signer).await
+}
+
+/// [`start_on`] with receipts (see [`start_with_receipts`]). Without a log signer (aws mode
+/// until its KMS signer is configured) requests are answered without receipts.
+pub async fn start_on_with_receipts(
+    listener: TcpListener,
+    config: IngressConfig,
+    routes: RouteTable,
+    log: Arc<dyn RequestLog>,
+    keys: Arc<dyn KeyStore>,
+    invoker: Arc<dyn Invoker>,
+    log_signer: Option<Arc<dyn tollgate_tlog::NoteSigner>>,
+) -> std::io::Result<Running> {
     let local_addr = listener.local_addr()?;
     let config = Arc::new(config);
-    let (recorder, recorder_task) = recorder::start(config.recorder.clone(), log.clone(), invoker.clone());
+    let (receipts, rotation) = match log_signer {
+        Some(signer) => {
+            let (issuer, task) = crate::receipt::ReceiptIssuer::start(signer, config.receipt_key_rotate).await;
+            (Some(issuer), Some(task))
+        }
+        None => (None, None),
+    };
+    let (recorder, recorder_task) =
+        recorder::start_with_receipts(config.recorder.clone(), log.clone(), invoker.clone(), receipts);
     let auth = crate::auth::Authenticator::from_config(keys, &config)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     auth.warm().await;
@@ -155,6 +191,9 @@ pub async fn start_on(
         // Every connection is gone, and with them the last recorder handles: the pipeline
         // commits what is queued, sends its last batches, and ends.
         let _ = recorder_task.await;
+        if let Some(rotation) = rotation {
+            rotation.abort();
+        }
         let _ = reconciler.await;
         invoker.drain().await;
         tracing::info!("ingress stopped; every answered request is recorded");

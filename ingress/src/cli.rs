@@ -48,7 +48,12 @@ pub enum Command {
     /// Print the C2SP tlog-proof of a request's audit event (as `GET /v1/requests/{id}/proof`).
     Prove {
         /// The request id (the `x-request-id` of its answer).
-        request_id: String,
+        #[arg(required_unless_present = "receipt", conflicts_with = "receipt")]
+        request_id: Option<String>,
+        /// A receipt (a `Tollgate-Receipt` header value, or its decoded document) instead of a
+        /// request id: the proof of its event, checked to be the receipt's leaf.
+        #[arg(long)]
+        receipt: Option<std::path::PathBuf>,
     },
     /// Verify a C2SP tlog-proof offline against the log's verifier key and the event's line.
     VerifyProof {
@@ -59,6 +64,20 @@ pub enum Command {
         #[arg(long)]
         vkey: String,
         /// A file holding the event's exact line in its audit object (default: standard input).
+        #[arg(long)]
+        event: Option<std::path::PathBuf>,
+    },
+    /// Verify a receipt offline: its certificate against the log's verifier key, its statement
+    /// against the certified key, its path to the commit's root, and the event's line if given.
+    VerifyReceipt {
+        /// The receipt file (the `Tollgate-Receipt` header value, or its decoded document).
+        file: std::path::PathBuf,
+        /// The log's verifier key (`<name>+<hex key id>+<base64 key>`, as `tollgate log-key`
+        /// prints it), or a file holding it.
+        #[arg(long)]
+        vkey: String,
+        /// A file holding the event's exact line in its audit object (optional: without it the
+        /// receipt's own leaf hash is checked).
         #[arg(long)]
         event: Option<std::path::PathBuf>,
     },

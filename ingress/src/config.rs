@@ -172,6 +172,16 @@ pub const RECONCILE_INTERVAL: Millis = Millis {
     help: "period of the in-process reconciler that re-drives unaudited rows (0: off, as when the scheduled audit-reconciler function runs)",
 };
 
+/// How long an ingress task signs receipts with one key before it makes and certifies the
+/// next (one log-signer call, a KMS `Sign` in aws mode, per rotation; never one per commit).
+pub const RECEIPT_KEY_ROTATE: Millis = Millis {
+    env: "TOLLGATE_RECEIPT_KEY_ROTATE_MS",
+    default: Duration::from_secs(4 * 3600),
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(7 * 86400),
+    help: "how long a receipt key signs before the task makes a new one and has the log key certify it (each certificate is valid this long plus 10 minutes)",
+};
+
 /// How long an API key lookup is trusted: a revoked key stops working within this time.
 pub const AUTH_CACHE: Millis = Millis {
     env: "TOLLGATE_AUTH_CACHE_MS",
@@ -363,6 +373,8 @@ pub struct IngressConfig {
     pub reconcile_interval: Duration,
     /// Target group ARN put in ALB events.
     pub target_group_arn: String,
+    /// How often the task's receipt key is replaced (`TOLLGATE_RECEIPT_KEY_ROTATE_MS`).
+    pub receipt_key_rotate: Duration,
 }
 
 impl IngressConfig {
@@ -420,6 +432,7 @@ impl IngressConfig {
         };
         let reconcile_interval = r.millis(&RECONCILE_INTERVAL);
         let digest = tollgate_core::digest::DigestSettings::read(r);
+        let receipt_key_rotate = r.millis(&RECEIPT_KEY_ROTATE);
         let target_group_arn = r.parse(
             "TOLLGATE_TARGET_GROUP_ARN",
             DEFAULT_TARGET_GROUP_ARN.to_string(),
@@ -441,6 +454,7 @@ impl IngressConfig {
             reconcile_interval,
             digest,
             target_group_arn,
+            receipt_key_rotate,
         })
     }
 

@@ -15,7 +15,8 @@
 use crate::alb::{self, FunctionReply};
 use crate::auth::Authenticator;
 use crate::config::IngressConfig;
-use crate::recorder::RecorderHandle;
+use crate::receipt::{PREFERENCE as RECEIPT_PREFERENCE, RECEIPT_HEADER};
+use crate::recorder::{Recorded, RecorderHandle};
 use crate::routes::{Recording, Route, RouteMatch, RouteTable};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -42,6 +43,8 @@ const MAX_META_CHARS: usize = 512;
 const BUDGET_UNIT: u64 = 1024;
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+/// RFC 7240 section 3.
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
 /// A one-way flag that can be awaited.
 #[derive(Default)]
@@ -216,6 +219,8 @@ struct Ctx {
     access: Access,
     /// `RateLimit` and `RateLimit-Policy` of a rate-limited route, for the answer.
     rate_headers: Option<[(HeaderName, HeaderValue); 2]>,
+    /// The route gives every answer a receipt (`receipt = true`).
+    route_receipt: bool,
     /// Fired when the client is gone (hyper dropped the request's future).
     client_gone: Arc<Signal>,
     /// Held until the request is recorded.
@@ -350,6 +355,7 @@ fn route<'s>(state: &'s AppState, ctx: &mut Ctx) -> Result<&'s Route, Rejection>
         RouteMatch::Found(r) => {
             ctx.route = Some(r.pattern.clone());
             ctx.function = Some(r.function.clone());
+            ctx.route_receipt = r.receipt;
             Ok(r)
         }
         RouteMatch::NotFound => Err(Rejection::of(ErrorCode::RouteNotFound)),
@@ -771,8 +777,16 @@ fn audit_error(code: ErrorCode, message: &str) -> AuditError {
 }
 
 /// Phase 5: the record and audit event of the answer, durable before the answer is released.
-/// Returns the id the request is recorded under and whether recording failed.
-async fn record(state: &AppState, ctx: &Ctx, reply: &FunctionReply, error: Option<AuditError>) -> Result<String, ()> {
+/// Returns the id the request is recorded under (and its receipt, when the route or the client
+/// asked for one), or that recording failed. A receipt changes neither the record nor the
+/// audit event: it is asked of the recorder, not written into them.
+async fn record(
+    state: &AppState,
+    ctx: &Ctx,
+    reply: &FunctionReply,
+    error: Option<AuditError>,
+    wants_receipt: bool,
+) -> Result<Recorded, ()> {
     let delivered = !ctx.client_gone.is_set();
     let gone = ErrorCode::ClientClosedRequest;
     let answer = Answer {
@@ -803,13 +817,24 @@ async fn record(state: &AppState, ctx: &Ctx, reply: &FunctionReply, error: Optio
         },
     };
     let (record, event) = Facts::of(state, ctx).entry(answer);
-    state
-        .recorder
-        .record(record, event, ctx.client_chosen_id)
-        .await
-        .map_err(|e| {
-            tracing::error!(request_id = %ctx.request_id, error = %e, "request could not be recorded; answering 503");
-        })
+    let recorded = if wants_receipt {
+        state
+            .recorder
+            .record_with_receipt(record, event, ctx.client_chosen_id)
+            .await
+    } else {
+        state
+            .recorder
+            .record(record, event, ctx.client_chosen_id)
+            .await
+            .map(|request_id| Recorded {
+                request_id,
+                receipt: None,
+            })
+    };
+    recorded.map_err(|e| {
+        tracing::error!(request_id = %ctx.request_id, error = %e, "request could not be recorded; answering 503");
+    })
 }
 
 /// Phase 3b, on a `record = "before"` route: the write-ahead intent, durable before the
@@ -979,6 +1004,7 @@ pub async fn handle(
         principal: Principal::anonymous(),
         access: Access::default(),
         rate_headers: None,
+        route_receipt: false,
         client_gone,
         _permits: Vec::new(),
     };
@@ -1022,10 +1048,25 @@ pub async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 
-    let recorded = record(&state, &ctx, &reply, error).await;
+    let prefers_receipt = crate::receipt::prefers_receipt(&ctx.parts.headers);
+    let recorded = record(&state, &ctx, &reply, error, prefers_receipt || ctx.route_receipt).await;
     let recorded_status = reply.status.as_u16();
     let final_id = match recorded {
-        Ok(id) => id,
+        Ok(recorded) => {
+            if let Some(receipt) = recorded.receipt.and_then(|r| HeaderValue::from_str(&r).ok()) {
+                reply.headers.insert(HeaderName::from_static(RECEIPT_HEADER), receipt);
+                if prefers_receipt {
+                    // RFC 7240 section 3: the preferences honoured.
+                    reply
+                        .headers
+                        .insert(PREFERENCE_APPLIED, HeaderValue::from_static(RECEIPT_PREFERENCE));
+                }
+                // RFC 7240 section 2: a response that applying a preference may change lists
+                // Prefer in Vary (a receipt belongs to one request: no cache should reuse it).
+                reply.headers.append(header::VARY, HeaderValue::from_static("prefer"));
+            }
+            recorded.request_id
+        }
         Err(()) => {
             reply = Rejection::of(ErrorCode::RecordingUnavailable).reply(&ctx.request_id);
             ctx.request_id.clone()

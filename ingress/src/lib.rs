@@ -11,6 +11,7 @@ pub mod config;
 pub mod handler;
 pub mod ops;
 pub mod ratelimit;
+pub mod receipt;
 pub mod recorder;
 pub mod registry;
 pub mod routes;

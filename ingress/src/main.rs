@@ -99,7 +99,17 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Revoke { key_id }) => {
             runtime.block_on(ops::keys_revoke(&config, &key_id, &mut std::io::stdout()))
         }
-        Command::Prove { request_id } => runtime.block_on(ops::prove(&config, &request_id, &mut std::io::stdout())),
+        Command::Prove {
+            request_id: Some(request_id),
+            ..
+        } => runtime.block_on(ops::prove(&config, &request_id, &mut std::io::stdout())),
+        Command::Prove {
+            receipt: Some(receipt), ..
+        } => runtime.block_on(ops::prove_receipt(&config, &receipt, &mut std::io::stdout())),
+        Command::Prove { .. } => unreachable!("clap requires a request id or --receipt"),
+        Command::VerifyReceipt { file, vkey, event } => {
+            ops::verify_receipt(&file, &vkey, event.as_deref(), &mut std::io::stdout())
+        }
         Command::VerifyProof { file, vkey, event } => {
             ops::verify_proof(&file, &vkey, event.as_deref(), &mut std::io::stdout())
         }
@@ -185,13 +195,14 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
             ));
             tollgate_audit_digest::spawn_timer(integrator, digester)
         });
-    let running = app::start_on(
+    let running = app::start_on_with_receipts(
         listener,
         config,
         routes,
         backends.log.clone(),
         backends.keys.clone(),
         invoker,
+        backends.log_signer.clone(),
     )
     .await
     .with_context(|| format!("listening on {listen}"))?;

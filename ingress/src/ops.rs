@@ -67,11 +67,7 @@ pub fn verify_proof(
 ) -> anyhow::Result<()> {
     use std::io::Read;
     let proof = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let vkey = match std::fs::read_to_string(vkey) {
-        Ok(text) => text.trim().to_string(),
-        Err(_) => vkey.trim().to_string(),
-    };
-    let verifiers = tollgate_tlog::Verifiers::parse(&[vkey]).context("the verifier key")?;
+    let verifiers = log_verifiers(vkey)?;
     let mut line = Vec::new();
     match event {
         Some(p) => line = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
@@ -86,6 +82,89 @@ pub fn verify_proof(
     }
     let (index, size) = tollgate_tlog::verify_proof(&proof, &line, &verifiers).context("the proof does not verify")?;
     writeln!(out, "ok: the event is entry {index} of the log's tree of size {size}")?;
+    Ok(())
+}
+
+/// The log's verifier key, given inline or as a file holding it.
+fn log_verifiers(vkey: &str) -> anyhow::Result<tollgate_tlog::Verifiers> {
+    let vkey = match std::fs::read_to_string(vkey) {
+        Ok(text) => text.trim().to_string(),
+        Err(_) => vkey.trim().to_string(),
+    };
+    tollgate_tlog::Verifiers::parse(&[vkey]).context("the verifier key")
+}
+
+/// Reads a receipt file: the header value (base64url) or its decoded document.
+fn read_receipt(file: &std::path::Path) -> anyhow::Result<crate::receipt::Receipt> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    crate::receipt::Receipt::parse_any(&text).context("the receipt")
+}
+
+/// `tollgate verify-receipt FILE --vkey KEY [--event FILE]`: checks the receipt offline with
+/// [`crate::receipt::Receipt::verify`] (no store, no network). The event, when given, is its
+/// exact line in the audit object; one trailing newline is not part of it.
+pub fn verify_receipt(
+    file: &std::path::Path,
+    vkey: &str,
+    event: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let receipt = read_receipt(file)?;
+    let verifiers = log_verifiers(vkey)?;
+    let line = match event {
+        Some(p) => {
+            let mut line = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            Some(line)
+        }
+        None => None,
+    };
+    let v = receipt
+        .verify(&verifiers, line.as_deref())
+        .context("the receipt does not verify")?;
+    writeln!(
+        out,
+        "ok: request {} is entry {} of a commit of {} signed at {} ms by {} (certified by {}){}",
+        v.request_id,
+        v.index,
+        v.size,
+        v.time_ms,
+        v.task_key,
+        v.origin,
+        if line.is_some() { "; the event matches" } else { "" }
+    )?;
+    Ok(())
+}
+
+/// `tollgate prove --receipt FILE`: the C2SP tlog-proof of a receipt's event once it is
+/// sequenced, after checking that the entry the log holds for the request is the receipt's
+/// leaf (its inclusion path, from the receipt's leaf hash, leads to the checkpoint's root).
+pub async fn prove_receipt(config: &IngressConfig, file: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let receipt = read_receipt(file)?;
+    let proof = api(config)
+        .await?
+        .proof_as(&receipt.request_id, &tollgate_requests_api::Reader::All)
+        .await
+        .map_err(|e| failed(&e))?;
+    let parsed = tollgate_tlog::TlogProof::parse(&proof).context("the log's proof")?;
+    let note = tollgate_tlog::note::parse_unverified(parsed.checkpoint.as_bytes()).context("the proof's checkpoint")?;
+    let checkpoint = tollgate_tlog::Checkpoint::parse(&note.text).context("the proof's checkpoint")?;
+    tollgate_tlog::merkle::verify_inclusion(
+        &receipt.leaf,
+        parsed.index,
+        checkpoint.size,
+        &parsed.path,
+        &checkpoint.root,
+    )
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "the log's entry for request {} is not the receipt's event (its leaf hash differs)",
+            receipt.request_id
+        )
+    })?;
+    out.write_all(proof.as_bytes())?;
     Ok(())
 }
 

@@ -33,6 +33,8 @@ use tollgate_core::backoff::{self, full_jitter, retry};
 use tollgate_core::model::{AuditError, AuditEvent, InsertOutcome, NewRecord, RequestRecord};
 use tollgate_core::ports::{Invoker, LogError, RequestLog};
 
+use crate::receipt::{ReceiptEntry, ReceiptIssuer};
+
 /// Queue depth in front of the committer; a full queue makes requests wait (backpressure).
 const QUEUE_DEPTH: usize = 16_384;
 /// Audit batches being sent at once.
@@ -68,12 +70,32 @@ struct Submission {
     /// (the record that replaces it is), never kept when its commit fails (the request is then
     /// refused, its function not invoked, and that answer is recorded instead).
     intent: bool,
+    /// Whether the request wants a receipt (`crate::receipt`), given once its commit is durable.
+    receipt: bool,
     /// Taken when the request is answered (a kept record has been answered already).
-    done: Option<oneshot::Sender<Result<String, RecordError>>>,
+    done: Option<oneshot::Sender<Result<Recorded, RecordError>>>,
+}
+
+/// What a durable record gives back: the id it is stored under and, if one was asked for and
+/// could be signed, its receipt (a `Tollgate-Receipt` header value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// The request id the record is stored under.
+    pub request_id: String,
+    /// The receipt, when asked for (none if the task has no certified key: the record is kept
+    /// all the same, see `crate::receipt`).
+    pub receipt: Option<String>,
 }
 
 impl Submission {
     fn answer(&mut self, result: Result<String, RecordError>) {
+        self.answer_with(result.map(|request_id| Recorded {
+            request_id,
+            receipt: None,
+        }));
+    }
+
+    fn answer_with(&mut self, result: Result<Recorded, RecordError>) {
         if let Some(done) = self.done.take() {
             let _ = done.send(result);
         }
@@ -119,7 +141,21 @@ impl RecorderHandle {
         event: AuditEvent,
         client_chosen_id: bool,
     ) -> Result<String, RecordError> {
-        self.submit(record, event, client_chosen_id, false).await
+        Ok(self
+            .submit(record, event, client_chosen_id, false, false)
+            .await?
+            .request_id)
+    }
+
+    /// [`RecorderHandle::record`] for a request that wants a receipt: the receipt comes with
+    /// the id once the commit is durable.
+    pub async fn record_with_receipt(
+        &self,
+        record: RequestRecord,
+        event: AuditEvent,
+        client_chosen_id: bool,
+    ) -> Result<Recorded, RecordError> {
+        self.submit(record, event, client_chosen_id, false, true).await
     }
 
     /// Makes a write-ahead intent durable (a `record = "before"` route, before its function is
@@ -131,7 +167,10 @@ impl RecorderHandle {
         event: AuditEvent,
         client_chosen_id: bool,
     ) -> Result<String, RecordError> {
-        self.submit(record, event, client_chosen_id, true).await
+        Ok(self
+            .submit(record, event, client_chosen_id, true, false)
+            .await?
+            .request_id)
     }
 
     async fn submit(
@@ -140,7 +179,8 @@ impl RecorderHandle {
         event: AuditEvent,
         client_chosen_id: bool,
         intent: bool,
-    ) -> Result<String, RecordError> {
+        receipt: bool,
+    ) -> Result<Recorded, RecordError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Submission {
@@ -148,6 +188,7 @@ impl RecorderHandle {
                 event,
                 client_chosen_id,
                 intent,
+                receipt,
                 done: Some(done),
             })
             .await
@@ -176,6 +217,8 @@ struct OpenBatch {
 struct CommitDone {
     items: Vec<Queued>,
     result: Result<Vec<InsertOutcome>, LogError>,
+    /// The receipts of the items that asked, by position (empty when none did).
+    receipts: Vec<Option<String>>,
 }
 
 struct Pipeline {
@@ -192,6 +235,7 @@ struct Pipeline {
     next_seq: usize,
     ships: JoinSet<()>,
     ship_permits: Arc<Semaphore>,
+    receipts: Option<Arc<ReceiptIssuer>>,
 }
 
 /// Starts the pipeline. It stops when every handle is dropped, after committing what was
@@ -200,6 +244,16 @@ pub fn start(
     settings: RecorderSettings,
     log: Arc<dyn RequestLog>,
     invoker: Arc<dyn Invoker>,
+) -> (RecorderHandle, tokio::task::JoinHandle<()>) {
+    start_with_receipts(settings, log, invoker, None)
+}
+
+/// [`start`], with the issuer of the receipts that requests may ask for (none: no receipts).
+pub fn start_with_receipts(
+    settings: RecorderSettings,
+    log: Arc<dyn RequestLog>,
+    invoker: Arc<dyn Invoker>,
+    receipts: Option<Arc<ReceiptIssuer>>,
 ) -> (RecorderHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let failing = Arc::new(AtomicBool::new(false));
@@ -216,6 +270,7 @@ pub fn start(
         next_seq: 0,
         ships: JoinSet::new(),
         ship_permits: Arc::new(Semaphore::new(SHIP_CONCURRENCY)),
+        receipts,
     };
     let task = tokio::spawn(pipeline.run(rx));
     (RecorderHandle { tx, failing }, task)
@@ -411,6 +466,7 @@ impl Pipeline {
         } else {
             backoff::COMMIT.with_budget(self.settings.commit_retry)
         };
+        let issuer = self.receipts.clone();
         commits.spawn(async move {
             let result = retry(&policy, LogError::is_transient, || async {
                 let result = log.insert_batch(&rows).await;
@@ -418,7 +474,16 @@ impl Pipeline {
                 result
             })
             .await;
-            CommitDone { items, result }
+            // Receipts promise what is recorded: signed only once the commit is durable.
+            let receipts = match (&result, issuer) {
+                (Ok(outcomes), Some(issuer)) => commit_receipts(&issuer, &items, outcomes),
+                _ => Vec::new(),
+            };
+            CommitDone {
+                items,
+                result,
+                receipts,
+            }
         });
     }
 
@@ -441,7 +506,9 @@ impl Pipeline {
         match done.result {
             Ok(outcomes) => {
                 let mut retry = Vec::new();
+                let mut receipts = done.receipts.into_iter();
                 for (q, outcome) in done.items.into_iter().zip(outcomes) {
+                    let receipt = receipts.next().flatten();
                     match outcome {
                         InsertOutcome::Inserted | InsertOutcome::AlreadyPresent => {
                             let id = q.sub.record.request_id.clone();
@@ -451,7 +518,10 @@ impl Pipeline {
                                 }
                             }
                             let mut sub = q.sub;
-                            sub.answer(Ok(id));
+                            sub.answer_with(Ok(Recorded {
+                                request_id: id,
+                                receipt,
+                            }));
                         }
                         InsertOutcome::IdConflict => retry.push(rekey(q.sub)),
                     }
@@ -519,6 +589,42 @@ impl Pipeline {
         // Reap finished sends so the set does not grow.
         while let Some(Ok(())) = self.ships.try_join_next() {}
     }
+}
+
+/// The receipts of a durable commit, by position: for the records that asked and were stored
+/// (not the re-keyed ones, which ask again in their next commit), one tree and one signature.
+/// A signing failure gives no receipts and is logged; the records are kept and answered.
+fn commit_receipts(issuer: &ReceiptIssuer, items: &[Queued], outcomes: &[InsertOutcome]) -> Vec<Option<String>> {
+    let wanted: Vec<usize> = items
+        .iter()
+        .zip(outcomes)
+        .enumerate()
+        .filter(|(_, (q, o))| {
+            q.sub.receipt && !q.sub.intent && matches!(o, InsertOutcome::Inserted | InsertOutcome::AlreadyPresent)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let entries: Vec<ReceiptEntry<'_>> = wanted
+        .iter()
+        .map(|&i| ReceiptEntry {
+            request_id: &items[i].sub.record.request_id,
+            line: items[i].payload.as_bytes(),
+        })
+        .collect();
+    let mut out = vec![None; items.len()];
+    match issuer.issue(&entries) {
+        Ok(receipts) => {
+            for (i, r) in wanted.into_iter().zip(receipts) {
+                out[i] = Some(r);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, records = wanted.len(),
+            "receipts not issued for a commit; its records are kept and answered without them"),
+    }
+    out
 }
 
 async fn ship(invoker: &dyn Invoker, function: &str, batch_id: &str, events: &[String]) {

@@ -38,6 +38,9 @@ struct RouteSpec {
     scopes: Vec<String>,
     rate: Option<String>,
     burst: Option<i64>,
+    /// Every answer carries a receipt (`crate::receipt`); clients may also ask per request.
+    #[serde(default)]
+    receipt: bool,
 }
 
 /// Which credentials a route accepts.
@@ -109,6 +112,9 @@ pub struct Route {
     pub rate: Option<crate::ratelimit::RatePolicy>,
     /// Its position in the table (the rate limiter's route key).
     pub index: usize,
+    /// Whether every answer carries a receipt (`receipt = true`), not only those a client
+    /// asked for with `Prefer: tollgate-receipt`.
+    pub receipt: bool,
 }
 
 /// The result of matching a request.
@@ -250,6 +256,7 @@ impl RouteTable {
                     scopes: spec.scopes,
                     rate,
                     index: i,
+                    receipt: spec.receipt,
                 });
             }
         }
@@ -357,6 +364,19 @@ mod tests {
         let odd = Method::from_bytes(b"BREW").unwrap();
         assert!(matches!(t.lookup(&odd, "/v1/echo"), RouteMatch::MethodNotAllowed(_)));
         assert_eq!(t.functions(), vec!["echo", "requests-api"]);
+    }
+
+    #[test]
+    fn receipts_are_off_unless_a_route_turns_them_on() {
+        assert!(table().routes().iter().all(|r| !r.receipt));
+        let route = |extra: &str| {
+            RouteTable::parse(&format!(
+                "[[routes]]\npath = \"/r\"\nmethods = [\"GET\"]\nfunction = \"echo\"\ntimeout_ms = 10\nauth = \"none\"\n{extra}"
+            ))
+        };
+        assert!(route("receipt = true").unwrap().routes()[0].receipt);
+        assert!(!route("receipt = false").unwrap().routes()[0].receipt);
+        assert!(route("receipt = \"yes\"").is_err());
     }
 
     #[test]

@@ -77,10 +77,22 @@ rate = "5/s"
 burst = 10
 "#;
 
-/// The shipped routes plus the fault route, the write-ahead route and the rate-limited route.
+/// A route the tests add whose every answer carries a receipt: echo, `receipt = true`.
+pub const RECEIPT_ROUTE: &str = r#"
+[[routes]]
+path = "/v1/receipted/{*rest}"
+methods = ["GET", "POST"]
+function = "echo"
+timeout_ms = 10000
+auth = "none"
+receipt = true
+"#;
+
+/// The shipped routes plus the fault route, the write-ahead route, the rate-limited route and
+/// the receipt route.
 pub fn test_routes() -> String {
     format!(
-        "{}\n{FAULT_ROUTE}\n{WRITE_AHEAD_ROUTE}\n{LIMITED_ROUTE}",
+        "{}\n{FAULT_ROUTE}\n{WRITE_AHEAD_ROUTE}\n{LIMITED_ROUTE}\n{RECEIPT_ROUTE}",
         include_str!("../../../routes.toml")
     )
 }
@@ -156,12 +168,13 @@ impl InProcess {
         wrap(&mut functions);
         let routes = RouteTable::parse(&test_routes()).unwrap();
         let token = admin_token(&backends).await;
-        let running = app::start(
+        let running = app::start_with_receipts(
             config,
             routes,
             backends.log.clone(),
             backends.keys.clone(),
             Arc::new(LocalInvoker::new(functions)),
+            backends.log_signer.clone(),
         )
         .await
         .unwrap();
