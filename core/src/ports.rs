@@ -191,6 +191,18 @@ pub trait TlogStore: Send + Sync + 'static {
     /// index is assigned in the transaction that stores its row's hash).
     fn tlog_leaves(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>>;
 
+    /// The state and the leaf hashes from its integrated size on (at most `limit`, in index
+    /// order, contiguous), read together: an integration round's one read, so that a round
+    /// costs two calls of the database (this and [`TlogStore::tlog_advance`]). The default
+    /// reads them one after the other.
+    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<(TlogState, Vec<[u8; 32]>), LogError>> {
+        Box::pin(async move {
+            let state = self.tlog_state().await?;
+            let leaves = self.tlog_leaves(state.size, limit).await?;
+            Ok((state, leaves))
+        })
+    }
+
     /// Records a newly integrated tree if the stored one still has `old_size` leaves
     /// (compare-and-set: two integrators never both advance from the same size); false when
     /// another integrator got there first.
