@@ -836,7 +836,7 @@ impl TlogStore for DataApiRequestLog {
         })
     }
 
-    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<(TlogState, Vec<[u8; 32]>), LogError>> {
+    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<tollgate_core::ports::TlogPending, LogError>> {
         Box::pin(async move {
             // One call for the state and the first page of leaves; more pages only when more
             // than a page is waiting.

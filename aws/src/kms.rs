@@ -105,7 +105,9 @@ pub fn check_public_key(
         }
     }
     if !out.signing_algorithms().contains(&SigningAlgorithmSpec::Ed25519Sha512) {
-        return Err(wrong("the key does not offer the ED25519_SHA_512 signing algorithm".into()));
+        return Err(wrong(
+            "the key does not offer the ED25519_SHA_512 signing algorithm".into(),
+        ));
     }
     let der = out
         .public_key()
@@ -255,26 +257,54 @@ mod tests {
         let good = output(
             KeySpec::EccNistEdwards25519,
             KeyUsageType::SignVerify,
-            vec![SigningAlgorithmSpec::Ed25519Sha512, SigningAlgorithmSpec::Ed25519PhSha512],
+            vec![
+                SigningAlgorithmSpec::Ed25519Sha512,
+                SigningAlgorithmSpec::Ed25519PhSha512,
+            ],
             ed25519_spki(),
         );
         let pk = check_public_key("k", &good).unwrap();
-        assert_eq!(pk, ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes());
+        assert_eq!(
+            pk,
+            ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+                .verifying_key()
+                .to_bytes()
+        );
         let cases = [
             (
-                output(KeySpec::EccNistP256, KeyUsageType::SignVerify, vec![SigningAlgorithmSpec::EcdsaSha256], ed25519_spki()),
+                output(
+                    KeySpec::EccNistP256,
+                    KeyUsageType::SignVerify,
+                    vec![SigningAlgorithmSpec::EcdsaSha256],
+                    ed25519_spki(),
+                ),
                 "key spec is ECC_NIST_P256",
             ),
             (
-                output(KeySpec::EccNistEdwards25519, KeyUsageType::EncryptDecrypt, vec![SigningAlgorithmSpec::Ed25519Sha512], ed25519_spki()),
+                output(
+                    KeySpec::EccNistEdwards25519,
+                    KeyUsageType::EncryptDecrypt,
+                    vec![SigningAlgorithmSpec::Ed25519Sha512],
+                    ed25519_spki(),
+                ),
                 "key usage is ENCRYPT_DECRYPT",
             ),
             (
-                output(KeySpec::EccNistEdwards25519, KeyUsageType::SignVerify, vec![SigningAlgorithmSpec::Ed25519PhSha512], ed25519_spki()),
+                output(
+                    KeySpec::EccNistEdwards25519,
+                    KeyUsageType::SignVerify,
+                    vec![SigningAlgorithmSpec::Ed25519PhSha512],
+                    ed25519_spki(),
+                ),
                 "ED25519_SHA_512",
             ),
             (
-                output(KeySpec::EccNistEdwards25519, KeyUsageType::SignVerify, vec![SigningAlgorithmSpec::Ed25519Sha512], ed25519_spki()[..40].to_vec()),
+                output(
+                    KeySpec::EccNistEdwards25519,
+                    KeyUsageType::SignVerify,
+                    vec![SigningAlgorithmSpec::Ed25519Sha512],
+                    ed25519_spki()[..40].to_vec(),
+                ),
                 "not an Ed25519 SubjectPublicKeyInfo",
             ),
         ];

@@ -84,7 +84,11 @@ async fn sequencing_adds_no_data_api_call_to_marking() {
     let integrator = tollgate_core::translog::Integrator::new(std::sync::Arc::new(log.clone()), store, signer);
     let before = calls(&endpoint).await;
     assert_eq!(integrator.integrate().await.unwrap().size, 1000);
-    assert_eq!(calls(&endpoint).await - before, 2, "an integration round: one read, one compare-and-set");
+    assert_eq!(
+        calls(&endpoint).await - before,
+        2,
+        "an integration round: one read, one compare-and-set"
+    );
     let before = calls(&endpoint).await;
     assert_eq!(integrator.integrate().await.unwrap().size, 1000);
     assert_eq!(calls(&endpoint).await - before, 1, "nothing pending: one read");

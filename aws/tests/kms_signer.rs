@@ -62,7 +62,10 @@ async fn a_checkpoint_signed_through_kms_opens_with_the_vkey() {
     assert_eq!((opened.origin.as_str(), opened.size), (ORIGIN, 42));
     // Ed25519 is deterministic (RFC 8032 5.1.6): the same text signs to the same note, which is
     // what lets two integrators of one size write the same checkpoint.
-    assert_eq!(tollgate_tlog::note::sign_note(&text, &[&*signer]).await.unwrap(), signed);
+    assert_eq!(
+        tollgate_tlog::note::sign_note(&text, &[&*signer]).await.unwrap(),
+        signed
+    );
     // Another key of the same name does not open it.
     let other = KmsNoteSigner::connect(client(&kms).await, &kms.kms.create_ed25519_key("other"), ORIGIN)
         .await
@@ -104,7 +107,9 @@ async fn keys_that_cannot_sign_ed25519_are_refused_at_connect() {
         .await
         .expect("create an Ed25519 key");
     let arn = created.key_metadata().unwrap().arn().unwrap().to_string();
-    KmsNoteSigner::connect(sdk_client, &arn, ORIGIN).await.expect("an Ed25519 key connects");
+    KmsNoteSigner::connect(sdk_client, &arn, ORIGIN)
+        .await
+        .expect("an Ed25519 key connects");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +130,9 @@ async fn an_answer_that_does_not_verify_never_becomes_a_signature() {
         assert!(e.to_string().contains(says), "{how:?}: {e}");
     }
     kms.kms.clear();
-    tollgate_tlog::note::sign_note(&text, &[&signer]).await.expect("signs again once KMS answers right");
+    tollgate_tlog::note::sign_note(&text, &[&signer])
+        .await
+        .expect("signs again once KMS answers right");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,5 +180,14 @@ async fn transient_faults_are_retried_and_the_rest_are_not() {
     let e = tollgate_aws::kms::verifier_key(tollgate_aws::kms::client(&sdk), &arn, ORIGIN)
         .await
         .unwrap_err();
-    assert!(matches!(e, KmsError::Unavailable { operation: "GetPublicKey", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            KmsError::Unavailable {
+                operation: "GetPublicKey",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }

@@ -180,6 +180,9 @@ pub trait KeyStore: Send + Sync + 'static {
     fn count_keys(&self) -> BoxFuture<'_, Result<u64, LogError>>;
 }
 
+/// An integration round's read: the state, and the leaf hashes from its integrated size on.
+pub type TlogPending = (TlogState, Vec<[u8; 32]>);
+
 /// The transparency log's state in the request log's database (`tlog_sequencer`,
 /// `tlog_state`, and `log_index`/`leaf_hash` of the rows): what the integrator reads and
 /// advances. Sequencing itself happens in [`RequestLog::mark_audited`].
@@ -195,7 +198,7 @@ pub trait TlogStore: Send + Sync + 'static {
     /// order, contiguous), read together: an integration round's one read, so that a round
     /// costs two calls of the database (this and [`TlogStore::tlog_advance`]). The default
     /// reads them one after the other.
-    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<(TlogState, Vec<[u8; 32]>), LogError>> {
+    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<TlogPending, LogError>> {
         Box::pin(async move {
             let state = self.tlog_state().await?;
             let leaves = self.tlog_leaves(state.size, limit).await?;

@@ -602,7 +602,12 @@ impl KeyStore for SqliteRequestLog {
 }
 
 /// The state row's columns as a [`TlogState`].
-fn tlog_state_of(next: i64, size: i64, root: Option<String>, checkpoint: Option<String>) -> Result<TlogState, LogError> {
+fn tlog_state_of(
+    next: i64,
+    size: i64,
+    root: Option<String>,
+    checkpoint: Option<String>,
+) -> Result<TlogState, LogError> {
     let root_hash = match root {
         None => None,
         Some(h) => Some(
@@ -635,13 +640,11 @@ impl TlogStore for SqliteRequestLog {
         }))
     }
 
-    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<(TlogState, Vec<[u8; 32]>), LogError>> {
+    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<tollgate_core::ports::TlogPending, LogError>> {
         Box::pin(self.read(move |conn| {
             let mut stmt = conn.prepare_cached(sql::tlog::PENDING).map_err(map_err)?;
             let limit_i = limit as i64;
-            let mut rows = stmt
-                .query(&[(":limit", &limit_i as &dyn ToSql)][..])
-                .map_err(map_err)?;
+            let mut rows = stmt.query(&[(":limit", &limit_i as &dyn ToSql)][..]).map_err(map_err)?;
             let state = match rows.next().map_err(map_err)? {
                 Some(r) => tlog_state_of(
                     r.get(0).map_err(map_err)?,

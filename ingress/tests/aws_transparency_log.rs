@@ -76,7 +76,11 @@ async fn aws_mode_signs_checkpoints_with_kms_and_serves_verifiable_proofs() {
         .envs(env.iter().map(|(k, v)| (*k, *v)))
         .output()
         .unwrap();
-    assert!(out.status.success(), "tollgate log-key: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tollgate log-key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(vkey.starts_with(&format!("{LOG_ORIGIN}+")), "{vkey}");
     let kms = stack.kms.as_ref().unwrap();
@@ -113,7 +117,9 @@ async fn aws_mode_signs_checkpoints_with_kms_and_serves_verifiable_proofs() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let record = request(addr, "GET", &format!("/v1/requests/{id}"), &[], "").await.json();
+        let record = request(addr, "GET", &format!("/v1/requests/{id}"), &[], "")
+            .await
+            .json();
         let key = record["audit"]["object_key"].as_str().expect("audited").to_string();
         let line = event_line(&stack, &key, id).await;
         let proof = String::from_utf8(proof.to_vec()).unwrap();
@@ -135,19 +141,32 @@ async fn aws_mode_signs_checkpoints_with_kms_and_serves_verifiable_proofs() {
             kms_key_id: None,
         },
     );
-    let keys = tollgate_core::ports::ObjectStore::list(&trail, "log/checkpoint/").await.unwrap();
+    let keys = tollgate_core::ports::ObjectStore::list(&trail, "log/checkpoint/")
+        .await
+        .unwrap();
     assert!(!keys.is_empty(), "no checkpoint in the trail");
     let mut largest = 0;
     for k in &keys {
-        let body = tollgate_core::ports::ObjectStore::get(&trail, k).await.unwrap().unwrap();
+        let body = tollgate_core::ports::ObjectStore::get(&trail, k)
+            .await
+            .unwrap()
+            .unwrap();
         let c = tollgate_tlog::Checkpoint::open(&body, &verifiers).expect("a checkpoint opens with the KMS vkey");
         assert_eq!(c.origin, LOG_ORIGIN);
         assert_eq!(k, &format!("log/checkpoint/{}", c.size));
         largest = largest.max(c.size);
     }
-    assert!(largest >= ids.len() as u64, "the latest checkpoint covers {largest} < {} sent", ids.len());
+    assert!(
+        largest >= ids.len() as u64,
+        "the latest checkpoint covers {largest} < {} sent",
+        ids.len()
+    );
     let signs = kms.kms.calls().get("Sign").copied().unwrap_or(0);
-    assert!(signs >= keys.len() as u64, "{signs} KMS signatures for {} checkpoints", keys.len());
+    assert!(
+        signs >= keys.len() as u64,
+        "{signs} KMS signatures for {} checkpoints",
+        keys.len()
+    );
     eprintln!(
         "aws tlog: {} requests, {} checkpoints (largest {largest}), {} KMS Sign calls, proofs against sizes {sizes:?}",
         ids.len(),

@@ -99,7 +99,11 @@ impl KmsFault {
 
     /// `ThrottlingException` (400): the request rate exceeded the account's quota.
     pub fn throttling() -> Self {
-        Self::new(400, "ThrottlingException", "kms-local: injected throttling: rate exceeded")
+        Self::new(
+            400,
+            "ThrottlingException",
+            "kms-local: injected throttling: rate exceeded",
+        )
     }
 
     /// `AccessDeniedException` (400): the caller may not use the key.
@@ -342,7 +346,10 @@ impl KmsLocal {
         } else {
             rest.strip_prefix("key/").unwrap_or(rest).to_string()
         };
-        lock(&self.keys).get(&id).cloned().ok_or_else(|| KmsFault::not_found(key_id))
+        lock(&self.keys)
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| KmsFault::not_found(key_id))
     }
 
     fn create_key(&self, body: &Value) -> Result<Value, KmsFault> {
@@ -385,7 +392,12 @@ impl KmsLocal {
             arn: format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{id}"),
             id: id.clone(),
             spec: spec.to_string(),
-            usage: if signing.is_some() { "SIGN_VERIFY" } else { "ENCRYPT_DECRYPT" }.to_string(),
+            usage: if signing.is_some() {
+                "SIGN_VERIFY"
+            } else {
+                "ENCRYPT_DECRYPT"
+            }
+            .to_string(),
             description: str_field(body, "Description").unwrap_or_default().to_string(),
             created: now_epoch(),
             signing,
@@ -403,7 +415,11 @@ impl KmsLocal {
         let key = self.key(required(body, "TargetKeyId")?)?;
         let mut aliases = lock(&self.aliases);
         if aliases.contains_key(alias) {
-            return Err(KmsFault::new(400, "AlreadyExistsException", format!("{alias} already exists")));
+            return Err(KmsFault::new(
+                400,
+                "AlreadyExistsException",
+                format!("{alias} already exists"),
+            ));
         }
         aliases.insert(alias.to_string(), key.id.clone());
         Ok(json!({}))
@@ -468,7 +484,10 @@ impl KmsLocal {
 
     fn sign(&self, body: &Value) -> Result<Value, KmsFault> {
         let (key, message, algorithm) = self.signing_request(body)?;
-        let signing = key.signing.as_ref().ok_or_else(|| KmsFault::invalid_key_usage("no signing key"))?;
+        let signing = key
+            .signing
+            .as_ref()
+            .ok_or_else(|| KmsFault::invalid_key_usage("no signing key"))?;
         let misbehave = lock(&self.faults).misbehave;
         let mut sig = match misbehave {
             Misbehave::OtherKey => SigningKey::from_bytes(&[0x42; 32]).sign(&message).to_bytes().to_vec(),
@@ -486,7 +505,10 @@ impl KmsLocal {
 
     fn verify(&self, body: &Value) -> Result<Value, KmsFault> {
         let (key, message, algorithm) = self.signing_request(body)?;
-        let signing = key.signing.as_ref().ok_or_else(|| KmsFault::invalid_key_usage("no signing key"))?;
+        let signing = key
+            .signing
+            .as_ref()
+            .ok_or_else(|| KmsFault::invalid_key_usage("no signing key"))?;
         let sig = blob(body, "Signature")?;
         let valid = ed25519_dalek::Signature::from_slice(&sig)
             .is_ok_and(|s| signing.verifying_key().verify(&message, &s).is_ok());
@@ -628,9 +650,18 @@ mod tests {
         // A message over 4,096 bytes, a foreign algorithm, an unknown key, a DIGEST.
         let big = B64.encode(vec![b'a'; MAX_MESSAGE_BYTES + 1]);
         let cases = [
-            (json!({"KeyId": arn, "Message": big, "SigningAlgorithm": ED25519_SHA_512}), "ValidationException"),
-            (json!({"KeyId": arn, "Message": msg, "SigningAlgorithm": "ECDSA_SHA_256"}), "InvalidKeyUsageException"),
-            (json!({"KeyId": "alias/nope", "Message": msg, "SigningAlgorithm": ED25519_SHA_512}), "NotFoundException"),
+            (
+                json!({"KeyId": arn, "Message": big, "SigningAlgorithm": ED25519_SHA_512}),
+                "ValidationException",
+            ),
+            (
+                json!({"KeyId": arn, "Message": msg, "SigningAlgorithm": "ECDSA_SHA_256"}),
+                "InvalidKeyUsageException",
+            ),
+            (
+                json!({"KeyId": "alias/nope", "Message": msg, "SigningAlgorithm": ED25519_SHA_512}),
+                "NotFoundException",
+            ),
             (
                 json!({"KeyId": arn, "Message": msg, "MessageType": "DIGEST", "SigningAlgorithm": ED25519_SHA_512}),
                 "ValidationException",
@@ -642,7 +673,15 @@ mod tests {
         }
         // Exactly 4,096 bytes is allowed.
         let max = B64.encode(vec![b'a'; MAX_MESSAGE_BYTES]);
-        assert_eq!(call(&kms, "Sign", json!({"KeyId": arn, "Message": max, "SigningAlgorithm": ED25519_SHA_512})).0, 200);
+        assert_eq!(
+            call(
+                &kms,
+                "Sign",
+                json!({"KeyId": arn, "Message": max, "SigningAlgorithm": ED25519_SHA_512})
+            )
+            .0,
+            200
+        );
     }
 
     #[test]
@@ -661,7 +700,11 @@ mod tests {
         );
         assert_eq!((s, v["__type"].as_str()), (400, Some("InvalidKeyUsageException")));
         let (s, v) = call(&kms, "CreateKey", json!({"KeySpec": ED25519_SPEC}));
-        assert_eq!((s, v["__type"].as_str()), (400, Some("ValidationException")), "Ed25519 is SIGN_VERIFY only");
+        assert_eq!(
+            (s, v["__type"].as_str()),
+            (400, Some("ValidationException")),
+            "Ed25519 is SIGN_VERIFY only"
+        );
     }
 
     #[test]
