@@ -4,8 +4,10 @@
 # a throw-away data directory), and checks each answer:
 #   HTTP functions (echo, requests-api): an ALB response, never 5xx, 400 for a bad parameter;
 #   audit-writer: a write report, or InvalidBatch for the invalid batch;
-#   audit-reconciler: a pass report; db-migrate: SUCCESS delivered to the ResponseURL.
-# db-migrate's files carry a presigned S3 ResponseURL; CloudFormation's bucket is not reachable
+#   audit-reconciler: a pass report; audit-digest: a pass report, and for its custom resource
+#   SUCCESS with the log's verifier key delivered to the ResponseURL; db-migrate: SUCCESS
+#   delivered to the ResponseURL.
+# Custom resource files carry a presigned S3 ResponseURL; CloudFormation's bucket is not reachable
 # here, so that URL is pointed at a local catcher in a copy of the file (nothing else changes).
 #
 #   bash scripts/invoke-events.sh            # every function
@@ -44,6 +46,11 @@ pids+=($!)
 
 function_env() { # the environment a function is served with
     echo "TOLLGATE_DATA_DIR=$work/data"
+    if [ "$1" = audit-digest ]; then
+        # The custom resource must name the key and origin the function signs with: in embedded
+        # mode the key file, made under this origin on first start.
+        python3 -S -c 'import json, sys; p = json.load(open(sys.argv[1]))["ResourceProperties"]; print("TOLLGATE_LOG_KMS_KEY_ID=" + p["KeyId"]); print("TOLLGATE_LOG_ORIGIN=" + p["Origin"])' "$root/events/audit-digest-log-key-create.json"
+    fi
 }
 
 failures=0
@@ -66,6 +73,12 @@ elif name.startswith("audit-writer-"):
     if not out["objects"]: fail("no object written")
 elif name.startswith("audit-reconciler-"):
     if out.get("failed_batches", 1) != 0: fail("reconciler pass failed")
+elif name.startswith("audit-digest-log-key"):
+    last = sorted(os.listdir(responses), key=int)[-1]
+    sent = json.load(open(os.path.join(responses, last)))
+    if sent["Status"] != "SUCCESS" or "+" not in sent["Data"].get("VerifierKey", ""): fail(f"CloudFormation was told {sent}")
+elif name.startswith("audit-digest-"):
+    if "tree_size" not in out or "periods" not in out: fail("no digest pass report")
 elif name.startswith("db-migrate-"):
     last = sorted(os.listdir(responses), key=int)[-1]
     sent = json.load(open(os.path.join(responses, last)))
@@ -95,7 +108,7 @@ for manifest in functions/*/Cargo.toml; do
     for f in "${files[@]}"; do
         name="$(basename "$f")"
         data="$f"
-        if [[ "$name" == db-migrate-* ]]; then
+        if grep -q '"ResponseURL"' "$f"; then
             data="$work/$name"
             python3 -S - "$f" "$data" "http://127.0.0.1:$catcher_port/response" <<'PY'
 import json, sys

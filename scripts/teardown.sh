@@ -8,6 +8,8 @@
 #     deleted before each object's retention ends anyway;
 #   - the log bucket (Retain): ALB, S3 access and VPC flow logs and the CloudWatch log archive,
 #     kept for the same retention as the audit objects;
+#   - the trail bucket and the log signing key (Retain): the transparency log's tiles, checkpoints
+#     and signed digests stay verifiable (Object Lock keeps each object for TrailRetentionDays);
 #   - a final snapshot of the database (DeletionPolicy: Snapshot): the request log can be
 #     restored into a new cluster.
 # Delete those by hand once their retention no longer applies (docs/operations.md, Teardown).
@@ -43,10 +45,11 @@ fi
 rm -f "$err"
 audit_bucket="$(output AuditBucketName)"
 log_bucket="$(output LogBucketName)"
+trail_bucket="$(output TrailBucketName)"
 cluster="$(output DatabaseClusterArn)"
 
 if [ "$yes" != "--yes" ]; then
-    read -r -p "Delete stack $stack (the audit bucket $audit_bucket, the log bucket, the key and a database snapshot stay)? [y/N] " answer
+    read -r -p "Delete stack $stack (the audit bucket $audit_bucket, the log and trail buckets, the keys and a database snapshot stay)? [y/N] " answer
     [ "$answer" = y ] || { echo "nothing deleted"; exit 1; }
 fi
 
@@ -66,7 +69,8 @@ cat <<MSG
 $stack is deleted. Kept on purpose:
   audit bucket  $audit_bucket  (and the KMS key of its objects): the audit trail outlives the stack
   log bucket    $log_bucket  (access and flow logs, the CloudWatch log archive)
+  trail bucket  $trail_bucket  (and the log signing key): the transparency log and its signed digests
   database      its final snapshot: aws rds describe-db-cluster-snapshots --db-cluster-identifier ${cluster##*:}
-Delete them once their retention no longer applies: empty and delete the buckets, schedule the key's deletion
+Delete them once their retention no longer applies: empty and delete the buckets, schedule the keys' deletion
 (aws kms schedule-key-deletion), delete the snapshot (aws rds delete-db-cluster-snapshot).
 MSG

@@ -877,6 +877,29 @@ impl TlogStore for DataApiRequestLog {
         })
     }
 
+    fn tlog_object_rows<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<tollgate_core::ports::ObjectRow>, LogError>> {
+        Box::pin(async move {
+            let keys = serde_json::to_string(keys).map_err(|e| LogError::Failed(e.to_string()))?;
+            let params = vec![param("keys", &SqlValue::Text(keys))];
+            let (_, rows) = self
+                .execute(sql::tlog::OBJECT_ROWS_POSTGRES, params, None, true)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let key =
+                    text(row, "audit_key").ok_or_else(|| LogError::Failed("tlog: row without audit_key".into()))?;
+                let id =
+                    text(row, "request_id").ok_or_else(|| LogError::Failed("tlog: row without request_id".into()))?;
+                let index = number(row, "log_index").ok().map(|i| i as u64);
+                out.push((key.to_string(), id.to_string(), index));
+            }
+            Ok(out)
+        })
+    }
+
     fn tlog_advance<'a>(
         &'a self,
         old_size: u64,

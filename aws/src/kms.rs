@@ -199,6 +199,10 @@ impl KmsNoteSigner {
 }
 
 impl NoteSigner for KmsNoteSigner {
+    fn vkey(&self) -> Option<VerifierKey> {
+        Some(self.verifier.clone())
+    }
+
     fn name(&self) -> &str {
         self.verifier.name()
     }

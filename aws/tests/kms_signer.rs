@@ -41,6 +41,11 @@ async fn a_checkpoint_signed_through_kms_opens_with_the_vkey() {
     let vkey = signer.verifier_key().to_string();
     assert!(vkey.starts_with(&format!("{ORIGIN}+")), "{vkey}");
     assert_eq!(signer.name(), ORIGIN);
+    assert_eq!(
+        signer.vkey().map(|k| k.to_string()),
+        Some(vkey.clone()),
+        "the custom resource's vkey"
+    );
     // The key id, key ARN, alias name and alias ARN all name the same key.
     for id in [
         key_id.as_str(),

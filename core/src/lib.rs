@@ -12,6 +12,7 @@ pub mod audit;
 pub mod backends;
 pub mod backoff;
 pub mod clock;
+pub mod digest;
 pub mod http_fn;
 pub mod ids;
 pub mod local;

@@ -183,6 +183,9 @@ pub trait KeyStore: Send + Sync + 'static {
 /// An integration round's read: the state, and the leaf hashes from its integrated size on.
 pub type TlogPending = (TlogState, Vec<[u8; 32]>);
 
+/// A row of an audit object, for the digester: (audit key, request id, log index).
+pub type ObjectRow = (String, String, Option<u64>);
+
 /// The transparency log's state in the request log's database (`tlog_sequencer`,
 /// `tlog_state`, and `log_index`/`leaf_hash` of the rows): what the integrator reads and
 /// advances. Sequencing itself happens in [`RequestLog::mark_audited`].
@@ -205,6 +208,11 @@ pub trait TlogStore: Send + Sync + 'static {
             Ok((state, leaves))
         })
     }
+
+    /// The rows marked audited into any of `keys`: (audit key, request id, log index; `None`
+    /// for a row audited before the log existed). The digester maps an object's lines to
+    /// their indexes with it; rows not marked yet are not returned.
+    fn tlog_object_rows<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<ObjectRow>, LogError>>;
 
     /// Records a newly integrated tree if the stored one still has `old_size` leaves
     /// (compare-and-set: two integrators never both advance from the same size); false when

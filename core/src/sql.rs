@@ -98,6 +98,13 @@ pub mod tlog {
     /// Records a newly integrated tree if nobody else advanced it first (compare-and-set).
     pub const ADVANCE: &str = "UPDATE tlog_state SET size = :new_size, root_hash = :root_hash, \
          checkpoint = :checkpoint WHERE id = 1 AND size = :old_size";
+    /// The marked rows of some audit objects (`:keys`, a JSON array of keys): the digester's
+    /// map from an object's lines to their log indexes.
+    pub const OBJECT_ROWS_SQLITE: &str = "SELECT audit_key, request_id, log_index FROM api_requests \
+         WHERE audit_key IN (SELECT value FROM json_each(:keys))";
+    /// [`OBJECT_ROWS_SQLITE`] for PostgreSQL.
+    pub const OBJECT_ROWS_POSTGRES: &str = "SELECT audit_key, request_id, log_index FROM api_requests \
+         WHERE audit_key IN (SELECT json_array_elements_text(CAST(:keys AS json)))";
     /// PostgreSQL: marks and sequences a whole object's events in one statement (the function of
     /// migration 0004: it locks the sequencer row `FOR UPDATE`, then marks, then advances, in
     /// the statement's own transaction), so sequencing adds no Data API call to marking.

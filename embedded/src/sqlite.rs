@@ -698,6 +698,27 @@ impl TlogStore for SqliteRequestLog {
         }))
     }
 
+    fn tlog_object_rows<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<tollgate_core::ports::ObjectRow>, LogError>> {
+        let keys = serde_json::to_string(keys).unwrap_or_else(|_| "[]".into());
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql::tlog::OBJECT_ROWS_SQLITE).map_err(map_err)?;
+            let mut rows = stmt.query(&[(":keys", &keys as &dyn ToSql)][..]).map_err(map_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(map_err)? {
+                let index: Option<i64> = row.get(2).map_err(map_err)?;
+                out.push((
+                    row.get(0).map_err(map_err)?,
+                    row.get(1).map_err(map_err)?,
+                    index.map(|i| i as u64),
+                ));
+            }
+            Ok(out)
+        }))
+    }
+
     fn tlog_advance<'a>(
         &'a self,
         old_size: u64,

@@ -333,6 +333,8 @@ pub struct RecorderSettings {
 /// Everything the ingress reads at start-up.
 #[derive(Clone, Debug)]
 pub struct IngressConfig {
+    /// Embedded mode: the signed digests' period, grace and lookback (its in-process timer).
+    pub digest: tollgate_core::digest::DigestSettings,
     /// Listen address.
     pub listen: SocketAddr,
     /// Route file.
@@ -417,6 +419,7 @@ impl IngressConfig {
             audit_function: reconcile.audit_function.clone(),
         };
         let reconcile_interval = r.millis(&RECONCILE_INTERVAL);
+        let digest = tollgate_core::digest::DigestSettings::read(r);
         let target_group_arn = r.parse(
             "TOLLGATE_TARGET_GROUP_ARN",
             DEFAULT_TARGET_GROUP_ARN.to_string(),
@@ -436,6 +439,7 @@ impl IngressConfig {
             recorder,
             reconcile,
             reconcile_interval,
+            digest,
             target_group_arn,
         })
     }

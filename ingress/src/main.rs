@@ -6,6 +6,7 @@
 
 use anyhow::Context;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tollgate_core::backends::Mode;
 use tollgate_core::settings::SettingsReader;
 use tollgate_ingress::app;
@@ -164,6 +165,26 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
             .await
             .context("creating the first API key")?;
     }
+    // Embedded mode: the in-process timer of the `audit-digest` function (integration when idle,
+    // the signed digests). In AWS the scheduled function does it.
+    let digests = (mode == Mode::Embedded)
+        .then(|| backends.log_signer.clone())
+        .flatten()
+        .map(|signer| {
+            let integrator = Arc::new(tollgate_core::translog::Integrator::new(
+                backends.tlog.clone(),
+                backends.trail.clone(),
+                signer.clone(),
+            ));
+            let digester = Arc::new(tollgate_core::digest::Digester::new(
+                backends.tlog.clone(),
+                backends.store.clone(),
+                backends.trail.clone(),
+                signer,
+                config.digest.clone(),
+            ));
+            tollgate_audit_digest::spawn_timer(integrator, digester)
+        });
     let running = app::start_on(
         listener,
         config,
@@ -179,6 +200,9 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
     tracing::info!("shutdown signal received; draining");
     running.shutdown();
     running.wait().await;
+    if let Some(timer) = digests {
+        timer.abort();
+    }
     Ok(())
 }
 

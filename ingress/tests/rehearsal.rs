@@ -481,6 +481,9 @@ fn fargate_size(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> 
 ///   underscores, and hyphens" (RegisterTaskDefinition);
 /// - log group names: 1-512 characters of `[.\-_/#A-Za-z0-9]` (CloudWatch Logs CreateLogGroup);
 /// - Firehose `DeliveryStreamName`: 1-64 (CreateDeliveryStream);
+/// - IAM role `Path` (and SAM's `RolePath`, passed to the role it makes): "a string that must
+///   begin and end with forward slashes. In addition, it can contain any ASCII character from the
+///   ! (\u0021) through the DEL character (\u007F)", 1-512 characters (IAM CreateRole `Path`);
 /// - S3 `BucketName`: never fixed, since "Bucket names must be unique across all AWS accounts in
 ///   all the AWS Regions within a partition" (S3 user guide, bucketnamingrules.html): a fixed
 ///   name fails the second environment or a redeploy after a retained bucket.
@@ -521,6 +524,17 @@ fn names(stack: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
                     "{res_name}.{prop} {v:?} ({} characters, at most {max})",
                     v.len()
                 ));
+            }
+        }
+        let path = match res["Type"].as_str() {
+            Some("AWS::IAM::Role") => res["Properties"].get("Path"),
+            Some("AWS::Serverless::Function") => res["Properties"].get("RolePath"),
+            _ => None,
+        };
+        if let Some(path) = path.map(text) {
+            let printable = path.chars().all(|c| ('!'..='\u{7f}').contains(&c));
+            if path.len() > 512 || !path.starts_with('/') || !path.ends_with('/') || !printable {
+                problems.push(format!("{res_name}: role path {path:?} ({} characters)", path.len()));
             }
         }
         if res["Type"] == "AWS::S3::Bucket" && res["Properties"].get("BucketName").is_some() {
@@ -721,17 +735,37 @@ fn legacy_condition(template: &Value, region: &str) -> bool {
     eval(conditions, &conditions["LegacyElbRegion"], region)
 }
 
-/// The cost the docs state for dev assumes the cluster pauses when idle. Every reconciler pass
-/// queries it through the Data API, which "resumes the writer instance if it's paused", and the
-/// troubleshooting list names Data API clients "sending frequent requests so that the instance is
-/// never idle long enough to pause" (aurora-serverless-v2-auto-pause.html): where the cluster may
-/// pause, the passes must be further apart than the pause delay. Checked for the configured
-/// environments (a parameter extreme may trade the pause away on purpose).
+/// The cost the docs state for dev assumes the cluster pauses when idle. Every pass of a scheduled
+/// function that reads the request log (the reconciler, the digest function) queries it through
+/// the Data API, which "resumes the writer instance if it's paused", and the troubleshooting list
+/// names Data API clients "sending frequent requests so that the instance is never idle long
+/// enough to pause" (aurora-serverless-v2-auto-pause.html): where the cluster may pause, the
+/// passes must be further apart than the pause delay. Checked for the configured environments (a
+/// parameter extreme may trade the pause away on purpose).
 fn pauses_when_idle(stack: &Stack, r: &BTreeMap<String, Value>, configured: bool) -> Vec<String> {
     if !configured || text(&db_scaling(r)["MinCapacity"]).parse::<f64>().unwrap() != 0.0 {
         return Vec::new();
     }
-    let schedule = text(&r["AuditReconcilerFunction"]["Properties"]["Events"]["Schedule"]["Properties"]["Schedule"]);
+    let mut problems = Vec::new();
+    for (name, res) in r {
+        let props = &res["Properties"];
+        if props["Environment"]["Variables"]
+            .get("TOLLGATE_DB_CLUSTER_ARN")
+            .is_none()
+        {
+            continue;
+        }
+        for (_, event) in props["Events"].as_mapping().into_iter().flatten() {
+            if event["Type"] == "Schedule" {
+                problems.extend(queries_rarely(stack, name, &text(&event["Properties"]["Schedule"])));
+            }
+        }
+    }
+    problems
+}
+
+/// A schedule's queries leave the cluster idle long enough to pause.
+fn queries_rarely(stack: &Stack, name: &str, schedule: &str) -> Vec<String> {
     let interval_s = schedule
         .strip_prefix("rate(")
         .and_then(|s| s.strip_suffix(')'))
@@ -749,9 +783,9 @@ fn pauses_when_idle(stack: &Stack, r: &BTreeMap<String, Value>, configured: bool
     match interval_s {
         Some(i) if i > pause => Vec::new(),
         Some(i) => vec![format!(
-            "the reconciler queries every {i} s, the cluster pauses after {pause} s idle: it never pauses"
+            "{name} queries every {i} s, the cluster pauses after {pause} s idle: it never pauses"
         )],
-        None => vec![format!("reconciler schedule {schedule:?} is not a rate: cannot tell")],
+        None => vec![format!("{name}: schedule {schedule:?} is not a rate: cannot tell")],
     }
 }
 
@@ -824,6 +858,150 @@ fn http_only_redirects(stack: &Stack, r: &BTreeMap<String, Value>, _: bool) -> V
             {
                 problems.push(format!(
                     "{rule}: a rule on the HTTP listener {name} bypasses the redirect"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// KMS keys as KMS creates them:
+/// - a key spec allows only some key usages (KMS API reference, CreateKey `KeySpec`:
+///   "ECC_NIST_EDWARDS25519 (ed25519) - signing and verification only"; SYMMETRIC_DEFAULT encrypts
+///   and decrypts; HMAC keys generate and verify MACs);
+/// - "You cannot enable automatic rotation of asymmetric KMS keys, HMAC KMS keys ..." (KMS API
+///   reference, EnableKeyRotation): only a SYMMETRIC_DEFAULT key may have `EnableKeyRotation`;
+/// - the policy lockout safety check: unless bypassed (never, here), "the key policy must allow the
+///   principal making the CreateKey request to make a subsequent PutKeyPolicy request on the KMS
+///   key" (CreateKey `BypassPolicyLockoutSafetyCheck`). The deploying principal is whoever runs
+///   `sam deploy`, so the policy must let the account (its root, which enables IAM policies,
+///   key-policy-default.html) call kms:PutKeyPolicy without a condition;
+/// - "The principals in the key policy must exist and be visible to AWS KMS" (CreateKey `Policy`):
+///   an AWS principal is the account or a resource the key depends on (`<Role.Arn>`), never an ARN
+///   spelled out from a name that may not exist yet (roles are matched by condition instead).
+fn kms_keys(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, res) in r {
+        if res["Type"] != "AWS::KMS::Key" {
+            continue;
+        }
+        let props = &res["Properties"];
+        let spec = props
+            .get("KeySpec")
+            .map(text)
+            .unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
+        let usage = props
+            .get("KeyUsage")
+            .map(text)
+            .unwrap_or_else(|| "ENCRYPT_DECRYPT".into());
+        let usages: &[&str] = match spec.as_str() {
+            "SYMMETRIC_DEFAULT" => &["ENCRYPT_DECRYPT"],
+            "ECC_NIST_EDWARDS25519" => &["SIGN_VERIFY"],
+            s if s.starts_with("HMAC_") => &["GENERATE_VERIFY_MAC"],
+            other => {
+                problems.push(format!("{name}: key spec {other} is not in this check's table"));
+                continue;
+            }
+        };
+        if !usages.contains(&usage.as_str()) {
+            problems.push(format!("{name}: KMS refuses KeyUsage {usage} with KeySpec {spec}"));
+        }
+        if spec != "SYMMETRIC_DEFAULT" && props.get("EnableKeyRotation") == Some(&Value::Bool(true)) {
+            problems.push(format!("{name}: a {spec} key cannot rotate automatically"));
+        }
+        if props.get("BypassPolicyLockoutSafetyCheck") == Some(&Value::Bool(true)) {
+            problems.push(format!("{name}: bypasses the policy lockout safety check"));
+        }
+        let statements = props["KeyPolicy"]["Statement"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        let root = "arn:aws:iam::123456789012:root";
+        let may_put_policy = statements.iter().any(|st| {
+            st["Effect"] == "Allow"
+                && st.get("Condition").is_none()
+                && principals(&st["Principal"]).iter().any(|p| p == root)
+                && actions(st)
+                    .iter()
+                    .any(|a| ["kms:*", "kms:Put*", "kms:PutKeyPolicy"].contains(&a.as_str()))
+        });
+        if !may_put_policy {
+            problems.push(format!(
+                "{name}: no unconditional kms:PutKeyPolicy for the account: the lockout safety check refuses the policy"
+            ));
+        }
+        for st in &statements {
+            for p in principals(&st["Principal"]) {
+                if p != "*" && p != root && !(p.starts_with('<') && p.ends_with('>')) {
+                    problems.push(format!("{name}: principal {p} may not exist when the key is created"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The AWS principals of a policy statement (`"*"`, `{AWS: ...}`), resolved.
+fn principals(p: &Value) -> Vec<String> {
+    match p {
+        Value::String(s) => vec![s.clone()],
+        Value::Mapping(m) => m
+            .get("AWS")
+            .map(|v| match v {
+                Value::Sequence(seq) => seq.iter().map(text).collect(),
+                other => vec![text(other)],
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+fn actions(st: &Value) -> Vec<String> {
+    match &st["Action"] {
+        Value::Sequence(seq) => seq.iter().map(text).collect(),
+        other => vec![text(other)],
+    }
+}
+
+/// S3 Object Lock as S3 and CloudFormation take it:
+/// - `ObjectLockEnabled` must be set at creation ("Indicates whether this bucket has an Object
+///   Lock configuration enabled. Enable ObjectLockEnabled when you apply ObjectLockConfiguration
+///   to a bucket", AWS::S3::Bucket; "You can only enable Object Lock for new buckets", S3 API
+///   reference, PutObjectLockConfiguration);
+/// - Object Lock works only on versioned buckets and keeps versioning on ("you can't disable
+///   Object Lock or suspend versioning for that bucket", S3 user guide, object-lock.html);
+/// - a default retention needs a mode and exactly one period: "The DefaultRetention settings
+///   require both a mode and a period. The DefaultRetention period can be either Days or Years
+///   but you must select one. You cannot specify Days and Years at the same time"
+///   (PutObjectLockConfiguration), the mode GOVERNANCE or COMPLIANCE, the period positive.
+fn object_lock(_: &Stack, r: &BTreeMap<String, Value>, _: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, res) in r {
+        let props = &res["Properties"];
+        let Some(config) = props.get("ObjectLockConfiguration") else {
+            continue;
+        };
+        if props.get("ObjectLockEnabled") != Some(&Value::Bool(true)) {
+            problems.push(format!(
+                "{name}: an Object Lock configuration without ObjectLockEnabled"
+            ));
+        }
+        if props["VersioningConfiguration"]["Status"] != "Enabled" {
+            problems.push(format!("{name}: Object Lock without versioning"));
+        }
+        let retention = &config["Rule"]["DefaultRetention"];
+        if retention.is_mapping() {
+            let mode = retention.get("Mode").map(text).unwrap_or_default();
+            if !["GOVERNANCE", "COMPLIANCE"].contains(&mode.as_str()) {
+                problems.push(format!("{name}: default retention mode {mode:?}"));
+            }
+            let periods: Vec<String> = ["Days", "Years"]
+                .iter()
+                .filter_map(|k| retention.get(*k).map(text))
+                .collect();
+            if periods.len() != 1 || periods[0].parse::<u64>().unwrap_or(0) == 0 {
+                problems.push(format!(
+                    "{name}: default retention needs one positive period, has {periods:?}"
                 ));
             }
         }
@@ -921,6 +1099,46 @@ fn alb_log_delivery_covers_every_documented_region() {
 #[test]
 fn every_schedule_is_one_eventbridge_takes() {
     assert_clean(schedules);
+}
+
+#[test]
+fn every_kms_key_is_one_kms_creates() {
+    assert_clean(kms_keys);
+    // The check sees an asymmetric key with automatic rotation, and a policy the lockout safety
+    // check would refuse (the account may not put the policy again).
+    let (template, samconfig) = current();
+    let rotating = template.replacen(
+        "      KeyUsage: SIGN_VERIFY\n      EnableKeyRotation: false\n",
+        "      KeyUsage: SIGN_VERIFY\n      EnableKeyRotation: true\n",
+        1,
+    );
+    assert_ne!(rotating, template, "the log key moved: update this test");
+    assert!(run(&rotating, &samconfig, kms_keys)
+        .iter()
+        .any(|p| p.contains("LogKey: a ECC_NIST_EDWARDS25519 key cannot rotate")));
+    let locked_out = template.replacen("              - kms:Put*\n", "", 1);
+    assert_ne!(
+        locked_out, template,
+        "the log key's admin actions moved: update this test"
+    );
+    assert!(run(&locked_out, &samconfig, kms_keys)
+        .iter()
+        .any(|p| p.contains("LogKey: no unconditional kms:PutKeyPolicy")));
+}
+
+#[test]
+fn every_object_lock_bucket_is_one_s3_creates() {
+    assert_clean(object_lock);
+    let (template, samconfig) = current();
+    let unversioned = template.replacen(
+        "      VersioningConfiguration:\n        Status: Enabled\n      ObjectLockEnabled: true\n",
+        "      VersioningConfiguration:\n        Status: Suspended\n      ObjectLockEnabled: true\n",
+        1,
+    );
+    assert_ne!(unversioned, template, "the trail bucket moved: update this test");
+    assert!(run(&unversioned, &samconfig, object_lock)
+        .iter()
+        .any(|p| p.contains("TrailBucket: Object Lock without versioning")));
 }
 
 #[test]
@@ -1040,7 +1258,7 @@ fn the_rehearsal_fails_on_the_template_of_d5f4915() {
     expect(elb_log_accounts, "LegacyElbRegion is false in ap-southeast-3");
     expect(
         pauses_when_idle,
-        "default (tollgate-dev): the reconciler queries every 300 s",
+        "default (tollgate-dev): AuditReconcilerFunction queries every 300 s",
     );
     // The old template let Fargate sizes through that ECS refuses (no Rules).
     expect(fargate_size, "Fargate has no task of 256 CPU units with 3072 MiB");

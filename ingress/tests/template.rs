@@ -551,6 +551,20 @@ fn every_function_environment_parses_with_its_binary_settings() {
             }
             assert_eq!(mode.aws.as_ref().unwrap().function_prefix, "tollgate-dev-");
         }
+        if f == "AuditDigestFunction" {
+            // The function and the tasks (whose timer runs in embedded mode only) agree on
+            // the digests' period, grace and lookback.
+            let settings = tollgate_core::digest::DigestSettings::read(&mut reader);
+            let task_env: Vec<(String, String)> = t.container()["Environment"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|e| (s(&e["Name"]).to_string(), t.eval(&e["Value"]).unwrap()))
+                .collect();
+            let (task, _) = IngressConfig::from_sources(task_env, Vec::new()).unwrap();
+            assert_eq!(format!("{:?}", task.digest), format!("{settings:?}"), "tasks vs digest function");
+            assert!(settings.period >= std::time::Duration::from_secs(60), "{settings:?}");
+        }
         let docs = reader.finish().unwrap_or_else(|e| panic!("{f}: {e}"));
         assert_eq!(mode.storage.mode, Mode::Aws, "{f}");
         let known: BTreeSet<&str> = docs.iter().map(|d| d.env).collect();
@@ -1077,6 +1091,13 @@ fn iam_needs(op: &str, holder: &str) -> Vec<(&'static str, Option<&'static str>)
             "s3:ListBucket",
             Some("arn:aws:test:us-east-1:123456789012:AuditBucket/Arn"),
         )],
+        // The log key (the KMS signer, when its adapter is mapped above): Sign with the key's
+        // own algorithm, GetPublicKey for the verifier key and receipt certificates.
+        "sign" => vec![("kms:Sign", Some("arn:aws:test:us-east-1:123456789012:LogKey/Arn"))],
+        "get_public_key" => vec![(
+            "kms:GetPublicKey",
+            Some("arn:aws:test:us-east-1:123456789012:LogKey/Arn"),
+        )],
         // Which functions a component may invoke is checked by
         // every_function_is_a_cargo_lambda_binary_with_events (exactly those it calls).
         "invoke" => vec![("lambda:InvokeFunction", None)],
@@ -1096,7 +1117,7 @@ fn database_secret(holder: &str) -> &'static str {
 
 /// Each deployed component: the role that signs its calls and the sources it runs (the crate's
 /// own, plus the core modules that call ports for it).
-const COMPONENTS: [(&str, &[&str]); 6] = [
+const COMPONENTS: [(&str, &[&str]); 7] = [
     // The ingress task: recorder, handler, and core's reconciler (linked for embedded mode).
     ("TaskRole", &["ingress/src", "core/src/reconcile.rs"]),
     ("EchoFunction", &["functions/echo/src"]),
@@ -1107,6 +1128,10 @@ const COMPONENTS: [(&str, &[&str]); 6] = [
         &["functions/audit-reconciler/src", "core/src/reconcile.rs"],
     ),
     ("DbMigrateFunction", &["functions/db-migrate/src"]),
+    (
+        "AuditDigestFunction",
+        &["functions/audit-digest/src", "core/src/translog.rs", "core/src/digest.rs"],
+    ),
 ];
 
 #[test]
@@ -1631,7 +1656,7 @@ fn no_function_or_task_but_db_migrate_uses_the_master_secret() {
         .find(|e| s(&e["Name"]) == "TOLLGATE_DB_SECRET_ARN")
         .unwrap();
     components.push(("TaskRole".into(), t.eval(&task_secret["Value"]).unwrap()));
-    assert_eq!(components.len(), 5, "{components:?}");
+    assert_eq!(components.len(), 6, "{components:?}");
     for (holder, secret) in &components {
         assert_eq!(secret, database_secret(holder), "{holder}'s TOLLGATE_DB_SECRET_ARN");
         let read: Vec<String> = t
@@ -1670,6 +1695,403 @@ fn no_function_or_task_but_db_migrate_uses_the_master_secret() {
             "{prop}"
         );
     }
+}
+
+// ---- the verifiable audit trail (issue 15) ----------------------------------------------------
+
+/// The holders of a role (SAM functions, IAM roles) and the role ARN pattern each is signed in
+/// as: `arn:aws:iam::<account>:role<path>*`, from the role's `Path` or the function's `RolePath`.
+fn role_pattern(t: &Template, holder: &str) -> Option<String> {
+    let props = t.props(holder);
+    let path = props.get("RolePath").or_else(|| props.get("Path"))?;
+    Some(format!("arn:aws:iam::123456789012:role{}*", t.eval(path).unwrap()))
+}
+
+/// Every holder of IAM grants: the SAM functions (their generated roles) and the IAM roles.
+fn holders(t: &Template) -> Vec<String> {
+    let mut out = t.of_type("AWS::Serverless::Function");
+    out.extend(t.of_type("AWS::IAM::Role"));
+    out
+}
+
+/// The roles that sign with the log key (issue 15): the audit writer and the digest function
+/// (checkpoints, digests) and the ingress task (its receipt keys' certificates).
+const LOG_SIGNERS: [&str; 3] = ["AuditWriterFunction", "AuditDigestFunction", "TaskRole"];
+
+/// The log key is an Ed25519 signing key that exactly the three log signers may sign with: the
+/// key policy allows kms:Sign only to their role paths (pure Ed25519 over the raw message),
+/// denies it to every other principal, and lets the account administer the key without signing
+/// or granting; their IAM policies grant Sign on it, and no other role's does.
+#[test]
+fn the_log_key_is_sign_only_for_exactly_the_log_signers() {
+    let t = Template::load();
+    let key = t.resource("LogKey");
+    let props = &key["Properties"];
+    assert_eq!(s(&props["KeySpec"]), "ECC_NIST_EDWARDS25519");
+    assert_eq!(s(&props["KeyUsage"]), "SIGN_VERIFY");
+    assert_eq!(props["EnableKeyRotation"], Value::Bool(false));
+    assert_eq!(s(&key["DeletionPolicy"]), "Retain", "checkpoints stay verifiable");
+    let signers: BTreeSet<String> = LOG_SIGNERS
+        .iter()
+        .map(|h| role_pattern(&t, h).unwrap_or_else(|| panic!("{h} has no role path")))
+        .collect();
+    assert_eq!(signers.len(), 3, "each signer has a path of its own: {signers:?}");
+    let account = "arn:aws:iam::123456789012:root";
+    let statements = props["KeyPolicy"]["Statement"].as_sequence().unwrap();
+    let principal_arns = |st: &Value| -> BTreeSet<String> {
+        one_or_many(
+            &st["Condition"][if st["Effect"] == "Deny" {
+                "ArnNotLike"
+            } else {
+                "ArnLike"
+            }]["aws:PrincipalArn"],
+        )
+        .into_iter()
+        .map(|v| t.eval(v).unwrap())
+        .collect()
+    };
+    // An action pattern (kms:*, kms:S*, kms:Sign) that covers `action`.
+    let covers = |pattern: &str, action: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => action.starts_with(prefix),
+        None => pattern == action,
+    };
+    let (mut sign_allowed, mut sign_denied) = (false, false);
+    for st in statements {
+        let sid = s(&st["Sid"]);
+        let acts: Vec<&str> = one_or_many(&st["Action"]).into_iter().map(s).collect();
+        let grants_sign = acts.iter().any(|a| covers(a, "kms:Sign"));
+        match s(&st["Effect"]) {
+            "Allow" => {
+                assert_eq!(
+                    t.eval(&st["Principal"]["AWS"]).as_deref(),
+                    Some(account),
+                    "{sid}: only the account is a principal (roles are matched by condition)"
+                );
+                for a in &acts {
+                    assert!(!covers(a, "kms:CreateGrant"), "{sid}: {a} could grant Sign to anyone");
+                }
+                if grants_sign {
+                    assert_eq!(acts, ["kms:Sign"], "{sid}");
+                    assert_eq!(principal_arns(st), signers, "{sid}: who may sign");
+                    let alg = &st["Condition"]["StringEquals"];
+                    assert_eq!(s(&alg["kms:SigningAlgorithm"]), "ED25519_SHA_512", "{sid}");
+                    assert_eq!(s(&alg["kms:MessageType"]), "RAW", "{sid}");
+                    sign_allowed = true;
+                } else if st.get("Condition").is_some() {
+                    assert_eq!(principal_arns(st), signers, "{sid}: who may read the public key");
+                } else {
+                    // The administrators' statement: it keeps kms:PutKeyPolicy (the lockout
+                    // safety check; the rehearsal checks it too) and nothing that signs.
+                    assert!(acts.iter().any(|a| covers(a, "kms:PutKeyPolicy")), "{sid}");
+                }
+            }
+            "Deny" => {
+                assert_eq!(st["Principal"], "*", "{sid}");
+                assert!(grants_sign, "{sid}");
+                assert_eq!(principal_arns(st), signers, "{sid}: everyone but the signers");
+                sign_denied = true;
+            }
+            other => panic!("{sid}: Effect {other}"),
+        }
+    }
+    assert!(
+        sign_allowed && sign_denied,
+        "the signers may sign and everyone else is denied"
+    );
+
+    // IAM: exactly the signers are granted kms:Sign on the key, and no one on every key.
+    let key_arn = t.eval(&serde_yaml::from_str("!GetAtt LogKey.Arn").unwrap()).unwrap();
+    let mut granted = BTreeSet::new();
+    for holder in holders(&t) {
+        for (action, resource) in t.grants(&holder) {
+            if covers(&action, "kms:Sign") {
+                assert_eq!(resource, key_arn, "{holder} may {action} on {resource}");
+                granted.insert(holder.clone());
+            }
+        }
+    }
+    assert_eq!(
+        granted,
+        LOG_SIGNERS.iter().map(|h| h.to_string()).collect::<BTreeSet<_>>(),
+        "the roles granted kms:Sign on the log key"
+    );
+    // No other role shares a signer's path (the key policy matches roles by path).
+    for holder in holders(&t) {
+        if !LOG_SIGNERS.contains(&holder.as_str()) {
+            if let Some(p) = role_pattern(&t, &holder) {
+                assert!(!signers.contains(&p), "{holder} has a signer's role path {p}");
+            }
+        }
+    }
+    assert!(t.of_type("AWS::IAM::Policy").is_empty() && t.of_type("AWS::IAM::ManagedPolicy").is_empty());
+}
+
+/// The trail bucket: Object Lock always on with the mode and days of its parameters (COMPLIANCE
+/// in prod), versioned, SSE-KMS, private, TLS-only, create-only, retained with the stack, and
+/// nothing in it ever expires (the log is append-only: every tile is needed for proofs).
+#[test]
+fn the_trail_bucket_is_locked_and_never_expires() {
+    let t = Template::load();
+    let bucket = t.resource("TrailBucket");
+    assert_eq!(s(&bucket["DeletionPolicy"]), "Retain");
+    let b = &bucket["Properties"];
+    assert_eq!(
+        b["ObjectLockEnabled"],
+        Value::Bool(true),
+        "not conditional: always locked"
+    );
+    let lock = &b["ObjectLockConfiguration"];
+    assert_eq!(s(&lock["ObjectLockEnabled"]), "Enabled");
+    let retention = &lock["Rule"]["DefaultRetention"];
+    assert_eq!(intrinsic(&retention["Mode"]).unwrap().1, "TrailObjectLockMode");
+    assert_eq!(intrinsic(&retention["Days"]).unwrap().1, "TrailRetentionDays");
+    assert_eq!(t.parameter_default("TrailObjectLockMode"), "GOVERNANCE");
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(root().join("samconfig.toml")).unwrap()).unwrap();
+    let prod = config["prod"]["global"]["parameters"]["parameter_overrides"]
+        .as_str()
+        .unwrap();
+    assert!(
+        prod.split_whitespace().any(|p| p == "TrailObjectLockMode=COMPLIANCE"),
+        "prod locks the trail in COMPLIANCE mode: {prod}"
+    );
+    assert_eq!(s(&b["VersioningConfiguration"]["Status"]), "Enabled");
+    let sse = &b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"];
+    assert_eq!(s(&sse["SSEAlgorithm"]), "aws:kms");
+    assert!(b["PublicAccessBlockConfiguration"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .all(|v| *v == Value::Bool(true)));
+    for rule in b["LifecycleConfiguration"]["Rules"].as_sequence().into_iter().flatten() {
+        for expiry in [
+            "ExpirationInDays",
+            "ExpirationDate",
+            "NoncurrentVersionExpiration",
+            "NoncurrentVersionExpirationInDays",
+            "Transitions",
+            "NoncurrentVersionTransitions",
+        ] {
+            assert!(
+                rule.get(expiry).is_none(),
+                "the trail never expires: {expiry} in {rule:?}"
+            );
+        }
+    }
+    let policy = serde_json::to_string(&t.props("TrailBucketPolicy")["PolicyDocument"]).unwrap();
+    for needle in [
+        "aws:SecureTransport",
+        "s3:if-none-match",
+        "s3:x-amz-server-side-encryption",
+    ] {
+        assert!(policy.contains(needle), "{needle}: {policy}");
+    }
+    assert_eq!(
+        intrinsic(&t.props("TrailBucketPolicy")["Bucket"]).unwrap().1,
+        "TrailBucket"
+    );
+}
+
+/// Who reaches the trail bucket, and how: the writer and the digest function integrate the log
+/// (read and write `log/`), the digest function also writes `digest/` and lists the audit
+/// objects, requests-api reads `log/` for proofs. Each may also list the bucket, so that a tile not
+/// written yet reads as missing ("If you don't have the s3:ListBucket permission, Amazon S3
+/// returns an HTTP status code 403 Access Denied error", S3 API reference, GetObject), and use
+/// the audit key the bucket encrypts with (S3 user guide, UsingKMSEncryption.html). Nothing else
+/// reaches the trail. The table is tied to the code: the writer integrates (`integrate`) and
+/// requests-api reads the trail for proofs (`with_tlog`).
+#[test]
+fn the_trail_is_reached_by_exactly_those_that_use_it() {
+    let t = Template::load();
+    let trail = "arn:aws:test:us-east-1:123456789012:TrailBucket/Arn";
+    let audit = "arn:aws:test:us-east-1:123456789012:AuditBucket/Arn";
+    let key = "arn:aws:test:us-east-1:123456789012:AuditKey/Arn";
+    let g = |a: &str, r: String| (a.to_string(), r);
+    let users: [(&str, Vec<(String, String)>); 3] = [
+        (
+            "AuditWriterFunction",
+            vec![
+                g("s3:GetObject", format!("{trail}/log/*")),
+                g("s3:PutObject", format!("{trail}/log/*")),
+                g("s3:ListBucket", trail.into()),
+                g("kms:GenerateDataKey", key.into()),
+                g("kms:Decrypt", key.into()),
+            ],
+        ),
+        (
+            "AuditDigestFunction",
+            vec![
+                g("s3:GetObject", format!("{trail}/log/*")),
+                g("s3:PutObject", format!("{trail}/log/*")),
+                g("s3:GetObject", format!("{trail}/digest/*")),
+                g("s3:PutObject", format!("{trail}/digest/*")),
+                g("s3:ListBucket", trail.into()),
+                g("s3:ListBucket", audit.into()),
+                g("s3:GetObject", format!("{audit}/audit/*")),
+                g("kms:GenerateDataKey", key.into()),
+                g("kms:Decrypt", key.into()),
+            ],
+        ),
+        (
+            "RequestsApiFunction",
+            vec![
+                g("s3:GetObject", format!("{trail}/log/*")),
+                g("s3:ListBucket", trail.into()),
+                g("kms:Decrypt", key.into()),
+            ],
+        ),
+    ];
+    for (holder, needs) in &users {
+        let grants = t.grants(holder);
+        for need in needs {
+            assert!(grants.contains(need), "{holder} needs {} on {}", need.0, need.1);
+        }
+        let env: BTreeMap<String, String> = t.function_env(holder).into_iter().collect();
+        assert_eq!(env["TOLLGATE_TRAIL_BUCKET"], "ref-TrailBucket", "{holder}");
+    }
+    for holder in holders(&t) {
+        if users.iter().any(|(u, _)| *u == holder) {
+            continue;
+        }
+        for (action, resource) in t.grants(&holder) {
+            assert!(!resource.starts_with(trail), "{holder} may {action} on {resource}");
+        }
+    }
+    // Tied to the code: who integrates and who reads proofs.
+    let code = |dir: &str| -> String {
+        rust_files(&root().join(dir))
+            .iter()
+            .map(|f| source_without_tests(f))
+            .collect()
+    };
+    assert!(
+        code("functions/audit-writer/src").contains("integrate"),
+        "the writer integrates"
+    );
+    assert!(
+        code("functions/requests-api/src").contains("with_tlog("),
+        "requests-api reads the trail"
+    );
+}
+
+/// The audit-digest function: on its schedule, with the settings of issue 15, the writer's
+/// database role, the trail, the log key and the one origin the whole stack uses; its log group
+/// archived and its errors alarmed. Writer and task get the log key and origin too, and the
+/// verifier key is a stack output (a custom resource the function answers).
+#[test]
+fn the_digest_function_signs_on_its_schedule_and_the_stack_publishes_the_key() {
+    let t = Template::load();
+    let f = t.props("AuditDigestFunction");
+    assert_eq!(
+        s(&t.resource("AuditDigestFunction")["Metadata"]["BuildProperties"]["Binary"]),
+        "audit-digest"
+    );
+    assert_eq!(s(&f["CodeUri"]), "functions/audit-digest");
+    let schedule = &f["Events"]["Schedule"];
+    assert_eq!(s(&schedule["Type"]), "Schedule");
+    assert_eq!(
+        t.eval(&schedule["Properties"]["Schedule"]).as_deref(),
+        Some("rate(15 minutes)"),
+        "every 15 minutes by default"
+    );
+    assert_eq!(t.parameter_default("DigestPeriodMinutes"), "60");
+    let env: BTreeMap<String, String> = t.function_env("AuditDigestFunction").into_iter().collect();
+    let origin = t.eval(&t.props("LogVerifierKey")["Origin"]).unwrap();
+    for (name, want) in [
+        ("TOLLGATE_MODE", "aws"),
+        ("TOLLGATE_DB_SECRET_ARN", "ref-WriterDbSecret"),
+        ("TOLLGATE_AUDIT_BUCKET", "ref-AuditBucket"),
+        ("TOLLGATE_TRAIL_BUCKET", "ref-TrailBucket"),
+        (
+            "TOLLGATE_LOG_KMS_KEY_ID",
+            "arn:aws:test:us-east-1:123456789012:LogKey/Arn",
+        ),
+        ("TOLLGATE_LOG_ORIGIN", origin.as_str()),
+        ("TOLLGATE_DIGEST_PERIOD_MS", "3600000"),
+    ] {
+        assert_eq!(
+            env.get(name).map(String::as_str),
+            Some(want),
+            "AuditDigestFunction {name}"
+        );
+    }
+    assert!(env.contains_key("TOLLGATE_DB_CLUSTER_ARN"));
+    // Every period offered maps to its milliseconds, and divides a day (periods align with hours
+    // and days).
+    for minutes in t.doc["Parameters"]["DigestPeriodMinutes"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+    {
+        let m = number(minutes);
+        assert_eq!(1440 % m, 0, "{m} minutes do not divide a day");
+        assert_eq!(
+            t.eval(&t.doc["Mappings"]["DigestPeriods"][m.to_string().as_str()]["Ms"]),
+            Some((m * 60_000).to_string()),
+            "DigestPeriods {m}"
+        );
+    }
+    // One origin everywhere: writer, digest, task, custom resource, output. By default it is the
+    // stack's own (C2SP tlog-checkpoint: non-empty, no spaces, no "+"; unique per log).
+    let writer: BTreeMap<String, String> = t.function_env("AuditWriterFunction").into_iter().collect();
+    let task: BTreeMap<String, String> = t.container()["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (s(&e["Name"]).to_string(), t.eval(&e["Value"]).unwrap()))
+        .collect();
+    for (who, vars) in [("AuditWriterFunction", &writer), ("TaskRole", &task)] {
+        assert_eq!(vars["TOLLGATE_LOG_ORIGIN"], origin, "{who}");
+        assert_eq!(
+            vars["TOLLGATE_LOG_KMS_KEY_ID"], "arn:aws:test:us-east-1:123456789012:LogKey/Arn",
+            "{who}"
+        );
+    }
+    assert_eq!(t.eval(&t.doc["Outputs"]["LogOrigin"]["Value"]).unwrap(), origin);
+    let (f_if, arg) = intrinsic(&t.props("LogVerifierKey")["Origin"]).unwrap();
+    assert_eq!((f_if.as_str(), s(&arg[0])), ("If", "HasLogOrigin"));
+    assert_eq!(intrinsic(&arg[1]).unwrap().1, "LogOrigin");
+    let stack_origin = t.eval(&arg[2]).unwrap();
+    assert_eq!(stack_origin, "tollgate.us-east-1.123456789012/tollgate-dev");
+    assert!(!stack_origin.chars().any(|c| c.is_whitespace() || c == '+'));
+    assert_eq!(t.parameter_default("LogOrigin"), "");
+    assert_eq!(s(&t.doc["Parameters"]["LogOrigin"]["AllowedPattern"]), "^$|^[!-*,-~]+$");
+    // The verifier key: a custom resource answered by the digest function, and an output.
+    let cr = t.props("LogVerifierKey");
+    assert_eq!(s(&t.resource("LogVerifierKey")["Type"]), "Custom::LogVerifierKey");
+    assert_eq!(
+        getatt_parts(intrinsic(&cr["ServiceToken"]).unwrap().1).0,
+        "AuditDigestFunction"
+    );
+    assert_eq!(
+        getatt_parts(intrinsic(&cr["KeyId"]).unwrap().1),
+        ("LogKey".to_string(), "Arn".to_string())
+    );
+    let outputs = t.section("Outputs");
+    assert_eq!(
+        getatt_parts(intrinsic(&outputs["LogVerifierKey"]["Value"]).unwrap().1),
+        ("LogVerifierKey".to_string(), "VerifierKey".to_string())
+    );
+    assert_eq!(
+        intrinsic(&outputs["TrailBucketName"]["Value"]).unwrap().1,
+        "TrailBucket"
+    );
+    assert_eq!(
+        getatt_parts(intrinsic(&outputs["LogKeyArn"]["Value"]).unwrap().1),
+        ("LogKey".to_string(), "Arn".to_string())
+    );
+    // Operated like the other scheduled function: its own log group, archived, errors alarmed.
+    assert_eq!(
+        intrinsic(&f["LoggingConfig"]["LogGroup"]).unwrap().1,
+        "AuditDigestLogGroup"
+    );
+    assert!(t.of_type("AWS::Logs::SubscriptionFilter").iter().any(|sf| {
+        intrinsic(&t.props(sf)["LogGroupName"]).map(|(_, g)| s(g).to_string()) == Some("AuditDigestLogGroup".into())
+    }));
+    assert!(t.of_type("AWS::CloudWatch::Alarm").iter().any(|a| {
+        let p = t.props(a);
+        s(&p["MetricName"]) == "Errors"
+            && intrinsic(&p["Dimensions"][0]["Value"]).map(|(_, v)| s(v).to_string())
+                == Some("AuditDigestFunction".into())
+    }));
 }
 
 /// Issue 14: the optional WAF is the fleet-wide rate limit: a REGIONAL web ACL on this ALB whose

@@ -602,6 +602,28 @@ pub async fn tlog_sequencer<L: RequestLog + TlogStore>(log: std::sync::Arc<L>) {
             assert_eq!(row.audit_payload, None);
         }
     }
+    // The digester's lookup: each object's rows with their indexes, only for the keys asked.
+    let keys = vec![
+        "audit/v1/seq-1.ndjson.gz".to_string(),
+        "audit/v1/seq-5.ndjson.gz".to_string(),
+        "audit/v1/no-such-object.ndjson.gz".to_string(),
+    ];
+    let mut found = log.tlog_object_rows(&keys).await.expect("object rows");
+    found.sort();
+    let mut expected = Vec::new();
+    for o in [1, 5] {
+        for e in object(o) {
+            let row = log.get(&e.request_id).await.expect("get").expect("row");
+            expected.push((
+                format!("audit/v1/seq-{o}.ndjson.gz"),
+                e.request_id.clone(),
+                row.log_index,
+            ));
+        }
+    }
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(log.tlog_object_rows(&[]).await.expect("no keys").is_empty());
     // A re-drive never re-sequences.
     assert_eq!(log.mark_audited("again", &object(3)).await.expect("re-mark"), 0);
     assert_eq!(log.tlog_state().await.expect("state").next_index, after.next_index);

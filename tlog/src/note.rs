@@ -176,6 +176,12 @@ pub trait NoteSigner: Send + Sync {
 
     /// The Ed25519 signature of `msg` (the note text).
     fn sign<'a>(&'a self, msg: &'a [u8]) -> SignFuture<'a>;
+
+    /// The verifier key of this signer, where the signer knows its public key (the stack's
+    /// `LogVerifierKey` output and `tollgate log-key` print it).
+    fn vkey(&self) -> Option<VerifierKey> {
+        None
+    }
 }
 
 /// A local Ed25519 signing key with its name (a key file in embedded mode, or the per-task
@@ -257,6 +263,10 @@ impl fmt::Debug for Ed25519Signer {
 }
 
 impl NoteSigner for Ed25519Signer {
+    fn vkey(&self) -> Option<VerifierKey> {
+        Some(self.verifier_key())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
