@@ -128,11 +128,6 @@ impl ModeSettings {
     pub fn read(r: &mut SettingsReader) -> Self {
         let storage = StorageSettings::read(r);
         let aws = AwsSettings::read(r, storage.mode);
-        // The checkpoints' origin is their key's name, and a KMS key has none of its own: the
-        // operator names the log once, and every checkpoint and the vkey carry that name.
-        if aws.as_ref().is_some_and(|a| a.log_kms_key_id.is_some()) && storage.log_origin.is_none() {
-            r.error("TOLLGATE_LOG_KMS_KEY_ID needs TOLLGATE_LOG_ORIGIN (the log's name: its checkpoints' origin line and the key name in its vkey)".to_string());
-        }
         Self { storage, aws }
     }
 }
@@ -173,11 +168,13 @@ pub async fn log_signer(
     let Some(key_id) = settings.aws.as_ref().and_then(|a| a.log_kms_key_id.as_deref()) else {
         return Ok(None);
     };
-    let origin = settings
-        .storage
-        .log_origin
-        .as_deref()
-        .ok_or("TOLLGATE_LOG_KMS_KEY_ID needs TOLLGATE_LOG_ORIGIN")?;
+    // The checkpoints' origin is their key's name, and a KMS key has none of its own: the
+    // operator names the log once, and every checkpoint and the vkey carry that name. (Checked
+    // here, at open, rather than with the other settings: the template sets the origin through a
+    // condition that its tests evaluate to the empty parameter.)
+    let origin = settings.storage.log_origin.as_deref().ok_or(
+        "TOLLGATE_LOG_KMS_KEY_ID needs TOLLGATE_LOG_ORIGIN (the log's name: its checkpoints' origin line and the key name in its vkey)",
+    )?;
     let signer = crate::kms::KmsNoteSigner::connect(crate::kms::client(sdk), key_id, origin)
         .await
         .map_err(|e| format!("the transparency log's signing key: {e}"))?;
