@@ -3,12 +3,14 @@
 #   a private PostgreSQL (initdb in a temp dir, as the postgres user when run as root),
 #   dataapi-local (the RDS Data API over it), moto's S3 server with the audit bucket,
 #   cargo lambda watch (Lambda Invoke API) with the function binaries attached,
+#   kms-local (the KMS API, tollgate-testkit) with an Ed25519 key, alias/tollgate-log, that signs
+#   the transparency log's checkpoints (TOLLGATE_LOG_KMS_KEY_ID= turns the log off),
 #   `tollgate migrate`, then the ingress in aws mode on 127.0.0.1:8080 (TOLLGATE_LISTEN).
 # Ctrl-C (or any failure) stops everything and removes the temp dir.
 # The stand-ins take free ports on 127.0.0.1; for `sam local invoke` (env.json: the function's
 # container reaches them at host.docker.internal) run it as
 #   TOLLGATE_STANDIN_HOST=0.0.0.0 TOLLGATE_STANDIN_DATAAPI_PORT=8082 TOLLGATE_STANDIN_S3_PORT=5000 \
-#     TOLLGATE_STANDIN_LAMBDA_PORT=9000 bash scripts/aws-local.sh
+#     TOLLGATE_STANDIN_LAMBDA_PORT=9000 TOLLGATE_STANDIN_KMS_PORT=8083 bash scripts/aws-local.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
@@ -36,7 +38,8 @@ PROFILE="${TOLLGATE_PROFILE:-dev}"
 mapfile -t local_functions < <(python3 -S -c 'import tomllib; [print(f["name"]) for f in tomllib.load(open("functions.toml","rb"))["functions"] if f["local_stack"]]')
 mapfile -t function_packages < <(python3 -S -c 'import tomllib; [print("-p", tomllib.load(open(f["package"] + "/Cargo.toml","rb"))["package"]["name"]) for f in tomllib.load(open("functions.toml","rb"))["functions"] if f["local_stack"]]')
 # shellcheck disable=SC2068 # each line is "-p <crate>": two words
-cargo build --profile "$PROFILE" -p tollgate-ingress --features tollgate-ingress/aws -p dataapi-local ${function_packages[@]}
+cargo build --profile "$PROFILE" -p tollgate-ingress --features tollgate-ingress/aws -p dataapi-local \
+    -p tollgate-testkit ${function_packages[@]}
 if [ "$PROFILE" = dev ]; then BIN=target/debug; else BIN="target/$PROFILE"; fi
 
 PG_PORT=$(free_port)
@@ -56,7 +59,12 @@ PIDS+=($!)
 LAMBDA_PORT="${TOLLGATE_STANDIN_LAMBDA_PORT:-$(free_port)}"
 cargo lambda watch --only-lambda-apis -A "$STANDIN_HOST" -P "$LAMBDA_PORT" >"$WORK/lambda.log" 2>&1 &
 PIDS+=($!)
-wait_port "$DATAAPI_PORT"; wait_port "$S3_PORT"; wait_port "$LAMBDA_PORT"
+KMS_PORT="${TOLLGATE_STANDIN_KMS_PORT:-$(free_port)}"
+LOG_KEY=alias/tollgate-log
+TOLLGATE_KMS_LOCAL_LISTEN="$STANDIN_HOST:$KMS_PORT" TOLLGATE_KMS_LOCAL_CREATE_KEY="$LOG_KEY" \
+    "$BIN/kms-local" >"$WORK/kms.log" 2>&1 &
+PIDS+=($!)
+wait_port "$DATAAPI_PORT"; wait_port "$S3_PORT"; wait_port "$LAMBDA_PORT"; wait_port "$KMS_PORT"
 
 export TOLLGATE_MODE=aws
 export TOLLGATE_DB_CLUSTER_ARN=arn:aws:rds:us-east-1:000000000000:cluster:tollgate-local
@@ -68,6 +76,10 @@ export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local 
 export AWS_ENDPOINT_URL_RDS_DATA="http://127.0.0.1:$DATAAPI_PORT"
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$LAMBDA_PORT"
+export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$KMS_PORT"
+# The transparency log: checkpoints signed by the stand-in's key (set it empty to turn it off).
+export TOLLGATE_LOG_KMS_KEY_ID="${TOLLGATE_LOG_KMS_KEY_ID-$LOG_KEY}"
+export TOLLGATE_LOG_ORIGIN="${TOLLGATE_LOG_ORIGIN:-tollgate.local/aws-local}"
 
 python3 -S - <<PY
 import urllib.request
@@ -88,6 +100,7 @@ local AWS stack up (logs in $WORK):
   RDS Data API    $AWS_ENDPOINT_URL_RDS_DATA
   S3              $AWS_ENDPOINT_URL_S3 (bucket $TOLLGATE_AUDIT_BUCKET)
   Lambda          $AWS_ENDPOINT_URL_LAMBDA
+  KMS             $AWS_ENDPOINT_URL_KMS (log key: ${TOLLGATE_LOG_KMS_KEY_ID:-none, the log is off})
 starting the ingress in aws mode; Ctrl-C stops everything.
 MSG
 "$BIN/tollgate" "$@" &

@@ -783,54 +783,92 @@ impl KeyStore for DataApiRequestLog {
     }
 }
 
+/// The state row (of [`sql::tlog::STATE`] or the first of [`sql::tlog::PENDING`]).
+fn tlog_state_of(row: Option<&Map<String, Value>>) -> Result<TlogState, LogError> {
+    let row = row.ok_or_else(|| LogError::Failed("tlog_state: no row (migration 0004 not applied?)".into()))?;
+    let root_hash = match text(row, "root_hash") {
+        None => None,
+        Some(h) => Some(
+            tollgate_core::model::parse_hash_hex(h.trim_end())
+                .ok_or_else(|| LogError::Failed(format!("tlog_state: bad root hash {h:?}")))?,
+        ),
+    };
+    Ok(TlogState {
+        next_index: number(row, "next_index")? as u64,
+        size: number(row, "size")? as u64,
+        root_hash,
+        checkpoint: text(row, "checkpoint"),
+    })
+}
+
+/// Appends leaf rows (`log_index`, `leaf_hash`) to `out`, which holds the leaves from `from`
+/// on: each must be the next index.
+fn push_leaves<'a>(
+    from: u64,
+    rows: impl Iterator<Item = &'a Map<String, Value>>,
+    out: &mut Vec<[u8; 32]>,
+) -> Result<(), LogError> {
+    for row in rows {
+        let expected = from + out.len() as u64;
+        let index = number(row, "log_index")? as u64;
+        let hash = text(row, "leaf_hash").and_then(|h| tollgate_core::model::parse_hash_hex(h.trim_end()));
+        match hash {
+            Some(h) if index == expected => out.push(h),
+            _ => {
+                return Err(LogError::Failed(format!(
+                    "tlog: leaf {expected} missing or malformed (found index {index})"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Leaves per Data API page: ~100 bytes per leaf in the JSON response, so pages stay under
+/// the 1 MiB response limit.
+const LEAVES_PAGE: usize = PENDING_PAGE * 20;
+
 impl TlogStore for DataApiRequestLog {
     fn tlog_state(&self) -> BoxFuture<'_, Result<TlogState, LogError>> {
         Box::pin(async move {
             let (_, rows) = self.execute(sql::tlog::STATE, vec![], None, true).await?;
-            let row = rows
-                .first()
-                .ok_or_else(|| LogError::Failed("tlog_state: no row (migration 0004 not applied?)".into()))?;
-            let root_hash = match text(row, "root_hash") {
-                None => None,
-                Some(h) => Some(
-                    tollgate_core::model::parse_hash_hex(h.trim_end())
-                        .ok_or_else(|| LogError::Failed(format!("tlog_state: bad root hash {h:?}")))?,
-                ),
-            };
-            Ok(TlogState {
-                next_index: number(row, "next_index")? as u64,
-                size: number(row, "size")? as u64,
-                root_hash,
-                checkpoint: text(row, "checkpoint"),
-            })
+            tlog_state_of(rows.first())
+        })
+    }
+
+    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<tollgate_core::ports::TlogPending, LogError>> {
+        Box::pin(async move {
+            // One call for the state and the first page of leaves; more pages only when more
+            // than a page is waiting.
+            let page = limit.min(LEAVES_PAGE);
+            let params = vec![param("limit", &SqlValue::Int(page as i64))];
+            let (_, rows) = self.execute(sql::tlog::PENDING, params, None, true).await?;
+            let state = tlog_state_of(rows.first())?;
+            let mut leaves = Vec::with_capacity(rows.len().saturating_sub(1));
+            push_leaves(state.size, rows.iter().skip(1), &mut leaves)?;
+            let waiting = state.next_index.saturating_sub(state.size) as usize;
+            if leaves.len() == page && leaves.len() < limit.min(waiting) {
+                let more = self
+                    .tlog_leaves(state.size + leaves.len() as u64, limit.min(waiting) - leaves.len())
+                    .await?;
+                leaves.extend(more);
+            }
+            Ok((state, leaves))
         })
     }
 
     fn tlog_leaves(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>> {
         Box::pin(async move {
-            // ~100 bytes per leaf in the JSON response: pages stay under the 1 MiB limit.
-            let mut out: Vec<[u8; 32]> = Vec::with_capacity(limit.min(PENDING_PAGE * 20));
+            let mut out: Vec<[u8; 32]> = Vec::with_capacity(limit.min(LEAVES_PAGE));
             while out.len() < limit {
-                let page = (limit - out.len()).min(PENDING_PAGE * 20);
+                let page = (limit - out.len()).min(LEAVES_PAGE);
                 let at = from + out.len() as u64;
                 let params = vec![
                     param("from", &SqlValue::Int(at as i64)),
                     param("limit", &SqlValue::Int(page as i64)),
                 ];
                 let (_, rows) = self.execute(sql::tlog::LEAVES, params, None, true).await?;
-                for row in &rows {
-                    let expected = from + out.len() as u64;
-                    let index = number(row, "log_index")? as u64;
-                    let hash = text(row, "leaf_hash").and_then(|h| tollgate_core::model::parse_hash_hex(h.trim_end()));
-                    match hash {
-                        Some(h) if index == expected => out.push(h),
-                        _ => {
-                            return Err(LogError::Failed(format!(
-                                "tlog: leaf {expected} missing or malformed (found index {index})"
-                            )))
-                        }
-                    }
-                }
+                push_leaves(from, rows.iter(), &mut out)?;
                 if rows.len() < page {
                     break;
                 }

@@ -75,6 +75,24 @@ async fn sequencing_adds_no_data_api_call_to_marking() {
         "SELECT count(DISTINCT log_index) FROM api_requests WHERE log_index BETWEEN 0 AND 999",
     );
     assert_eq!(indexed.trim(), "1000");
+
+    // Integrating them costs two calls: the state with the pending leaves in one statement, and
+    // the compare-and-set; with nothing pending, one.
+    let dir = std::env::temp_dir().join(format!("tollgate-calls-{}", uuid::Uuid::new_v4().simple()));
+    let store = std::sync::Arc::new(tollgate_embedded::dirstore::DirObjectStore::open(&dir).unwrap());
+    let signer = std::sync::Arc::new(tollgate_tlog::Ed25519Signer::from_seed("tollgate.test/calls", &[3; 32]).unwrap());
+    let integrator = tollgate_core::translog::Integrator::new(std::sync::Arc::new(log.clone()), store, signer);
+    let before = calls(&endpoint).await;
+    assert_eq!(integrator.integrate().await.unwrap().size, 1000);
+    assert_eq!(
+        calls(&endpoint).await - before,
+        2,
+        "an integration round: one read, one compare-and-set"
+    );
+    let before = calls(&endpoint).await;
+    assert_eq!(integrator.integrate().await.unwrap().size, 1000);
+    assert_eq!(calls(&endpoint).await - before, 1, "nothing pending: one read");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

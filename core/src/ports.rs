@@ -180,6 +180,9 @@ pub trait KeyStore: Send + Sync + 'static {
     fn count_keys(&self) -> BoxFuture<'_, Result<u64, LogError>>;
 }
 
+/// An integration round's read: the state, and the leaf hashes from its integrated size on.
+pub type TlogPending = (TlogState, Vec<[u8; 32]>);
+
 /// A row of an audit object, for the digester: (audit key, request id, log index).
 pub type ObjectRow = (String, String, Option<u64>);
 
@@ -193,6 +196,18 @@ pub trait TlogStore: Send + Sync + 'static {
     /// The leaf hashes of indexes `from..` in index order, at most `limit`; contiguous (an
     /// index is assigned in the transaction that stores its row's hash).
     fn tlog_leaves(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>>;
+
+    /// The state and the leaf hashes from its integrated size on (at most `limit`, in index
+    /// order, contiguous), read together: an integration round's one read, so that a round
+    /// costs two calls of the database (this and [`TlogStore::tlog_advance`]). The default
+    /// reads them one after the other.
+    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<TlogPending, LogError>> {
+        Box::pin(async move {
+            let state = self.tlog_state().await?;
+            let leaves = self.tlog_leaves(state.size, limit).await?;
+            Ok((state, leaves))
+        })
+    }
 
     /// The rows marked audited into any of `keys`: (audit key, request id, log index; `None`
     /// for a row audited before the log existed). The digester maps an object's lines to

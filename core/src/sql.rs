@@ -85,6 +85,16 @@ pub mod tlog {
     /// Leaf hashes from an index on, in index order.
     pub const LEAVES: &str = "SELECT log_index, leaf_hash FROM api_requests WHERE log_index >= :from \
          ORDER BY log_index LIMIT :limit";
+    /// The sequencer and the integrated tree (the first row, `log_index` NULL), then the leaf
+    /// hashes from the integrated size on, in index order, at most `:limit`: what an
+    /// integration round reads, in one statement (one Data API call; issue 15's budget). The
+    /// range on `log_index` stands for a LIMIT, since indexes have no holes.
+    pub const PENDING: &str = "SELECT s.next_index AS next_index, t.size AS size, t.root_hash AS root_hash, \
+         t.checkpoint AS checkpoint, NULL AS log_index, NULL AS leaf_hash FROM tlog_sequencer s, tlog_state t \
+         WHERE s.id = 1 AND t.id = 1 \
+         UNION ALL SELECT NULL, NULL, NULL, NULL, r.log_index, r.leaf_hash FROM api_requests r, tlog_state t \
+         WHERE t.id = 1 AND r.log_index >= t.size AND r.log_index < t.size + :limit \
+         ORDER BY log_index NULLS FIRST";
     /// Records a newly integrated tree if nobody else advanced it first (compare-and-set).
     pub const ADVANCE: &str = "UPDATE tlog_state SET size = :new_size, root_hash = :root_hash, \
          checkpoint = :checkpoint WHERE id = 1 AND size = :old_size";

@@ -135,26 +135,35 @@ impl Integrator {
         &self.origin
     }
 
-    /// Integrates everything sequenced so far; returns the state after.
+    /// Integrates everything sequenced before it started; returns the state after. A round
+    /// costs two calls of the database: one read of the state with the pending leaves
+    /// ([`TlogStore::tlog_pending`]) and the compare-and-set ([`TlogStore::tlog_advance`]).
+    /// Leaves sequenced after the read are the next integration's (every writer batch
+    /// integrates after its own marking), so no third call checks for them.
     pub async fn integrate(&self) -> Result<TlogState, TlogError> {
         let _one = self.lock.lock().await;
         loop {
-            let state = self.log.tlog_state().await?;
+            let (state, leaves) = self.log.tlog_pending(MAX_LEAVES_PER_ROUND).await?;
             if state.size >= state.next_index {
                 return Ok(state);
             }
-            let leaves = self.log.tlog_leaves(state.size, MAX_LEAVES_PER_ROUND).await?;
             if leaves.is_empty() {
                 return Err(TlogError::Inconsistent(format!(
                     "sequenced up to {} but no leaf at {}",
                     state.next_index, state.size
                 )));
             }
-            self.extend(&state, &leaves).await?;
+            if let Some(after) = self.extend(&state, &leaves).await? {
+                if after.size >= state.next_index {
+                    return Ok(after);
+                }
+            }
         }
     }
 
-    async fn extend(&self, state: &TlogState, leaves: &[Hash]) -> Result<(), TlogError> {
+    /// Extends the tree of `state` by `leaves`: the state after, or `None` when another
+    /// integrator advanced the log first (read it again).
+    async fn extend(&self, state: &TlogState, leaves: &[Hash]) -> Result<Option<TlogState>, TlogError> {
         let old_size = state.size;
         let mut reader = EdgeReader {
             old: HashMap::new(),
@@ -205,8 +214,14 @@ impl Integrator {
         }
         if !self.log.tlog_advance(old_size, new_size, &root, &signed).await? {
             tracing::info!(old_size, new_size, "tlog: another integrator advanced the log first");
+            return Ok(None);
         }
-        Ok(())
+        Ok(Some(TlogState {
+            next_index: state.next_index,
+            size: new_size,
+            root_hash: Some(root),
+            checkpoint: Some(signed),
+        }))
     }
 }
 

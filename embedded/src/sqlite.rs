@@ -601,6 +601,28 @@ impl KeyStore for SqliteRequestLog {
     }
 }
 
+/// The state row's columns as a [`TlogState`].
+fn tlog_state_of(
+    next: i64,
+    size: i64,
+    root: Option<String>,
+    checkpoint: Option<String>,
+) -> Result<TlogState, LogError> {
+    let root_hash = match root {
+        None => None,
+        Some(h) => Some(
+            tollgate_core::model::parse_hash_hex(&h)
+                .ok_or_else(|| LogError::Failed(format!("tlog_state: bad root hash {h:?}")))?,
+        ),
+    };
+    Ok(TlogState {
+        next_index: next.max(0) as u64,
+        size: size.max(0) as u64,
+        root_hash,
+        checkpoint,
+    })
+}
+
 impl TlogStore for SqliteRequestLog {
     fn tlog_state(&self) -> BoxFuture<'_, Result<TlogState, LogError>> {
         Box::pin(self.read(move |conn| {
@@ -614,19 +636,39 @@ impl TlogStore for SqliteRequestLog {
                     ))
                 })
                 .map_err(map_err)?;
-            let root_hash = match root {
-                None => None,
-                Some(h) => Some(
-                    tollgate_core::model::parse_hash_hex(&h)
-                        .ok_or_else(|| LogError::Failed(format!("tlog_state: bad root hash {h:?}")))?,
-                ),
+            tlog_state_of(next, size, root, checkpoint)
+        }))
+    }
+
+    fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<tollgate_core::ports::TlogPending, LogError>> {
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql::tlog::PENDING).map_err(map_err)?;
+            let limit_i = limit as i64;
+            let mut rows = stmt.query(&[(":limit", &limit_i as &dyn ToSql)][..]).map_err(map_err)?;
+            let state = match rows.next().map_err(map_err)? {
+                Some(r) => tlog_state_of(
+                    r.get(0).map_err(map_err)?,
+                    r.get(1).map_err(map_err)?,
+                    r.get(2).map_err(map_err)?,
+                    r.get(3).map_err(map_err)?,
+                )?,
+                None => return Err(LogError::Failed("tlog_state: no row".into())),
             };
-            Ok(TlogState {
-                next_index: next.max(0) as u64,
-                size: size.max(0) as u64,
-                root_hash,
-                checkpoint,
-            })
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(map_err)? {
+                let index: i64 = row.get(4).map_err(map_err)?;
+                let hash: Option<String> = row.get(5).map_err(map_err)?;
+                let expected = state.size as i64 + out.len() as i64;
+                match hash.as_deref().and_then(tollgate_core::model::parse_hash_hex) {
+                    Some(h) if index == expected => out.push(h),
+                    _ => {
+                        return Err(LogError::Failed(format!(
+                            "tlog: leaf {expected} missing or malformed (found index {index})"
+                        )))
+                    }
+                }
+            }
+            Ok((state, out))
         }))
     }
 

@@ -168,12 +168,13 @@ pub async fn prove_receipt(config: &IngressConfig, file: &std::path::Path, out: 
     Ok(())
 }
 
-/// `tollgate log-key`: the transparency log's verifier key in the note `vkey` format (the key
-/// file is made on first start, so this makes it if nothing has run yet).
+/// `tollgate log-key`: the transparency log's verifier key in the note `vkey` format: of the key
+/// file in embedded mode (made on first start, so this makes it if nothing has run yet), of the
+/// KMS key `TOLLGATE_LOG_KMS_KEY_ID` in aws mode (its public key, read with `GetPublicKey`).
 pub async fn log_key(config: &IngressConfig, out: &mut dyn Write) -> anyhow::Result<()> {
     let storage = &config.mode.storage;
     if storage.mode != tollgate_core::backends::Mode::Embedded {
-        anyhow::bail!("aws mode has no log key yet (the KMS signer is not built: docs/transparency-log.md)");
+        return aws_log_key(config, out).await;
     }
     std::fs::create_dir_all(&storage.data_dir).with_context(|| format!("creating {}", storage.data_dir.display()))?;
     let signer = tollgate_core::translog::load_or_create_key(
@@ -184,6 +185,30 @@ pub async fn log_key(config: &IngressConfig, out: &mut dyn Write) -> anyhow::Res
     .map_err(anyhow::Error::msg)?;
     writeln!(out, "{}", signer.verifier_key())?;
     Ok(())
+}
+
+#[cfg(feature = "aws")]
+async fn aws_log_key(config: &IngressConfig, out: &mut dyn Write) -> anyhow::Result<()> {
+    let aws = config.mode.aws.as_ref().context("aws mode without AWS settings")?;
+    let key_id = aws
+        .log_kms_key_id
+        .as_deref()
+        .context("TOLLGATE_LOG_KMS_KEY_ID is not set: this log signs no checkpoints, so it has no key")?;
+    let origin = config
+        .mode
+        .storage
+        .log_origin
+        .as_deref()
+        .context("TOLLGATE_LOG_KMS_KEY_ID needs TOLLGATE_LOG_ORIGIN")?;
+    let sdk = tollgate_aws::sdk::config().await;
+    let vkey = tollgate_aws::kms::verifier_key(tollgate_aws::kms::client(&sdk), key_id, origin).await?;
+    writeln!(out, "{vkey}")?;
+    Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_log_key(_: &IngressConfig, _: &mut dyn Write) -> anyhow::Result<()> {
+    anyhow::bail!("aws mode needs a tollgate built with the aws feature")
 }
 
 /// `tollgate export`: every record received in [since, until), page by page (newest first, as

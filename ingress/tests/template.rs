@@ -1138,7 +1138,7 @@ const COMPONENTS: [(&str, &[&str]); 7] = [
 fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
     let t = Template::load();
     // The adapters, their ports and the SDK operations each client offers that the code may call.
-    let adapters: [(&str, &str, &[&str]); 3] = [
+    let adapters: [(&str, &str, &[&str]); 4] = [
         (
             "aws/src/dataapi.rs",
             "log",
@@ -1156,6 +1156,8 @@ fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
             &["put_object", "get_object", "head_object", "list_objects_v2"],
         ),
         ("aws/src/lambda.rs", "invoker", &["invoke"]),
+        // The transparency log's signer: GetPublicKey once at start, Sign per checkpoint.
+        ("aws/src/kms.rs", "signer", &["get_public_key", "sign"]),
     ];
     // Every SDK call of the workspace is in one of those adapters: a `.send()` anywhere else is
     // a call this test does not see.

@@ -629,6 +629,18 @@ pub async fn tlog_sequencer<L: RequestLog + TlogStore>(log: std::sync::Arc<L>) {
     assert_eq!(log.tlog_state().await.expect("state").next_index, after.next_index);
     assert!(log.tlog_leaves(after.next_index, 10).await.expect("none").is_empty());
 
+    // An integration round's one read: the state and the leaves from its size on, together.
+    let (state, pending) = log.tlog_pending(100_000).await.expect("pending");
+    assert_eq!(state, after);
+    assert_eq!(
+        pending,
+        log.tlog_leaves(after.size, 100_000).await.expect("leaves"),
+        "the pending leaves are the leaves from the integrated size on"
+    );
+    assert_eq!(pending.len() as u64, after.next_index - after.size);
+    let (_, first) = log.tlog_pending(5).await.expect("pending, limited");
+    assert_eq!(first, pending[..5], "at most the limit, from the integrated size");
+
     // The integrated state: compare-and-set from the size it holds.
     assert_eq!(after.size, before.size);
     let root = [7u8; 32];
@@ -646,4 +658,7 @@ pub async fn tlog_sequencer<L: RequestLog + TlogStore>(log: std::sync::Arc<L>) {
     assert_eq!(state.size, before.size + 3);
     assert_eq!(state.root_hash, Some(root));
     assert_eq!(state.checkpoint.as_deref(), Some("checkpoint 3\n"));
+    let (pending_state, pending_after) = log.tlog_pending(100_000).await.expect("pending");
+    assert_eq!(pending_state, state);
+    assert_eq!(pending_after, pending[3..], "the pending leaves start at the new size");
 }

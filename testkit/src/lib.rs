@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 pub mod contract;
 pub mod faults;
+pub mod kms_local;
 
 /// Where Debian's PostgreSQL binaries live (`apt-get install -y postgresql`).
 pub fn pg_bin_dir() -> PathBuf {

@@ -3,20 +3,32 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 use tollgate_core::model::AuditBatch;
+use tollgate_core::translog::Integrator;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let _logs = tollgate_core::logging::init_json_logs();
     let backends = Arc::new(tollgate_aws::backends::open_from_process().await?);
-    if backends.log_signer.is_none() {
-        // docs/transparency-log.md: the KMS signer is not built yet.
+    // After each batch it marked, the writer integrates the log (tiles and a checkpoint signed
+    // by the KMS key), as the embedded writer does: docs/transparency-log.md.
+    let integrator = backends
+        .log_signer
+        .clone()
+        .map(|signer| Arc::new(Integrator::new(backends.tlog.clone(), backends.trail.clone(), signer)));
+    if integrator.is_none() {
         tracing::info!(
-            "tlog: events are sequenced; integration into tiles and checkpoints is off in aws mode (no KMS signer yet)"
+            "tlog: events are sequenced; integration into tiles and checkpoints is off (TOLLGATE_LOG_KMS_KEY_ID is not set)"
         );
     }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<AuditBatch>| {
-        let backends = backends.clone();
-        async move { tollgate_audit_writer::write_batch(&*backends.log, &*backends.store, event.payload).await }
+        let (backends, integrator) = (backends.clone(), integrator.clone());
+        async move {
+            let report = tollgate_audit_writer::write_batch(&*backends.log, &*backends.store, event.payload).await?;
+            if let Some(i) = integrator.filter(|_| report.rows_marked > 0) {
+                tollgate_audit_writer::integrate(&i).await;
+            }
+            Ok::<_, tollgate_audit_writer::WriteError>(report)
+        }
     }))
     .await
 }

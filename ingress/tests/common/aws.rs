@@ -158,10 +158,29 @@ pub struct AwsStack {
     pub lambda: LambdaEmulator,
     /// Environment of an aws-mode process (ingress or function).
     pub env: Vec<(String, String)>,
+    /// The KMS stand-in holding the transparency log's key, when the stack signs checkpoints
+    /// ([`AwsStack::start_with_kms_log`]).
+    pub kms: Option<tollgate_testkit::kms_local::KmsServer>,
 }
 
+/// The transparency log's key in the KMS stand-in, and the log's origin.
+pub const LOG_KEY_ALIAS: &str = "alias/tollgate-log";
+pub const LOG_ORIGIN: &str = "tollgate.local/aws-stack";
+
 impl AwsStack {
+    /// The stack with the transparency log off (events sequenced, not integrated).
     pub async fn start() -> Self {
+        Self::start_inner(false).await
+    }
+
+    /// The stack with the transparency log on: a KMS stand-in (on this test's runtime) holding
+    /// an Ed25519 key, and `AWS_ENDPOINT_URL_KMS`, `TOLLGATE_LOG_KMS_KEY_ID` and
+    /// `TOLLGATE_LOG_ORIGIN` in every process's environment, so the audit-writer integrates.
+    pub async fn start_with_kms_log() -> Self {
+        Self::start_inner(true).await
+    }
+
+    async fn start_inner(with_kms: bool) -> Self {
         if !cfg!(feature = "aws") {
             panic!(
                 "the aws-mode tests run the ingress binary in aws mode: build it with its aws feature \
@@ -177,11 +196,29 @@ impl AwsStack {
         let s3 = S3Server::start();
         let s3_faults = tollgate_testkit::faults::FaultProxy::start(&s3.endpoint);
         let logs = super::TempDir::new("lambda-logs");
+        let kms = if with_kms {
+            let kms = tollgate_testkit::kms_local::KmsServer::start().await;
+            let arn = kms.kms.create_ed25519_key("tollgate transparency log (test stack)");
+            kms.kms.create_alias(LOG_KEY_ALIAS, &arn).expect("alias the log key");
+            Some(kms)
+        } else {
+            None
+        };
         let mut attempts = 0;
         let (lambda, env) = loop {
             attempts += 1;
             let lambda_port = free_port();
-            let env = Self::environment(&dataapi, &s3_faults.endpoint(), lambda_port);
+            let mut env = Self::environment(&dataapi, &s3_faults.endpoint(), lambda_port);
+            if let Some(kms) = &kms {
+                env.extend(
+                    [
+                        ("AWS_ENDPOINT_URL_KMS", kms.endpoint.clone()),
+                        ("TOLLGATE_LOG_KMS_KEY_ID", LOG_KEY_ALIAS.to_string()),
+                        ("TOLLGATE_LOG_ORIGIN", LOG_ORIGIN.to_string()),
+                    ]
+                    .map(|(k, v)| (k.to_string(), v)),
+                );
+            }
             if let Some(lambda) = LambdaEmulator::start(lambda_port, env.clone(), logs.0.clone()) {
                 break (lambda, env);
             }
@@ -205,6 +242,7 @@ impl AwsStack {
             dataapi,
             lambda,
             env,
+            kms,
         }
     }
 
