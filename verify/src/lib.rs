@@ -427,11 +427,17 @@ impl FetchedTiles {
     }
 }
 
+/// RFC 3339, with a fraction only when there is one (period bounds are whole seconds).
+fn time_text(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| tollgate_core::clock::format(t))
+}
+
 /// Verifies the trail; see the crate documentation for what is checked.
 pub async fn verify(src: &Sources, opt: &Options, progress: &dyn Progress) -> Result<Report, VerifyError> {
     let origin = opt.verifier.name().to_string();
     let verifiers = Verifiers::new(vec![opt.verifier.clone()]);
-    let t = tollgate_core::clock::format;
+    let t = time_text;
     let mut r = Report {
         origin: origin.clone(),
         requested: (opt.from.map(t), opt.to.map(t)),
@@ -673,7 +679,7 @@ async fn walk_chain(
     r: &mut Report,
     progress: &dyn Progress,
 ) -> Result<Chain, VerifyError> {
-    let t = tollgate_core::clock::format;
+    let t = time_text;
     let keys = src.trail.list(digest::PREFIX).await?;
     progress.start("digests", keys.len() as u64);
     let mut chain = Chain {
@@ -995,6 +1001,14 @@ fn apply_object(
         Err(reason) => {
             r.objects.add(false);
             r.find("object_unreadable", key, reason);
+            // Its indexes are named by this finding: no separate "event_missing" for them.
+            if let Some(e) = entry {
+                for i in e.line_indexes() {
+                    if let Some(s) = table.get_mut(i) {
+                        s.flags |= MISSING;
+                    }
+                }
+            }
             return;
         }
     };
