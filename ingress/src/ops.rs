@@ -344,6 +344,7 @@ pub async fn verify(config: &IngressConfig, args: &crate::cli::VerifyArgs, out: 
         audit: backends.store,
         trail: backends.trail,
         tlog: backends.tlog,
+        log: backends.log,
     };
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(0)

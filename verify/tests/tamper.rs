@@ -154,6 +154,7 @@ impl Trail {
             audit: self.store.clone(),
             trail: self.store.clone(),
             tlog: self.log.clone(),
+            log: self.log.clone(),
         };
         let r = verify(&src, &opt, &NoProgress).await.unwrap();
         eprintln!("{}", r.to_text());
@@ -248,7 +249,8 @@ async fn an_empty_log_verifies() {
     let src = Sources {
         audit: store.clone(),
         trail: store,
-        tlog: log,
+        tlog: log.clone(),
+        log,
     };
     let opt = Options {
         verifier: signer.verifier_key(),
@@ -538,4 +540,37 @@ impl Detail for Report {
             .collect::<Vec<_>>()
             .join(" | ")
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_awaiting_its_marking_is_pending_not_planted() {
+    // Its writer died between the put and the marking: the rows exist, unaudited; the
+    // digester defers the object until the reconciler's re-drive marks it.
+    let t = Trail::build().await;
+    let when = at("2026-12-03T10:01:40Z");
+    let batch_id = batch_id_at(when);
+    let ids = ["req-stuck-1", "req-stuck-2"];
+    let rows: Vec<NewRecord> = ids
+        .iter()
+        .map(|id| NewRecord {
+            audit_payload: event(id, when),
+            ..tollgate_testkit::contract::sample_record(id, &batch_id)
+        })
+        .collect();
+    t.log.insert_batch(&rows).await.unwrap();
+    let lines: Vec<String> = ids.iter().map(|id| event(id, when)).collect();
+    let key = audit::object_key(&batch_id, 0).unwrap();
+    t.store
+        .put_if_absent(&key, audit::encode(lines.iter().map(String::as_str)).into())
+        .await
+        .unwrap();
+    let r = t.verify().await;
+    assert!(r.ok(), "{}", r.to_text());
+    assert_eq!(r.pending_objects, 2);
+    // The same object with one event nobody recorded is planted.
+    let mut forged = lines.clone();
+    forged.push(event("req-nobody", when));
+    std::fs::write(t.path(&key), audit::encode(forged.iter().map(String::as_str))).unwrap();
+    let r = t.verify().await;
+    assert_found(&r, "object_unlisted", &key);
 }
