@@ -152,6 +152,8 @@ pub struct Report {
     pub pending_objects: u64,
     /// Everything found wrong; empty means the trail verified.
     pub findings: Vec<Finding>,
+    /// Seconds each phase took (checkpoints, digests, objects, tree, rows), for the benchmark.
+    pub phase_seconds: Vec<(&'static str, f64)>,
 }
 
 impl Report {
@@ -446,6 +448,11 @@ pub async fn verify(src: &Sources, opt: &Options, progress: &dyn Progress) -> Re
         ..Report::default()
     };
 
+    let mut clock = std::time::Instant::now();
+    let mut lap = |r: &mut Report, phase: &'static str| {
+        r.phase_seconds.push((phase, clock.elapsed().as_secs_f64()));
+        clock = std::time::Instant::now();
+    };
     // 1. Checkpoints first: the newest one bounds what must exist (anything written after
     //    this listing is newer than it, so a live log causes no false alarm).
     let checkpoints = load_checkpoints(src, &verifiers, &origin, &mut r, progress).await?;
@@ -455,9 +462,13 @@ pub async fn verify(src: &Sources, opt: &Options, progress: &dyn Progress) -> Re
         .unwrap_or((0, merkle::EMPTY_ROOT));
     r.tree_size = top_size;
     let state = src.tlog.tlog_state().await?;
+    // The request log's rows below the newest checkpoint, read while the objects are.
+    let prefetch = (!opt.bounded()).then(|| tokio::spawn(fetch_rows(src.tlog.clone(), 0, top_size)));
 
+    lap(&mut r, "checkpoints");
     // 2. The digest chain.
     let chain = walk_chain(src, opt, &verifiers, &origin, &checkpoints, &mut r, progress).await?;
+    lap(&mut r, "digests");
 
     // 3. The objects: the listed ones in range and every stored one in range.
     let step = chain.step.unwrap_or(opt.period);
@@ -576,6 +587,7 @@ pub async fn verify(src: &Sources, opt: &Options, progress: &dyn Progress) -> Re
         progress,
     )
     .await?;
+    lap(&mut r, "objects");
 
     // 4. The tree.
     let mut tiles = FetchedTiles::default();
@@ -587,8 +599,15 @@ pub async fn verify(src: &Sources, opt: &Options, progress: &dyn Progress) -> Re
     check_auditor_checkpoint(src, opt, &verifiers, &checkpoints, top_size, top_root, &mut tiles, &table, &mut r)
         .await?;
 
+    lap(&mut r, "tree");
+
     // 5. The request log.
-    check_rows(src, &state, &mut table, &keys, &mut r, progress).await?;
+    let rows = match prefetch {
+        Some(task) => task.await.map_err(|e| VerifyError::Task(e.to_string()))??,
+        None => fetch_rows(src.tlog.clone(), table.base, table.base + table.slots.len() as u64).await?,
+    };
+    check_rows(src, opt.bounded(), &state, &mut table, &keys, rows, &mut r, progress).await?;
+    lap(&mut r, "rows");
 
     // Events: the lines at the indexes checked.
     for s in &table.slots {
@@ -1377,72 +1396,131 @@ async fn check_auditor_checkpoint(
     Ok(())
 }
 
-/// Streams the request log's sequenced rows over the indexes checked.
-async fn check_rows(
-    src: &Sources,
-    state: &tollgate_core::model::TlogState,
-    table: &mut Table,
-    keys: &[String],
-    r: &mut Report,
-    progress: &dyn Progress,
-) -> Result<(), VerifyError> {
-    let end = table.base + table.slots.len() as u64;
-    progress.start("request log", end - table.base);
-    let mut from = table.base;
-    while from < end {
-        let rows = src.tlog.tlog_rows(from, ROW_PAGE).await?;
+/// A sequenced row as the check needs it: fingerprints instead of text, so a million rows
+/// fit in 64 MB (the text of a row found wrong is read again for its finding).
+struct SeenRow {
+    index: u64,
+    id: u64,
+    key: u64,
+    leaf: Option<Hash>,
+}
+
+/// Reads the sequenced rows of `[from, end)` in index order (run beside the object reading:
+/// the request log and the object store are read at once).
+async fn fetch_rows(tlog: Arc<dyn TlogStore>, from: u64, end: u64) -> Result<Vec<SeenRow>, LogError> {
+    let mut out = Vec::with_capacity(usize::try_from((end - from).min(1 << 24)).unwrap_or(0));
+    let mut at = from;
+    while at < end {
+        let rows = tlog.tlog_rows(at, ROW_PAGE).await?;
         let Some(last) = rows.last() else { break };
-        from = last.log_index + 1;
+        at = last.log_index + 1;
         for row in rows {
             if row.log_index >= end {
                 break;
             }
-            progress.advance(1);
-            let Some(s) = table.get_mut(row.log_index) else { continue };
-            let at = format!("request {} (index {})", row.request_id, row.log_index);
-            if s.flags & SET == 0 {
-                if s.flags & (FROM_TILES | MISSING) == 0 {
-                    r.rows.add(false);
-                    r.find("row_without_event", at, "the request log puts its event at this index, where the log has no event");
-                } else {
-                    r.rows.add(false);
-                }
-                continue;
+            out.push(SeenRow {
+                index: row.log_index,
+                id: fingerprint(&row.request_id),
+                key: row.audit_key.as_deref().map_or(0, fingerprint),
+                leaf: row.leaf_hash.as_deref().and_then(tollgate_core::model::parse_hash_hex),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The request log's text of the row at an index: "request <id> (index <n>)" and its audit key.
+async fn row_text(src: &Sources, index: u64) -> Result<(String, String), VerifyError> {
+    let row = src.tlog.tlog_rows(index, 1).await?.into_iter().next();
+    Ok(match row {
+        Some(row) if row.log_index == index => (
+            format!("request {} (index {index})", row.request_id),
+            row.audit_key.unwrap_or_else(|| "null".into()),
+        ),
+        _ => (format!("index {index}"), "?".into()),
+    })
+}
+
+/// Checks the sequenced rows over the indexes checked against the events there.
+#[allow(clippy::too_many_arguments)]
+async fn check_rows(
+    src: &Sources,
+    bounded: bool,
+    state: &tollgate_core::model::TlogState,
+    table: &mut Table,
+    keys: &[String],
+    rows: Vec<SeenRow>,
+    r: &mut Report,
+    progress: &dyn Progress,
+) -> Result<(), VerifyError> {
+    let end = table.base + table.slots.len() as u64;
+    progress.start("request log", rows.len() as u64);
+    let key_fps: Vec<u64> = keys.iter().map(|k| fingerprint(k)).collect();
+    // (index, code, what is wrong), resolved to text afterwards (a bounded number of them).
+    let mut wrong_rows: Vec<(u64, &'static str, &'static str)> = Vec::new();
+    for row in rows {
+        progress.advance(1);
+        let Some(s) = table.get_mut(row.index) else { continue };
+        // A bounded run's span also holds indexes of objects out of range (backfills
+        // interleave): a row there cannot be judged.
+        if bounded && s.flags & SET == 0 {
+            continue;
+        }
+        if s.flags & SET == 0 {
+            r.rows.add(false);
+            if s.flags & (FROM_TILES | MISSING) == 0 {
+                wrong_rows.push((row.index, "row_without_event", ""));
             }
-            if s.flags & HAS_ROW != 0 {
-                s.flags |= BAD;
-                r.rows.add(false);
-                r.find("row_twice", at, "a second row at the same index");
-                continue;
-            }
-            s.flags |= HAS_ROW;
-            let key = keys.get(s.object as usize).map_or("", String::as_str);
-            let mut wrong = Vec::new();
-            if fingerprint(&row.request_id) != s.id {
-                wrong.push("the line at its index is another request's".to_string());
-            }
-            if row.audit_key.as_deref() != Some(key) {
-                wrong.push(format!(
-                    "its audit_key is {}, the event at its index is in {key}",
-                    row.audit_key.as_deref().unwrap_or("null")
-                ));
-            }
-            let leaf = row.leaf_hash.as_deref().and_then(tollgate_core::model::parse_hash_hex);
-            if leaf != Some(s.leaf) {
-                wrong.push("its leaf_hash is not the hash of the line at its index".to_string());
-            }
-            let ok = wrong.is_empty();
-            r.rows.add(ok);
-            if !ok {
-                s.flags |= BAD;
-                // A damaged object disagrees with all its rows: its own finding says why.
-                if s.flags & DAMAGED == 0 {
-                    r.find("row_mismatch", at, wrong.join("; "));
-                }
+            continue;
+        }
+        if s.flags & HAS_ROW != 0 {
+            s.flags |= BAD;
+            r.rows.add(false);
+            wrong_rows.push((row.index, "row_twice", ""));
+            continue;
+        }
+        s.flags |= HAS_ROW;
+        let key_ok = key_fps.get(s.object as usize) == Some(&row.key);
+        let id_ok = row.id == s.id;
+        let leaf_ok = row.leaf == Some(s.leaf);
+        let ok = key_ok && id_ok && leaf_ok;
+        r.rows.add(ok);
+        if !ok {
+            s.flags |= BAD;
+            // A damaged object disagrees with all its rows: its own finding says why.
+            if s.flags & DAMAGED == 0 {
+                let what = match (id_ok, key_ok, leaf_ok) {
+                    (false, _, _) => "the line at its index is another request's",
+                    (true, false, _) => "its audit_key is not the object that holds its event",
+                    _ => "its leaf_hash is not the hash of the line at its index",
+                };
+                wrong_rows.push((row.index, "row_mismatch", what));
             }
         }
     }
     progress.finish();
+    let mut shown: HashMap<&'static str, usize> = HashMap::new();
+    for (index, code, what) in wrong_rows {
+        let n = shown.entry(code).or_default();
+        *n += 1;
+        let (at, audit_key) = if *n <= MAX_FINDINGS_PER_CODE {
+            row_text(src, index).await?
+        } else {
+            (format!("index {index}"), String::new())
+        };
+        let detail = match code {
+            "row_without_event" => "the request log puts its event at this index, where the log has no event".to_string(),
+            "row_twice" => "a second row at the same index".to_string(),
+            _ => {
+                let held = table
+                    .get_mut(index)
+                    .and_then(|s| keys.get(s.object as usize))
+                    .map_or("?", String::as_str);
+                format!("{what} (its audit_key is {audit_key}; the event at its index is in {held})")
+            }
+        };
+        r.find(code, at, detail);
+    }
     // Rows the sequencer never handed out (an index altered past the log).
     for row in src.tlog.tlog_rows(state.next_index.max(end), 100).await? {
         r.rows.add(false);

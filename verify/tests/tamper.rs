@@ -238,6 +238,15 @@ async fn a_clean_trail_verifies_with_no_finding() {
     assert!(r.ok(), "{}", r.to_text());
     assert_eq!((r.objects.checked, r.events.checked, r.rows.checked), (1, 4, 4));
     assert_eq!(r.digests.checked, 5, "the chain is always walked whole");
+    // Period 10:00: its digest and its backfill (indexes 0-5 and 10-11, around d's 6-9).
+    let opt = Options {
+        from: Some(at("2026-12-03T10:00:00Z")),
+        to: Some(at("2026-12-03T10:01:00Z")),
+        ..t.options()
+    };
+    let r = t.verify_with(opt).await;
+    assert!(r.ok(), "{}", r.to_text());
+    assert_eq!((r.objects.checked, r.events.checked, r.rows.checked), (4, 8, 8));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
