@@ -862,7 +862,11 @@ impl TlogStore for DataApiRequestLog {
         })
     }
 
-    fn tlog_rows(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<tollgate_core::ports::IndexedRow>, LogError>> {
+    fn tlog_rows(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<tollgate_core::ports::IndexedRow>, LogError>> {
         Box::pin(async move {
             // ~350 bytes of Data API JSON a row (index, request id, key, hex hash, each in its
             // field object): 2,000 rows a page stay well under the 1 MiB response limit

@@ -677,7 +677,11 @@ impl TlogStore for SqliteRequestLog {
         }))
     }
 
-    fn tlog_rows(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<tollgate_core::ports::IndexedRow>, LogError>> {
+    fn tlog_rows(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<tollgate_core::ports::IndexedRow>, LogError>> {
         Box::pin(self.read(move |conn| {
             let mut stmt = conn.prepare_cached(sql::tlog::ROWS).map_err(map_err)?;
             let (from_i, limit_i) = (from as i64, limit.min(i64::MAX as usize) as i64);

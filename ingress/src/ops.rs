@@ -292,11 +292,18 @@ impl tollgate_verify::Progress for Bar {
 
 /// `tollgate verify`: checks the whole trail of the mode's stores and prints the report;
 /// `Ok(false)` when something was found wrong.
-pub async fn verify(config: &IngressConfig, args: &crate::cli::VerifyArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
+pub async fn verify(
+    config: &IngressConfig,
+    args: &crate::cli::VerifyArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
     use std::io::IsTerminal;
     let time = |what: &str, v: &Option<String>| -> anyhow::Result<Option<time::OffsetDateTime>> {
         v.as_deref()
-            .map(|s| tollgate_core::clock::parse_rfc3339(s).with_context(|| format!("--{what} {s:?} is not an RFC 3339 time")))
+            .map(|s| {
+                tollgate_core::clock::parse_rfc3339(s)
+                    .with_context(|| format!("--{what} {s:?} is not an RFC 3339 time"))
+            })
             .transpose()
     };
     let (from, to) = (time("from", &args.from)?, time("to", &args.to)?);

@@ -57,7 +57,12 @@ async fn verify_checks_a_live_data_directory_and_exits_by_its_findings() {
 
     let out = verify(&dd, &[]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("OK: no findings"), "{text}");
     // The events include the requests answered since start (the first key's, health checks
     // are not recorded): at least the 30 echoes.
@@ -108,9 +113,15 @@ async fn verify_checks_a_live_data_directory_and_exits_by_its_findings() {
     let out = verify(&dd, &[]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}");
-    let name = key.strip_prefix(data.0.join("objects")).unwrap().to_str().unwrap().to_string();
+    let name = key
+        .strip_prefix(data.0.join("objects"))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(
-        text.lines().any(|l| l.starts_with("INVALID object_missing") && l.contains(&name)),
+        text.lines()
+            .any(|l| l.starts_with("INVALID object_missing") && l.contains(&name)),
         "{text}"
     );
 

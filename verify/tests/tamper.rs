@@ -117,11 +117,15 @@ impl Trail {
         t.write("b", at("2026-12-03T10:00:10.5Z"), 2).await;
         t.write("c", at("2026-12-03T10:00:50Z"), 1).await;
         t.write("d", at("2026-12-03T10:02:30Z"), 4).await;
-        let r = run_pass(&integrator, &digester, at("2026-12-03T10:03:06Z")).await.unwrap();
+        let r = run_pass(&integrator, &digester, at("2026-12-03T10:03:06Z"))
+            .await
+            .unwrap();
         assert_eq!((r.periods, r.tree_size), (3, 10));
         t.write("f", at("2026-12-03T10:00:30Z"), 2).await;
         t.write("g", at("2026-12-03T10:03:20Z"), 3).await;
-        let r = run_pass(&integrator, &digester, at("2026-12-03T10:04:06Z")).await.unwrap();
+        let r = run_pass(&integrator, &digester, at("2026-12-03T10:04:06Z"))
+            .await
+            .unwrap();
         assert_eq!((r.periods, r.backfills, r.tree_size), (1, 1, 15));
         t.write("h", at("2026-12-03T10:04:10Z"), 2).await;
         assert_eq!(integrator.integrate().await.unwrap().size, 17);
@@ -344,7 +348,9 @@ async fn an_event_removed_and_the_object_regzipped_is_found() {
     let r = t.verify().await;
     assert_found(&r, "object_hash", t.key("d"));
     assert_found(&r, "object_events", t.key("d"));
-    assert!(r.detail_of("object_events").contains("holds 3 events, its digest lists 4"));
+    assert!(r
+        .detail_of("object_events")
+        .contains("holds 3 events, its digest lists 4"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,9 +454,10 @@ async fn the_newest_entries_and_checkpoints_deleted_are_caught_with_the_auditors
     // The operator removes h: its object, its rows, the checkpoint that holds it, and winds the
     // sequencer and the state back to the checkpoint of size 15.
     let cp15 = String::from_utf8(t.checkpoint(15).await).unwrap();
-    let root15 = tollgate_tlog::Checkpoint::parse(&tollgate_tlog::note::parse_unverified(cp15.as_bytes()).unwrap().text)
-        .unwrap()
-        .root;
+    let root15 =
+        tollgate_tlog::Checkpoint::parse(&tollgate_tlog::note::parse_unverified(cp15.as_bytes()).unwrap().text)
+            .unwrap()
+            .root;
     std::fs::remove_file(t.path(t.key("h"))).unwrap();
     std::fs::remove_file(t.path(&translog::checkpoint_key(17))).unwrap();
     t.sql(&format!(
@@ -529,10 +536,14 @@ async fn a_bounded_run_checks_its_periods_only() {
         ..t.options()
     };
     // Period 10:02 does not hold a: nothing found there.
-    let r = t.verify_with(bounded("2026-12-03T10:02:00Z", "2026-12-03T10:03:00Z")).await;
+    let r = t
+        .verify_with(bounded("2026-12-03T10:02:00Z", "2026-12-03T10:03:00Z"))
+        .await;
     assert!(r.ok(), "{}", r.to_text());
     // Period 10:00 does: the object's hash, and its line against the authenticated tiles.
-    let r = t.verify_with(bounded("2026-12-03T10:00:00Z", "2026-12-03T10:01:00Z")).await;
+    let r = t
+        .verify_with(bounded("2026-12-03T10:00:00Z", "2026-12-03T10:01:00Z"))
+        .await;
     assert_found(&r, "object_hash", t.key("a"));
     assert_found(&r, "event_leaf", "index 0");
 }
