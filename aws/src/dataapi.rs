@@ -900,6 +900,47 @@ impl TlogStore for DataApiRequestLog {
         })
     }
 
+    fn tlog_rows(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<tollgate_core::ports::IndexedRow>, LogError>> {
+        Box::pin(async move {
+            // ~350 bytes of Data API JSON a row (index, request id, key, hex hash, each in its
+            // field object): 2,000 rows a page stay well under the 1 MiB response limit
+            // (https://docs.aws.amazon.com/rdsdataservice/latest/APIReference/API_ExecuteStatement.html).
+            // Keyset paging on the unique `log_index`: each page resumes after the last index.
+            const PAGE: usize = PENDING_PAGE * 10;
+            let mut out: Vec<tollgate_core::ports::IndexedRow> = Vec::with_capacity(limit.min(PAGE));
+            let mut at = from;
+            while out.len() < limit {
+                let page = (limit - out.len()).min(PAGE);
+                let params = vec![
+                    param("from", &SqlValue::Int(at as i64)),
+                    param("limit", &SqlValue::Int(page as i64)),
+                ];
+                let (_, rows) = self.execute(sql::tlog::ROWS, params, None, true).await?;
+                for row in &rows {
+                    let index = number(row, "log_index")? as u64;
+                    let request_id = text(row, "request_id")
+                        .ok_or_else(|| LogError::Failed("tlog: row without request_id".into()))?;
+                    out.push(tollgate_core::ports::IndexedRow {
+                        log_index: index,
+                        request_id,
+                        audit_key: text(row, "audit_key"),
+                        // PostgreSQL `char(64)`-style padding, if any, is not part of the hash.
+                        leaf_hash: text(row, "leaf_hash").map(|h| h.trim_end().to_string()),
+                    });
+                    at = index + 1;
+                }
+                if rows.len() < page {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn tlog_advance<'a>(
         &'a self,
         old_size: u64,

@@ -104,6 +104,7 @@ async fn data_api_request_log_meets_the_contract() {
     tollgate_testkit::contract::request_log(&log).await;
     tollgate_testkit::contract::key_store(&log).await;
     tollgate_testkit::contract::tlog_sequencer(std::sync::Arc::new(log.clone())).await;
+    tollgate_testkit::contract::tlog_rows(&log).await;
     assert_eq!(
         pg.psql(
             "tollgate",

@@ -186,6 +186,20 @@ pub type TlogPending = (TlogState, Vec<[u8; 32]>);
 /// A row of an audit object, for the digester: (audit key, request id, log index).
 pub type ObjectRow = (String, String, Option<u64>);
 
+/// A sequenced row of the request log, for `tollgate verify`'s cross-check: the row's event
+/// must be the audit object line the digests place at its index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedRow {
+    /// Its index in the log.
+    pub log_index: u64,
+    /// The request.
+    pub request_id: String,
+    /// The audit object its event was written to (`None` only in a damaged log).
+    pub audit_key: Option<String>,
+    /// The leaf hash stored at marking (hex; `None` only in a damaged log).
+    pub leaf_hash: Option<String>,
+}
+
 /// The transparency log's state in the request log's database (`tlog_sequencer`,
 /// `tlog_state`, and `log_index`/`leaf_hash` of the rows): what the integrator reads and
 /// advances. Sequencing itself happens in [`RequestLog::mark_audited`].
@@ -213,6 +227,12 @@ pub trait TlogStore: Send + Sync + 'static {
     /// for a row audited before the log existed). The digester maps an object's lines to
     /// their indexes with it; rows not marked yet are not returned.
     fn tlog_object_rows<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<ObjectRow>, LogError>>;
+
+    /// The sequenced rows with `log_index >= from`, in index order, at most `limit` (the
+    /// verifier streams the whole log with it, resuming after the last index it got). Unlike
+    /// [`TlogStore::tlog_leaves`] it reports what is stored, gaps included: finding them is
+    /// the caller's job.
+    fn tlog_rows(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<IndexedRow>, LogError>>;
 
     /// Records a newly integrated tree if the stored one still has `old_size` leaves
     /// (compare-and-set: two integrators never both advance from the same size); false when

@@ -95,6 +95,10 @@ pub mod tlog {
          UNION ALL SELECT NULL, NULL, NULL, NULL, r.log_index, r.leaf_hash FROM api_requests r, tlog_state t \
          WHERE t.id = 1 AND r.log_index >= t.size AND r.log_index < t.size + :limit \
          ORDER BY log_index NULLS FIRST";
+    /// The sequenced rows from an index on, in index order (`tollgate verify`'s cross-check;
+    /// the unique index on `log_index` serves it and makes the keyset exact).
+    pub const ROWS: &str = "SELECT log_index, request_id, audit_key, leaf_hash FROM api_requests \
+         WHERE log_index >= :from ORDER BY log_index LIMIT :limit";
     /// Records a newly integrated tree if nobody else advanced it first (compare-and-set).
     pub const ADVANCE: &str = "UPDATE tlog_state SET size = :new_size, root_hash = :root_hash, \
          checkpoint = :checkpoint WHERE id = 1 AND size = :old_size";

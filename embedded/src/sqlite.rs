@@ -719,6 +719,31 @@ impl TlogStore for SqliteRequestLog {
         }))
     }
 
+    fn tlog_rows(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<tollgate_core::ports::IndexedRow>, LogError>> {
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql::tlog::ROWS).map_err(map_err)?;
+            let (from_i, limit_i) = (from as i64, limit.min(i64::MAX as usize) as i64);
+            let mut rows = stmt
+                .query(&[(":from", &from_i as &dyn ToSql), (":limit", &limit_i as &dyn ToSql)][..])
+                .map_err(map_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(map_err)? {
+                let index: i64 = row.get(0).map_err(map_err)?;
+                out.push(tollgate_core::ports::IndexedRow {
+                    log_index: index as u64,
+                    request_id: row.get(1).map_err(map_err)?,
+                    audit_key: row.get(2).map_err(map_err)?,
+                    leaf_hash: row.get(3).map_err(map_err)?,
+                });
+            }
+            Ok(out)
+        }))
+    }
+
     fn tlog_advance<'a>(
         &'a self,
         old_size: u64,

@@ -83,6 +83,10 @@ pub enum Command {
     },
     /// Print the transparency log's verifier key (note `vkey` format).
     LogKey,
+    /// Verify the audit trail: the signed digest chain, every audit object, the Merkle log
+    /// recomputed from the events against every checkpoint and tile, and the request log.
+    /// Exit status 0: verified; 1: findings (one line each); 2: the check could not run.
+    Verify(VerifyArgs),
     /// Print a completion script for a shell.
     Completions {
         /// The shell.
@@ -100,6 +104,27 @@ pub enum RequestsCommand {
         /// The request id (the `x-request-id` of its answer).
         request_id: String,
     },
+}
+
+/// `tollgate verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Check only the digest periods ending after this time (RFC 3339).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Check only the digest periods starting before this time (RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// A signed checkpoint kept from an earlier look at the log (catches a truncated or forked log).
+    #[arg(long)]
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// The log's verifier key (`<name>+<hex key id>+<base64 key>`), or a file holding it;
+    /// default in embedded mode: the key of `<data dir>/log-key`.
+    #[arg(long)]
+    pub vkey: Option<String>,
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `tollgate keys ...`

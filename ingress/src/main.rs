@@ -114,6 +114,15 @@ fn main() -> ExitCode {
             ops::verify_proof(&file, &vkey, event.as_deref(), &mut std::io::stdout())
         }
         Command::LogKey => runtime.block_on(ops::log_key(&config, &mut std::io::stdout())),
+        // 0 verified, 1 findings, 2 the check could not run (as for usage errors).
+        Command::Verify(args) => match runtime.block_on(ops::verify(&config, &args, &mut std::io::stdout())) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => {
+                eprintln!("tollgate: verify: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
         Command::Completions { .. } => unreachable!("handled before the settings"),
     };
     let code = match result {

@@ -376,3 +376,99 @@ pub async fn first_start_admin_key(
 
 /// Where the embedded first start writes its key, inside the data directory.
 pub const ADMIN_KEY_FILE: &str = "admin-key";
+
+/// A progress bar on stderr for `tollgate verify` (drawn only when stderr is a terminal).
+struct Bar(indicatif::ProgressBar);
+
+impl tollgate_verify::Progress for Bar {
+    fn start(&self, phase: &str, total: u64) {
+        self.0.reset();
+        self.0.set_length(total);
+        self.0.set_message(phase.to_string());
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// `tollgate verify`: checks the whole trail of the mode's stores and prints the report;
+/// `Ok(false)` when something was found wrong.
+pub async fn verify(
+    config: &IngressConfig,
+    args: &crate::cli::VerifyArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    let time = |what: &str, v: &Option<String>| -> anyhow::Result<Option<time::OffsetDateTime>> {
+        v.as_deref()
+            .map(|s| {
+                tollgate_core::clock::parse_rfc3339(s)
+                    .with_context(|| format!("--{what} {s:?} is not an RFC 3339 time"))
+            })
+            .transpose()
+    };
+    let (from, to) = (time("from", &args.from)?, time("to", &args.to)?);
+    let storage = &config.mode.storage;
+    let vkey = match &args.vkey {
+        Some(k) => match std::fs::read_to_string(k) {
+            Ok(text) => text.trim().to_string(),
+            Err(_) => k.trim().to_string(),
+        },
+        None if storage.mode == tollgate_core::backends::Mode::Embedded => {
+            let path = storage.data_dir.join(tollgate_core::translog::KEY_FILE);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("no --vkey and no log key at {}", path.display()))?;
+            tollgate_tlog::Ed25519Signer::parse(text.trim())
+                .with_context(|| format!("{}", path.display()))?
+                .verifier_key()
+                .to_string()
+        }
+        None => anyhow::bail!("aws mode: pass the log's verifier key with --vkey (a stack output)"),
+    };
+    let verifier = tollgate_tlog::VerifierKey::parse(&vkey).context("the verifier key")?;
+    let auditor_checkpoint = args
+        .checkpoint
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let backends = crate::backends::open(&config.mode)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("opening the request log and the stores")?;
+    let digest = &config.digest;
+    let options = tollgate_verify::Options {
+        verifier,
+        from,
+        to,
+        auditor_checkpoint,
+        now: tollgate_core::clock::now(),
+        // The digest of a period is due once its grace is over and the digester's timer has
+        // ticked (twice, for a pass that was running at that moment).
+        settle: digest.grace + 2 * tollgate_audit_digest::tick_interval(digest.period),
+        period: digest.period,
+        concurrency: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+    };
+    let sources = tollgate_verify::Sources {
+        audit: backends.store,
+        trail: backends.trail,
+        tlog: backends.tlog,
+        log: backends.log,
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = tollgate_verify::verify(&sources, &options, &Bar(bar)).await?;
+    if args.json {
+        serde_json::to_writer(&mut *out, &report)?;
+        out.write_all(b"\n")?;
+    } else {
+        out.write_all(report.to_text().as_bytes())?;
+    }
+    out.flush()?;
+    Ok(report.ok())
+}
