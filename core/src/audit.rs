@@ -39,6 +39,17 @@ pub fn new_batch_id() -> String {
     uuid::Uuid::now_v7().hyphenated().to_string()
 }
 
+/// A batch id whose time is `t` (a re-drive, a test or a benchmark that writes the past).
+pub fn batch_id_at(t: OffsetDateTime) -> String {
+    let nanos = t.unix_timestamp_nanos();
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        (nanos / 1_000_000_000) as u64,
+        (nanos % 1_000_000_000) as u32,
+    );
+    uuid::Uuid::new_v7(ts).hyphenated().to_string()
+}
+
 /// The creation time encoded in a UUIDv7 batch id.
 pub fn batch_time(batch_id: &str) -> Result<OffsetDateTime, AuditFormatError> {
     let bad = || AuditFormatError::BadBatchId(batch_id.to_string());

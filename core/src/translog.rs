@@ -225,10 +225,10 @@ impl Integrator {
     }
 }
 
-/// A [`TileReader`] over tiles fetched beforehand; records the ones it lacks, so the caller
-/// can fetch them (the object store is async, tile reading is not) and try again.
+/// Tiles fetched from the trail store on demand, for [`TileHashReader`] (which is sync): a
+/// read that lacks tiles records them, the caller fetches them and tries again.
 #[derive(Default)]
-struct FetchedTiles {
+pub struct FetchedTiles {
     tiles: HashMap<Tile, Bytes>,
     missing: Mutex<Vec<Tile>>,
 }
@@ -254,6 +254,48 @@ impl TileReader for FetchedTiles {
             m.extend(missing);
         }
         Err(tollgate_tlog::Error::Storage("tiles not fetched yet".into()))
+    }
+}
+
+impl FetchedTiles {
+    /// Runs `f` over the tiles authenticated against the tree (`size`, `root`), fetching what
+    /// it lacks; `Err` names a missing tile or the inconsistency.
+    pub async fn with<T>(
+        &mut self,
+        trail: &dyn ObjectStore,
+        size: u64,
+        root: Hash,
+        f: impl Fn(&TileHashReader<'_, FetchedTiles>) -> Result<T, tollgate_tlog::Error>,
+    ) -> Result<Result<T, String>, StoreError> {
+        for _ in 0..16 {
+            let result = f(&TileHashReader::new(size, root, &*self));
+            let missing: Vec<Tile> = self
+                .missing
+                .lock()
+                .map(|mut m| std::mem::take(&mut *m))
+                .unwrap_or_default();
+            match result {
+                Ok(v) => return Ok(Ok(v)),
+                Err(_) if !missing.is_empty() => {
+                    for t in missing {
+                        // The exact partial tile, else the full one (a reader may serve wider data).
+                        let mut data = trail.get(&tile_key(&t)).await?;
+                        if data.is_none() && !t.is_full() {
+                            let full = Tile { width: 256, ..t };
+                            data = trail.get(&tile_key(&full)).await?;
+                        }
+                        match data {
+                            Some(d) => {
+                                self.tiles.insert(t, d);
+                            }
+                            None => return Ok(Err(format!("tile log/{} is missing", t.path()))),
+                        }
+                    }
+                }
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
+        Ok(Err("the tiles kept changing".into()))
     }
 }
 
@@ -286,43 +328,21 @@ pub async fn prove(
         return Ok(ProofOutcome::NotIntegrated(index));
     }
     let mut fetched = FetchedTiles::default();
-    // Each round fetches what the last one lacked; a proof needs tiles on at most one path
-    // per level, so a handful of rounds at most.
-    for _ in 0..8 {
-        let result = {
-            let reader = TileHashReader::new(state.size, root, &fetched);
-            merkle::prove_inclusion(index, state.size, &reader)
-        };
-        let missing: Vec<Tile> = fetched
-            .missing
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default();
-        match result {
-            Ok(path) => {
-                return Ok(ProofOutcome::Ready(
-                    TlogProof {
-                        extra: None,
-                        index,
-                        path,
-                        checkpoint,
-                    }
-                    .encode(),
-                ))
-            }
-            Err(_) if !missing.is_empty() => {
-                for t in missing {
-                    let data = store
-                        .get(&tile_key(&t))
-                        .await?
-                        .ok_or_else(|| TlogError::Inconsistent(format!("tile {} is missing", t.path())))?;
-                    fetched.tiles.insert(t, data);
-                }
-            }
-            Err(e) => return Err(e.into()),
+    let path = fetched
+        .with(store, state.size, root, |reader| {
+            merkle::prove_inclusion(index, state.size, reader)
+        })
+        .await?
+        .map_err(TlogError::Inconsistent)?;
+    Ok(ProofOutcome::Ready(
+        TlogProof {
+            extra: None,
+            index,
+            path,
+            checkpoint,
         }
-    }
-    Err(TlogError::Inconsistent("proof tiles kept changing".into()))
+        .encode(),
+    ))
 }
 
 /// Loads the log's Ed25519 signing key from `path` (a C2SP signer key string), creating it on

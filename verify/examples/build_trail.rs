@@ -16,16 +16,6 @@ use tollgate_core::translog::{self, Integrator};
 use tollgate_embedded::dirstore::DirObjectStore;
 use tollgate_embedded::sqlite::SqliteRequestLog;
 
-fn batch_id_at(t: OffsetDateTime) -> String {
-    let nanos = t.unix_timestamp_nanos();
-    let ts = uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        (nanos / 1_000_000_000) as u64,
-        (nanos % 1_000_000_000) as u32,
-    );
-    uuid::Uuid::new_v7(ts).hyphenated().to_string()
-}
-
 /// An audit event of the shape and size the ingress writes for an echo (~800 bytes).
 fn event(n: usize, id: &str, t: OffsetDateTime) -> String {
     let time = tollgate_core::clock::format(t);
@@ -82,7 +72,7 @@ async fn main() {
     let mut n = 0usize;
     for b in 0..batches {
         let t = t0 + time::Duration::minutes(b as i64);
-        let batch_id = batch_id_at(t);
+        let batch_id = tollgate_core::audit::batch_id_at(t);
         let count = per_batch.min(events - n);
         let mut lines = Vec::with_capacity(count);
         let mut rows = Vec::with_capacity(count);

@@ -32,16 +32,16 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tollgate_core::audit;
 use tollgate_core::digest::{self, Digest, Kind, ObjectEntry};
 use tollgate_core::ports::{LogError, ObjectStore, RequestLog, StoreError, TlogStore};
-use tollgate_core::translog;
+use tollgate_core::translog::{self, FetchedTiles};
 use tollgate_tlog::merkle::{self, Hash, HashReader, MemoryTree};
 use tollgate_tlog::note::{open_note, parse_unverified};
-use tollgate_tlog::tile::{self, Tile, TileHashReader, TileReader};
+use tollgate_tlog::tile::{self, Tile};
 use tollgate_tlog::{Checkpoint, VerifierKey, Verifiers};
 
 /// Rows read from the request log per call.
@@ -372,80 +372,6 @@ struct Listed {
     sequence: u64,
     entry: ObjectEntry,
     in_range: bool,
-}
-
-/// Tiles fetched from the trail store on demand, for [`TileHashReader`] (which is sync): a
-/// read that lacks tiles records them, the caller fetches them and tries again.
-#[derive(Default)]
-struct FetchedTiles {
-    tiles: HashMap<Tile, Bytes>,
-    missing: Mutex<Vec<Tile>>,
-}
-
-impl TileReader for FetchedTiles {
-    fn height(&self) -> u8 {
-        translog::HEIGHT
-    }
-
-    fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tollgate_tlog::Error> {
-        let mut out = Vec::with_capacity(tiles.len());
-        let mut missing = Vec::new();
-        for t in tiles {
-            match self.tiles.get(t) {
-                Some(d) => out.push(d.to_vec()),
-                None => missing.push(*t),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        if let Ok(mut m) = self.missing.lock() {
-            m.extend(missing);
-        }
-        Err(tollgate_tlog::Error::Storage("tiles not fetched yet".into()))
-    }
-}
-
-impl FetchedTiles {
-    /// Runs `f` over the tiles authenticated against the tree (`size`, `root`), fetching what
-    /// it lacks; `Err` names a missing tile or the inconsistency.
-    async fn with<T>(
-        &mut self,
-        trail: &dyn ObjectStore,
-        size: u64,
-        root: Hash,
-        f: impl Fn(&TileHashReader<'_, FetchedTiles>) -> Result<T, tollgate_tlog::Error>,
-    ) -> Result<Result<T, String>, StoreError> {
-        for _ in 0..16 {
-            let result = f(&TileHashReader::new(size, root, &*self));
-            let missing: Vec<Tile> = self
-                .missing
-                .lock()
-                .map(|mut m| std::mem::take(&mut *m))
-                .unwrap_or_default();
-            match result {
-                Ok(v) => return Ok(Ok(v)),
-                Err(_) if !missing.is_empty() => {
-                    for t in missing {
-                        // The exact partial tile, else the full one (a reader may serve wider data).
-                        let mut data = trail.get(&translog::tile_key(&t)).await?;
-                        if data.is_none() && !t.is_full() {
-                            let full = Tile { width: 256, ..t };
-                            data = trail.get(&translog::tile_key(&full)).await?;
-                        }
-                        match data {
-                            Some(d) => {
-                                self.tiles.insert(t, d);
-                            }
-                            None => return Ok(Err(format!("tile log/{} is missing", t.path()))),
-                        }
-                    }
-                }
-                Err(e) => return Ok(Err(e.to_string())),
-            }
-        }
-        Ok(Err("the tiles kept changing".into()))
-    }
 }
 
 /// RFC 3339, with a fraction only when there is one (period bounds are whole seconds).

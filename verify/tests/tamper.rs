@@ -24,16 +24,6 @@ fn at(s: &str) -> OffsetDateTime {
     tollgate_core::clock::parse_rfc3339(s).unwrap()
 }
 
-fn batch_id_at(t: OffsetDateTime) -> String {
-    let nanos = t.unix_timestamp_nanos();
-    let ts = uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        (nanos / 1_000_000_000) as u64,
-        (nanos % 1_000_000_000) as u32,
-    );
-    uuid::Uuid::new_v7(ts).hyphenated().to_string()
-}
-
 fn event(id: &str, t: OffsetDateTime) -> String {
     format!(
         "{{\"event_version\":\"2\",\"event_time\":\"{}\",\"request_id\":\"{id}\",\"route\":\"/v1/echo\"}}",
@@ -67,7 +57,7 @@ impl Drop for Trail {
 
 impl Trail {
     async fn write(&mut self, name: &'static str, t: OffsetDateTime, n: usize) {
-        let batch_id = batch_id_at(t);
+        let batch_id = tollgate_core::audit::batch_id_at(t);
         let mut events = Vec::new();
         let mut rows = Vec::new();
         for _ in 0..n {
@@ -323,7 +313,7 @@ async fn an_object_deleted_is_found() {
 async fn an_object_planted_is_found() {
     let t = Trail::build().await;
     let when = at("2026-12-03T10:01:20Z");
-    let key = audit::object_key(&batch_id_at(when), 0).unwrap();
+    let key = audit::object_key(&tollgate_core::audit::batch_id_at(when), 0).unwrap();
     let fake = [event("req-planted", when)];
     t.store
         .put_if_absent(&key, audit::encode(fake.iter().map(String::as_str)).into())
@@ -568,7 +558,7 @@ async fn an_object_awaiting_its_marking_is_pending_not_planted() {
     // digester defers the object until the reconciler's re-drive marks it.
     let t = Trail::build().await;
     let when = at("2026-12-03T10:01:40Z");
-    let batch_id = batch_id_at(when);
+    let batch_id = tollgate_core::audit::batch_id_at(when);
     let ids = ["req-stuck-1", "req-stuck-2"];
     let rows: Vec<NewRecord> = ids
         .iter()

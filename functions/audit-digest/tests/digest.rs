@@ -39,16 +39,6 @@ fn at(s: &str) -> OffsetDateTime {
     tollgate_core::clock::parse_rfc3339(s).unwrap()
 }
 
-fn batch_id_at(t: OffsetDateTime) -> String {
-    let nanos = t.unix_timestamp_nanos();
-    let ts = uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        (nanos / 1_000_000_000) as u64,
-        (nanos % 1_000_000_000) as u32,
-    );
-    uuid::Uuid::new_v7(ts).hyphenated().to_string()
-}
-
 fn event(id: &str, t: OffsetDateTime) -> String {
     format!(
         "{{\"event_version\":\"2\",\"event_time\":\"{}\",\"request_id\":\"{id}\"}}",
@@ -87,7 +77,7 @@ impl Trail {
 
     /// Records `n` requests in a batch of time `t` and returns the batch (not yet written).
     async fn record(&mut self, t: OffsetDateTime, n: usize) -> AuditBatch {
-        let batch_id = batch_id_at(t);
+        let batch_id = tollgate_core::audit::batch_id_at(t);
         let mut events = Vec::new();
         let mut rows = Vec::new();
         for _ in 0..n {
