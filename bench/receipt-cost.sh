@@ -13,10 +13,10 @@
 # Some kept receipts of every receipted case are checked with `tollgate verify-receipt`.
 # Keeps bench/results/receipt-cost-<time>.json.
 #   bash bench/receipt-cost.sh [--rate 1000] [--duration 20] [--warmup 5] [--rounds 2]
-#                              [--windows "10"] [--connections 64]
+#                              [--windows "20"] [--connections 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rate=1000 duration=20 warmup=5 rounds=2 windows="10" connections=64
+rate=1000 duration=20 warmup=5 rounds=2 windows="20" connections=64
 while [ $# -gt 0 ]; do
     case "$1" in
     --rate) rate="$2" ;;

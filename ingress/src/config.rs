@@ -146,12 +146,13 @@ pub const COMMIT_RETRY: Millis = Millis {
 };
 
 /// The receipt signing window: the receipted records of every commit that became durable
-/// within it share one signature (0: one signature per commit). A lone request waits at most
-/// this long for its receipt after its commit; under load it bounds the signatures to one per
-/// window (`crate::receipt::ReceiptWindow`).
+/// within it share one signature (0: one signature per commit). A request waits at most this
+/// long for its receipt after its commit (a lone one after a quiet window not at all); under
+/// load it bounds the signatures to one per window (`crate::receipt::ReceiptWindow`). 20 ms: about 21 receipts per signature at 1,000
+/// receipted requests/s, which keeps a receipt under issue 15's 3 us of CPU (docs/benchmarks.md).
 pub const RECEIPT_WINDOW: Millis = Millis {
     env: "TOLLGATE_RECEIPT_WINDOW_MS",
-    default: Duration::from_millis(10),
+    default: Duration::from_millis(20),
     min: Duration::ZERO,
     max: Duration::from_secs(1),
     help: "the receipt signing window: the receipts of every commit made durable within it share one signature (0: one signature per commit)",

@@ -280,7 +280,8 @@ async fn run(o: Options) -> Result<(), String> {
                     Ok((status, receipt)) => {
                         t.errors += 1;
                         if t.failures.len() < 20 {
-                            t.failures.push(format!("request {i}: {status}, receipt {}", receipt.is_some()));
+                            t.failures
+                                .push(format!("request {i}: {status}, receipt {}", receipt.is_some()));
                         }
                     }
                     Err(e) => {
