@@ -196,12 +196,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(o)) {
-        Ok(()) => {}
-        Err(e) => {
-            eprintln!("receipt-cost: {e}");
-            std::process::exit(1);
-        }
+    if let Err(e) = rt.block_on(run(o)) {
+        eprintln!("receipt-cost: {e}");
+        std::process::exit(1);
     }
 }
 
