@@ -562,11 +562,7 @@ fn every_function_environment_parses_with_its_binary_settings() {
                 .map(|e| (s(&e["Name"]).to_string(), t.eval(&e["Value"]).unwrap()))
                 .collect();
             let (task, _) = IngressConfig::from_sources(task_env, Vec::new()).unwrap();
-            assert_eq!(
-                format!("{:?}", task.digest),
-                format!("{settings:?}"),
-                "tasks vs digest function"
-            );
+            assert_eq!(format!("{:?}", task.digest), format!("{settings:?}"), "tasks vs digest function");
             assert!(settings.period >= std::time::Duration::from_secs(60), "{settings:?}");
         }
         let docs = reader.finish().unwrap_or_else(|e| panic!("{f}: {e}"));
@@ -1134,11 +1130,7 @@ const COMPONENTS: [(&str, &[&str]); 7] = [
     ("DbMigrateFunction", &["functions/db-migrate/src"]),
     (
         "AuditDigestFunction",
-        &[
-            "functions/audit-digest/src",
-            "core/src/translog.rs",
-            "core/src/digest.rs",
-        ],
+        &["functions/audit-digest/src", "core/src/translog.rs", "core/src/digest.rs"],
     ),
 ];
 
