@@ -68,7 +68,7 @@ pub enum Command {
         event: Option<std::path::PathBuf>,
     },
     /// Verify a receipt offline: its certificate against the log's verifier key, its statement
-    /// against the certified key, its path to the commit's root, and the event's line if given.
+    /// against the certified key, its path to its window's root, and the event's line if given.
     VerifyReceipt {
         /// The receipt file (the `Tollgate-Receipt` header value, or its decoded document).
         file: std::path::PathBuf,

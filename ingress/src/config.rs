@@ -145,6 +145,19 @@ pub const COMMIT_RETRY: Millis = Millis {
     help: "how long a failing commit is retried before its requests get 503",
 };
 
+/// The receipt signing window: the receipted records of every commit that became durable
+/// within it share one signature (0: one signature per commit). A request waits at most this
+/// long for its receipt after its commit (a lone one after a quiet window not at all); under
+/// load it bounds the signatures to one per window (`crate::receipt::ReceiptWindow`). 20 ms: about 21 receipts per signature at 1,000
+/// receipted requests/s, which keeps a receipt under issue 15's 3 us of CPU (docs/benchmarks.md).
+pub const RECEIPT_WINDOW: Millis = Millis {
+    env: "TOLLGATE_RECEIPT_WINDOW_MS",
+    default: Duration::from_millis(20),
+    min: Duration::ZERO,
+    max: Duration::from_secs(1),
+    help: "the receipt signing window: the receipts of every commit made durable within it share one signature (0: one signature per commit)",
+};
+
 /// How long a commit waits for more records when a slot is free (0: commit at once).
 pub const COMMIT_LINGER: Millis = Millis {
     env: "TOLLGATE_COMMIT_LINGER_MS",
@@ -338,6 +351,8 @@ pub struct RecorderSettings {
     pub audit_max_age: Duration,
     /// The audit writer.
     pub audit_function: String,
+    /// The receipt signing window (`TOLLGATE_RECEIPT_WINDOW_MS`; 0: one signature per commit).
+    pub receipt_window: Duration,
 }
 
 /// Everything the ingress reads at start-up.
@@ -429,6 +444,7 @@ impl IngressConfig {
             audit_max_bytes: reconcile.max_batch_bytes,
             audit_max_age: r.millis(&AUDIT_BATCH_MAX_AGE),
             audit_function: reconcile.audit_function.clone(),
+            receipt_window: r.millis(&RECEIPT_WINDOW),
         };
         let reconcile_interval = r.millis(&RECONCILE_INTERVAL);
         let digest = tollgate_core::digest::DigestSettings::read(r);

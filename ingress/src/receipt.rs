@@ -5,12 +5,14 @@
 //! Each ingress task holds its own short-lived Ed25519 key (made from the operating system's
 //! generator, in memory only), certified at start and on every rotation by the log's signer
 //! (the key file in embedded mode, AWS KMS in aws mode): one log-signer call per rotation, never
-//! one per commit. For each group commit that holds a request wanting a receipt, the task key
-//! signs one statement: the RFC 6962 Merkle root of the leaf hashes of those requests' events (a
-//! leaf is SHA-256(0x00 || the event's exact line), the same leaf the log sequences later), the
-//! tree's size, the log's origin and the time. Each receipt carries that signed statement, its
-//! own index and inclusion path in the commit's small tree, its leaf hash, its request id and
-//! the certificate, so it verifies offline at once, with the log's verifier key only.
+//! one per commit. Once a group commit is durable, its records that asked for a receipt go to
+//! the task's [`ReceiptWindow`], which signs with the task key one statement per signing window
+//! (`TOLLGATE_RECEIPT_WINDOW_MS`) over the records of every commit made durable within it: the
+//! RFC 6962 Merkle root of the leaf hashes of those requests' events (a leaf is
+//! SHA-256(0x00 || the event's exact line), the same leaf the log sequences later), the tree's
+//! size, the log's origin and the time. Each receipt carries that signed statement, its own
+//! index and inclusion path in the window's small tree, its leaf hash, its request id and the
+//! certificate, so it verifies offline at once, with the log's verifier key only.
 //!
 //! Both signed parts are C2SP signed notes (Ed25519, signature type 0x01), so any signed-note
 //! implementation checks their signatures; the receipt is a text document, sent base64url
@@ -30,7 +32,8 @@ pub const RECEIPT_HEADER: &str = "tollgate-receipt";
 pub const PREFERENCE: &str = "tollgate-receipt";
 /// The first line of a receipt document.
 pub const RECEIPT_TYPE: &str = "tollgate-receipt/v1";
-/// The first line of a commit statement (the note the task key signs).
+/// The first line of a statement (the note the task key signs, once per signing window; the
+/// name is from when it was once per commit).
 pub const STATEMENT_TYPE: &str = "tollgate-receipt-commit/v1";
 /// The first line of a task key certificate (the note the log key signs).
 pub const CERTIFICATE_TYPE: &str = "tollgate-receipt-key/v1";
@@ -41,7 +44,7 @@ pub const TASK_KEY_SUFFIX: &str = "/receipts";
 pub const ROTATION_GRACE: Duration = Duration::from_secs(600);
 /// Longest wait between attempts to certify a key while the log signer fails.
 const CERTIFY_RETRY_CAP: Duration = Duration::from_secs(60);
-/// Most hashes in a receipt's path: a commit is far smaller than 2^32 records.
+/// Most hashes in a receipt's path: a window is far smaller than 2^32 records.
 const MAX_PATH: usize = 32;
 
 /// Why a receipt could not be issued or does not verify.
@@ -129,7 +132,7 @@ impl TaskKey {
     }
 }
 
-/// One event of a commit that wants a receipt: its request id and its exact audit line.
+/// One durable event that wants a receipt: its request id and its exact audit line.
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiptEntry<'a> {
     /// The id the request is recorded under.
@@ -231,7 +234,7 @@ impl ReceiptIssuer {
         key.valid_at(unix_ms(tollgate_core::clock::now())).then_some(key)
     }
 
-    /// The receipts of one durable commit's receipted events, in order: one signature for all
+    /// The receipts of durable receipted events (one window's), in order: one signature for all
     /// of them, then each one's path. Returns the header values (base64url receipt documents).
     pub fn issue(&self, entries: &[ReceiptEntry<'_>]) -> Result<Vec<String>, ReceiptError> {
         if entries.is_empty() {
@@ -240,6 +243,121 @@ impl ReceiptIssuer {
         let key = self.current_key().ok_or(ReceiptError::NoKey)?;
         let now_ms = unix_ms(tollgate_core::clock::now());
         issue_with(&key, &self.origin, now_ms, entries)
+    }
+}
+
+/// A durable record waiting for its receipt in a [`ReceiptWindow`]: its request id, its exact
+/// audit line, and what answers its request once the receipt is signed (`None`: no receipt,
+/// the task has no certified key; the record is kept all the same).
+pub struct WaitingReceipt {
+    /// The id the request is recorded under.
+    pub request_id: String,
+    /// The event's JSON line.
+    pub line: String,
+    /// Answers the request with its receipt.
+    pub answer: Box<dyn FnOnce(Option<String>) + Send>,
+}
+
+impl std::fmt::Debug for WaitingReceipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WaitingReceipt({})", self.request_id)
+    }
+}
+
+/// The receipt signer of an ingress task: it takes the receipted records of every commit once
+/// it is durable and signs one statement over all that arrived within a signing window, then
+/// answers each with its path in that tree. A signature is made at most once per window: the
+/// first records after a quiet window are signed at once, later ones wait for the window since
+/// the last signature to end. So a lone request waits at most the window after its commit, and
+/// under load many commits share one signature (one Ed25519 signature is ~15 us of CPU; see
+/// `docs/benchmarks.md`, "receipt_cpu"). A zero window signs each commit's records alone.
+#[derive(Clone, Debug)]
+pub struct ReceiptWindow {
+    tx: tokio::sync::mpsc::UnboundedSender<Vec<WaitingReceipt>>,
+}
+
+impl ReceiptWindow {
+    /// Starts the signer task. It ends, after signing what it holds, when every handle is
+    /// dropped.
+    pub fn start(issuer: Arc<ReceiptIssuer>, window: Duration) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Self { tx }, tokio::spawn(run_window(issuer, window, rx)))
+    }
+
+    /// Hands over one durable commit's receipted records. If the signer has stopped they are
+    /// answered at once without receipts.
+    pub fn submit(&self, records: Vec<WaitingReceipt>) {
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.tx.send(records) {
+            tracing::warn!(
+                records = e.0.len(),
+                "receipt signer stopped; answering without receipts"
+            );
+            for w in e.0 {
+                (w.answer)(None);
+            }
+        }
+    }
+}
+
+async fn run_window(
+    issuer: Arc<ReceiptIssuer>,
+    window: Duration,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<WaitingReceipt>>,
+) {
+    let mut last_signed: Option<tokio::time::Instant> = None;
+    while let Some(first) = rx.recv().await {
+        let mut waiting = first;
+        if !window.is_zero() {
+            // At most one signature per window: collect until a window has passed since the
+            // last one (at once if it has), then take whatever else is already queued.
+            if let Some(until) = last_signed
+                .map(|t| t + window)
+                .filter(|&u| u > tokio::time::Instant::now())
+            {
+                let sleep = tokio::time::sleep_until(until);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        more = rx.recv() => match more {
+                            Some(more) => waiting.extend(more),
+                            None => break,
+                        },
+                        () = &mut sleep => break,
+                    }
+                }
+            }
+            while let Ok(more) = rx.try_recv() {
+                waiting.extend(more);
+            }
+        }
+        sign_window(&issuer, waiting);
+        last_signed = Some(tokio::time::Instant::now());
+    }
+}
+
+/// Signs one tree over `waiting` and answers each request with its receipt (or none, logged).
+fn sign_window(issuer: &ReceiptIssuer, waiting: Vec<WaitingReceipt>) {
+    let entries: Vec<ReceiptEntry<'_>> = waiting
+        .iter()
+        .map(|w| ReceiptEntry {
+            request_id: &w.request_id,
+            line: w.line.as_bytes(),
+        })
+        .collect();
+    let receipts = match issuer.issue(&entries) {
+        Ok(receipts) => receipts.into_iter().map(Some).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, records = waiting.len(),
+                "receipts not issued for a window; its records are kept and answered without them");
+            vec![None; waiting.len()]
+        }
+    };
+    drop(entries);
+    for (w, r) in waiting.into_iter().zip(receipts) {
+        (w.answer)(r);
     }
 }
 
@@ -269,7 +387,7 @@ pub fn issue_with(
         .ok_or(ReceiptError::Invalid("the task key did not sign at once".into()))?
         .map_err(|e| ReceiptError::Invalid(e.to_string()))?;
     // The header value is three base64url parts (see [`Receipt::from_header`]): the statement's
-    // and the certificate's are the same for the whole commit, so they are encoded once.
+    // and the certificate's are the same for the whole window, so they are encoded once.
     let statement_b64 = B64URL.encode(statement.as_bytes());
     let mut out = Vec::with_capacity(entries.len());
     let mut head = String::with_capacity(128 + 45 * MAX_PATH);
@@ -324,13 +442,13 @@ pub struct Receipt {
     /// The request id it was given for (bound to the event, whose line holds it: checked when
     /// the event is given).
     pub request_id: String,
-    /// The event's index in its commit's tree.
+    /// The event's index in its window's tree.
     pub index: u64,
     /// The event's RFC 6962 leaf hash.
     pub leaf: Hash,
-    /// The inclusion path of the leaf in the commit's tree.
+    /// The inclusion path of the leaf in the window's tree.
     pub path: Vec<Hash>,
-    /// The commit statement: a signed note by the task key.
+    /// The statement: a signed note by the task key.
     pub statement: String,
     /// The task key's certificate: a signed note by the log key.
     pub certificate: String,
@@ -343,9 +461,9 @@ pub struct VerifiedReceipt {
     pub request_id: String,
     /// The log origin.
     pub origin: String,
-    /// The event's index in its commit's tree.
+    /// The event's index in its window's tree.
     pub index: u64,
-    /// The commit's size (receipted events in it).
+    /// The tree's size (receipted events signed in its window).
     pub size: u64,
     /// When the statement was signed (Unix milliseconds).
     pub time_ms: u64,
@@ -385,7 +503,7 @@ impl Receipt {
     /// `.`, each base64url without padding (RFC 4648 section 5): the receipt's own lines, the
     /// signed statement, the signed certificate; the document is the three decoded, joined by a
     /// newline (a blank line after each of the first two). Three parts, so that the ingress
-    /// encodes a commit's statement and a key's certificate once, not once per request.
+    /// encodes a window's statement and a key's certificate once, not once per request.
     pub fn from_header(value: &str) -> Result<Self, ReceiptError> {
         let mut text = String::new();
         for (i, part) in value.trim().split('.').enumerate() {
@@ -519,7 +637,7 @@ impl Receipt {
                 "statement time {time_ms} outside the key's window {not_before}..{not_after}"
             )));
         }
-        // 3. The path: the leaf is at `index` of the commit's tree (RFC 9162 section 2.1.3.2).
+        // 3. The path: the leaf is at `index` of the window's tree (RFC 9162 section 2.1.3.2).
         merkle::verify_inclusion(&self.leaf, self.index, size, &self.path, &root).map_err(|e| invalid("path", e))?;
         // 4. The event, when given: its line hashes to the leaf and names the request.
         if let Some(line) = event_line {

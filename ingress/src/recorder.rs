@@ -33,7 +33,7 @@ use tollgate_core::backoff::{self, full_jitter, retry};
 use tollgate_core::model::{AuditError, AuditEvent, InsertOutcome, NewRecord, RequestRecord};
 use tollgate_core::ports::{Invoker, LogError, RequestLog};
 
-use crate::receipt::{ReceiptEntry, ReceiptIssuer};
+use crate::receipt::{ReceiptIssuer, ReceiptWindow, WaitingReceipt};
 
 /// Queue depth in front of the committer; a full queue makes requests wait (backpressure).
 const QUEUE_DEPTH: usize = 16_384;
@@ -217,8 +217,6 @@ struct OpenBatch {
 struct CommitDone {
     items: Vec<Queued>,
     result: Result<Vec<InsertOutcome>, LogError>,
-    /// The receipts of the items that asked, by position (empty when none did).
-    receipts: Vec<Option<String>>,
 }
 
 struct Pipeline {
@@ -235,7 +233,8 @@ struct Pipeline {
     next_seq: usize,
     ships: JoinSet<()>,
     ship_permits: Arc<Semaphore>,
-    receipts: Option<Arc<ReceiptIssuer>>,
+    /// The receipt signer: durable records that asked for a receipt are answered by it.
+    receipts: Option<ReceiptWindow>,
 }
 
 /// Starts the pipeline. It stops when every handle is dropped, after committing what was
@@ -257,6 +256,9 @@ pub fn start_with_receipts(
 ) -> (RecorderHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let failing = Arc::new(AtomicBool::new(false));
+    // The signer task ends once the pipeline (its one handle) has stopped and it has answered
+    // every record it was given.
+    let receipts = receipts.map(|issuer| ReceiptWindow::start(issuer, settings.receipt_window).0);
     let pipeline = Pipeline {
         settings,
         failing: failing.clone(),
@@ -466,7 +468,6 @@ impl Pipeline {
         } else {
             backoff::COMMIT.with_budget(self.settings.commit_retry)
         };
-        let issuer = self.receipts.clone();
         commits.spawn(async move {
             let result = retry(&policy, LogError::is_transient, || async {
                 let result = log.insert_batch(&rows).await;
@@ -474,16 +475,7 @@ impl Pipeline {
                 result
             })
             .await;
-            // Receipts promise what is recorded: signed only once the commit is durable.
-            let receipts = match (&result, issuer) {
-                (Ok(outcomes), Some(issuer)) => commit_receipts(&issuer, &items, outcomes),
-                _ => Vec::new(),
-            };
-            CommitDone {
-                items,
-                result,
-                receipts,
-            }
+            CommitDone { items, result }
         });
     }
 
@@ -506,25 +498,44 @@ impl Pipeline {
         match done.result {
             Ok(outcomes) => {
                 let mut retry = Vec::new();
-                let mut receipts = done.receipts.into_iter();
+                // Receipts promise what is recorded: the records that asked go to the signer
+                // only now that their commit is durable (re-keyed ones ask again in their next
+                // commit), and it answers them.
+                let mut waiting = Vec::new();
                 for (q, outcome) in done.items.into_iter().zip(outcomes) {
-                    let receipt = receipts.next().flatten();
                     match outcome {
                         InsertOutcome::Inserted | InsertOutcome::AlreadyPresent => {
                             let id = q.sub.record.request_id.clone();
-                            if !q.sub.intent {
+                            let mut sub = q.sub;
+                            if sub.receipt && !sub.intent && self.receipts.is_some() {
+                                if let Some(done) = sub.done.take() {
+                                    waiting.push(WaitingReceipt {
+                                        request_id: id.clone(),
+                                        line: q.payload.clone(),
+                                        answer: Box::new(move |receipt| {
+                                            let _ = done.send(Ok(Recorded {
+                                                request_id: id,
+                                                receipt,
+                                            }));
+                                        }),
+                                    });
+                                }
+                            }
+                            if !sub.intent {
                                 if let Some(b) = self.batch_mut(q.batch) {
                                     b.events.push(q.payload);
                                 }
                             }
-                            let mut sub = q.sub;
                             sub.answer_with(Ok(Recorded {
-                                request_id: id,
-                                receipt,
+                                request_id: sub.record.request_id.clone(),
+                                receipt: None,
                             }));
                         }
                         InsertOutcome::IdConflict => retry.push(rekey(q.sub)),
                     }
+                }
+                if let Some(window) = &self.receipts {
+                    window.submit(waiting);
                 }
                 for sub in retry {
                     self.enqueue(sub, queue);
@@ -589,42 +600,6 @@ impl Pipeline {
         // Reap finished sends so the set does not grow.
         while let Some(Ok(())) = self.ships.try_join_next() {}
     }
-}
-
-/// The receipts of a durable commit, by position: for the records that asked and were stored
-/// (not the re-keyed ones, which ask again in their next commit), one tree and one signature.
-/// A signing failure gives no receipts and is logged; the records are kept and answered.
-fn commit_receipts(issuer: &ReceiptIssuer, items: &[Queued], outcomes: &[InsertOutcome]) -> Vec<Option<String>> {
-    let wanted: Vec<usize> = items
-        .iter()
-        .zip(outcomes)
-        .enumerate()
-        .filter(|(_, (q, o))| {
-            q.sub.receipt && !q.sub.intent && matches!(o, InsertOutcome::Inserted | InsertOutcome::AlreadyPresent)
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if wanted.is_empty() {
-        return Vec::new();
-    }
-    let entries: Vec<ReceiptEntry<'_>> = wanted
-        .iter()
-        .map(|&i| ReceiptEntry {
-            request_id: &items[i].sub.record.request_id,
-            line: items[i].payload.as_bytes(),
-        })
-        .collect();
-    let mut out = vec![None; items.len()];
-    match issuer.issue(&entries) {
-        Ok(receipts) => {
-            for (i, r) in wanted.into_iter().zip(receipts) {
-                out[i] = Some(r);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, records = wanted.len(),
-            "receipts not issued for a commit; its records are kept and answered without them"),
-    }
-    out
 }
 
 async fn ship(invoker: &dyn Invoker, function: &str, batch_id: &str, events: &[String]) {

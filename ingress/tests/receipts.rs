@@ -513,3 +513,113 @@ async fn a_failing_log_signer_costs_receipts_never_records_and_keys_rotate() {
         .await
         .unwrap();
 }
+
+/// The signing window (`TOLLGATE_RECEIPT_WINDOW_MS`): records of several commits made durable
+/// within one window share one signed statement, a signature is made at most once per window,
+/// and a lone request after a quiet window is signed at once (it never waits a whole window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_within_a_window_share_one_signature() {
+    const WINDOW: Duration = Duration::from_millis(1000);
+    let ing = InProcess::start(&[("TOLLGATE_RECEIPT_WINDOW_MS", "1000")], |_| {}).await;
+    let addr = ing.addr;
+    let data = ing.dir.0.clone();
+    let vkey_out = run(&["log-key".as_ref()], &data);
+    assert!(vkey_out.status.success());
+    let vkey = String::from_utf8(vkey_out.stdout).unwrap().trim().to_string();
+    let verifiers = tollgate_tlog::Verifiers::parse(&[vkey.as_str()]).unwrap();
+    let prefer = [("prefer", "tollgate-receipt")];
+    let receipt_of = |reply: &Reply| {
+        let r = Receipt::from_header(&header(reply, "tollgate-receipt").expect("a receipt")).unwrap();
+        let v = r.verify(&verifiers, None).unwrap();
+        assert_eq!(v.request_id, reply.request_id());
+        (r.statement, v.size, v.index)
+    };
+
+    // A lone request on a quiet ingress: signed at once, well within the window.
+    let sent = std::time::Instant::now();
+    let w = request(addr, "GET", "/v1/echo/w", &prefer, "").await;
+    let lone_wait = sent.elapsed();
+    let (w_statement, w_size, _) = receipt_of(&w);
+    assert_eq!(w_size, 1);
+    assert!(lone_wait < WINDOW, "a lone request waited {lone_wait:?}");
+
+    // Right after that signature: A is made durable by its own commit (it is in the request
+    // log before B is sent), then B by another; both wait for the window since W's signature
+    // to end, and share one statement.
+    let a_id = tollgate_core::ids::new_request_id();
+    let a = {
+        let a_id = a_id.clone();
+        tokio::spawn(async move {
+            let headers = [("prefer", "tollgate-receipt"), ("x-request-id", a_id.as_str())];
+            let r = request(addr, "GET", "/v1/echo/a", &headers, "").await;
+            (r, std::time::Instant::now())
+        })
+    };
+    let mut durable = false;
+    for _ in 0..200 {
+        if ing.backends.log.get(&a_id).await.unwrap().is_some() {
+            durable = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(durable, "A's commit was not durable within 1 s");
+    assert!(
+        !a.is_finished(),
+        "A was answered before the window since W's signature ended"
+    );
+    let b = request(addr, "GET", "/v1/echo/b", &prefer, "").await;
+    let b_done = std::time::Instant::now();
+    let (a, a_done) = a.await.unwrap();
+    assert_eq!(a.request_id(), a_id);
+    let (a_statement, a_size, a_index) = receipt_of(&a);
+    let (b_statement, b_size, b_index) = receipt_of(&b);
+    assert_eq!(
+        a_statement, b_statement,
+        "two commits in one window share one statement"
+    );
+    assert_ne!(a_statement, w_statement);
+    assert_eq!((a_size, b_size), (2, 2));
+    assert_eq!((a_index, b_index), (0, 1));
+    // At most one signature per window: not before a window after W's (signed after W was sent).
+    assert!(a_done.min(b_done) - sent >= WINDOW, "signed again within the window");
+
+    // Many clients at once, after a quiet window: one signature for the first commit, then
+    // one for everything else within the next window; distinct statements are far fewer than
+    // receipts.
+    tokio::time::sleep(WINDOW).await;
+    let mut burst = Vec::new();
+    for i in 0..16 {
+        burst.push(tokio::spawn(async move {
+            request(
+                addr,
+                "GET",
+                &format!("/v1/echo/burst/{i}"),
+                &[("prefer", "tollgate-receipt")],
+                "",
+            )
+            .await
+        }));
+    }
+    let mut statements = BTreeSet::new();
+    for t in burst {
+        statements.insert(receipt_of(&t.await.unwrap()).0);
+    }
+    println!(
+        "16 concurrent receipted requests: {} signed statements",
+        statements.len()
+    );
+    assert!(
+        statements.len() <= 2,
+        "{} statements for 16 receipts in one window",
+        statements.len()
+    );
+
+    // A lone request after a quiet window again gets its receipt at once.
+    tokio::time::sleep(WINDOW).await;
+    let sent = std::time::Instant::now();
+    let l = request(addr, "GET", "/v1/echo/lone", &prefer, "").await;
+    let lone_wait = sent.elapsed();
+    assert_eq!(receipt_of(&l).1, 1);
+    assert!(lone_wait < WINDOW, "a lone request waited {lone_wait:?}");
+}
