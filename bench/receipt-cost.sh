@@ -55,7 +55,7 @@ start() {
     pid=$!
     addr=""
     for _ in $(seq 1 300); do
-        addr="$(python3 -c 'import json,sys
+        addr="$(python3 -S -c 'import json,sys
 for l in open(sys.argv[1]):
     try: v = json.loads(l)
     except ValueError: continue
@@ -99,7 +99,7 @@ done
 
 mkdir -p bench/results
 out="bench/results/receipt-cost-$(date +%s).json"
-python3 - "$work" "$rounds" "$out" $cases <<'PY'
+python3 -S - "$work" "$rounds" "$out" $cases <<'PY'
 import json, sys, platform, os
 work, rounds, out, cases = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 runs = {c: [json.load(open(f"{work}/result-{c}-{r}.json")) for r in range(1, rounds + 1)] for c in cases}

@@ -45,7 +45,7 @@ env -u RUST_LOG TOLLGATE_LISTEN=127.0.0.1:0 TOLLGATE_DATA_DIR="$work/data" TOLLG
 pid=$!
 addr=""
 for _ in $(seq 1 300); do
-    addr="$(python3 -c 'import json,sys
+    addr="$(python3 -S -c 'import json,sys
 for l in open(sys.argv[1]):
     try: v = json.loads(l)
     except ValueError: continue

@@ -19,7 +19,7 @@ if [ "${1:-}" = --collect ]; then
 else
     cargo bench -p tollgate-bench --bench tlog_proofs -- "$@" 2>&1 | tee "$log"
 fi
-python3 - "$log" "$out" "$started" "$loadavg" <<'EOF'
+python3 -S - "$log" "$out" "$started" "$loadavg" <<'EOF'
 import json, os, re, sys, time
 log, out, started, loadavg = sys.argv[1:]
 report = {

@@ -47,8 +47,8 @@ cand_s=$(grep 'Elapsed (wall clock)' "$dir/time.txt" | awk '{print $NF}' | awk -
 rss_kb=$(grep 'Maximum resident set size' "$dir/time.txt" | awk '{print $NF}')
 user_s=$(grep 'User time' "$dir/time.txt" | awk '{print $NF}')
 sys_s=$(grep 'System time' "$dir/time.txt" | awk '{print $NF}')
-checked=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["events"]["checked"])' "$dir/report.json")
-phases=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps({p: round(s, 3) for p, s in r["phase_seconds"]}))' "$dir/report.json")
+checked=$(python3 -S -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["events"]["checked"])' "$dir/report.json")
+phases=$(python3 -S -c 'import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps({p: round(s, 3) for p, s in r["phase_seconds"]}))' "$dir/report.json")
 
 rate=$(echo "$checked / $cand_s" | bc -l)
 base_rate=$(echo "$checked / $baseline_s" | bc -l)
