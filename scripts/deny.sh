@@ -46,6 +46,9 @@ mkdir -p "$db_root"
 cp deny.toml "$work/deny.toml"
 printf '\n# Added by scripts/deny.sh for the local snapshot:\n' >>"$work/deny.toml"
 sed -i "s|^\[advisories\]|[advisories]\ndb-path = \"$db_root\"\nmaximum-db-staleness = \"P$((age_days + 1))D\"|" "$work/deny.toml"
+# cargo-deny reads `cargo metadata` offline, which needs every package of the lock file on disk,
+# those of other platforms too (a build fetches only its own).
+cargo fetch --locked -q
 probe="$("$deny" --offline --locked --config "$work/deny.toml" check advisories 2>&1 || true)"
 db_dir="$(printf '%s\n' "$probe" | grep -o "$db_root/advisory-db-[0-9a-f]*" | head -1)"
 if [ -z "$db_dir" ]; then
