@@ -24,7 +24,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .clone()
         .ok_or("the log has no signing key: set TOLLGATE_LOG_KMS_KEY_ID (aws mode)")?;
     // The key the custom resource must name: the process's own (`TOLLGATE_LOG_KMS_KEY_ID`).
-    let key_id = Arc::new(mode.aws.as_ref().and_then(|a| a.log_kms_key_id.clone()));
+    // (Embedded mode, for `cargo lambda invoke`, has no AWS settings: the variable as set.)
+    let key_id = Arc::new(
+        mode.aws
+            .as_ref()
+            .and_then(|a| a.log_kms_key_id.clone())
+            .or_else(|| std::env::var("TOLLGATE_LOG_KMS_KEY_ID").ok().filter(|k| !k.is_empty())),
+    );
     let responder = Arc::new(HttpsResponder::new()?);
     let integrator = Arc::new(Integrator::new(
         backends.tlog.clone(),
