@@ -40,7 +40,9 @@ mapfile -t function_packages < <(python3 -S -c 'import tomllib; [print("-p", tom
 # shellcheck disable=SC2068 # each line is "-p <crate>": two words
 cargo build --profile "$PROFILE" -p tollgate-ingress --features tollgate-ingress/aws -p dataapi-local \
     -p tollgate-testkit ${function_packages[@]}
-if [ "$PROFILE" = dev ]; then BIN=target/debug; else BIN="target/$PROFILE"; fi
+# Cargo puts binaries under CARGO_TARGET_DIR when it is set (a worktree sharing a target).
+TARGET="${CARGO_TARGET_DIR:-target}"
+if [ "$PROFILE" = dev ]; then BIN="$TARGET/debug"; else BIN="$TARGET/$PROFILE"; fi
 
 PG_PORT=$(free_port)
 "${RUN_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 >/dev/null

@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT
 port="$(free_port)"
 TOLLGATE_LISTEN="127.0.0.1:$port" TOLLGATE_DATA_DIR="$work/data" TOLLGATE_TRUSTED_PROXIES=0 \
-    target/debug/tollgate serve >"$work/tollgate.log" 2>&1 &
+    "${CARGO_TARGET_DIR:-target}/debug/tollgate" serve >"$work/tollgate.log" 2>&1 &
 pid=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 300); do
