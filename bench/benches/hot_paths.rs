@@ -73,6 +73,37 @@ fn audit_encode(c: &mut Criterion) {
     g.bench_function("encode_gzip_1000_events", |b| {
         b.iter(|| tollgate_core::audit::encode(events.iter().map(String::as_str)))
     });
+    // The same level (1, `Compression::fast`) with miniz_oxide, flate2's backend before
+    // zlib-rs: the baseline of the writer's path.
+    let text: Vec<u8> = events
+        .iter()
+        .flat_map(|e| e.bytes().chain(std::iter::once(b'\n')))
+        .collect();
+    g.bench_function("deflate_1000_events_miniz_oxide", |b| {
+        b.iter(|| miniz_oxide::deflate::compress_to_vec(black_box(&text), 1))
+    });
+    // Decoding, what `tollgate verify` does for every object: flate2 (zlib-rs) on the gzip
+    // object, miniz_oxide on the same object's deflate stream (the gzip header is 10 bytes
+    // with no name, mtime 0; the trailer 8).
+    let object = tollgate_core::audit::encode(events.iter().map(String::as_str));
+    let mut out = Vec::with_capacity(text.len());
+    g.bench_function("gunzip_1000_events", |b| {
+        b.iter(|| {
+            use std::io::Read;
+            out.clear();
+            flate2::read::GzDecoder::new(black_box(&object[..]))
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out.len(), text.len());
+        })
+    });
+    let deflated = &object[10..object.len() - 8];
+    g.bench_function("inflate_1000_events_miniz_oxide", |b| {
+        b.iter(|| {
+            let got = miniz_oxide::inflate::decompress_to_vec(black_box(deflated)).unwrap();
+            assert_eq!(got.len(), text.len());
+        })
+    });
     g.finish();
 }
 
