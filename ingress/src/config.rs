@@ -185,18 +185,6 @@ pub const RECONCILE_INTERVAL: Millis = Millis {
     help: "period of the in-process reconciler that re-drives unaudited rows (0: off, as when the scheduled audit-reconciler function runs)",
 };
 
-/// How often the scheduled `audit-digest` function runs in aws mode (the stack's
-/// `rate(DigestIntervalMinutes minutes)`): `tollgate verify` calls a closed period's digest
-/// missing only once the digester has had two runs after the period's grace, so a verify between
-/// a period's grace and the next scheduled run finds nothing missing.
-pub const DIGEST_SCHEDULE: Millis = Millis {
-    env: "TOLLGATE_DIGEST_SCHEDULE_MS",
-    default: Duration::from_secs(15 * 60),
-    min: Duration::from_secs(1),
-    max: Duration::from_secs(86400),
-    help: "aws mode, for tollgate verify: how often the audit-digest function runs (the stack's DigestIntervalMinutes in milliseconds; 15 minutes by default, as the stack's); a closed period's digest is missing once its grace and two of these have passed (embedded mode: its timer, a quarter period from 1 s to 60 s)",
-};
-
 /// How long an ingress task signs receipts with one key before it makes and certifies the
 /// next (one log-signer call, a KMS `Sign` in aws mode, per rotation; never one per commit).
 pub const RECEIPT_KEY_ROTATE: Millis = Millis {
@@ -398,8 +386,6 @@ pub struct IngressConfig {
     pub reconcile: ReconcileSettings,
     /// Reconciler period (embedded mode timer).
     pub reconcile_interval: Duration,
-    /// How often the scheduled digester runs in aws mode (`TOLLGATE_DIGEST_SCHEDULE_MS`).
-    pub digest_schedule: Duration,
     /// Target group ARN put in ALB events.
     pub target_group_arn: String,
     /// How often the task's receipt key is replaced (`TOLLGATE_RECEIPT_KEY_ROTATE_MS`).
@@ -462,7 +448,6 @@ impl IngressConfig {
         };
         let reconcile_interval = r.millis(&RECONCILE_INTERVAL);
         let digest = tollgate_core::digest::DigestSettings::read(r);
-        let digest_schedule = r.millis(&DIGEST_SCHEDULE);
         let receipt_key_rotate = r.millis(&RECEIPT_KEY_ROTATE);
         let target_group_arn = r.parse(
             "TOLLGATE_TARGET_GROUP_ARN",
@@ -484,7 +469,6 @@ impl IngressConfig {
             reconcile,
             reconcile_interval,
             digest,
-            digest_schedule,
             target_group_arn,
             receipt_key_rotate,
         })

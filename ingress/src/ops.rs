@@ -453,7 +453,7 @@ pub async fn verify(
         settle: digest.grace
             + 2 * match storage.mode {
                 tollgate_core::backends::Mode::Embedded => tollgate_audit_digest::tick_interval(digest.period),
-                tollgate_core::backends::Mode::Aws => config.digest_schedule,
+                tollgate_core::backends::Mode::Aws => std::time::Duration::from_millis(args.digest_schedule_ms),
             },
         period: digest.period,
         concurrency: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
