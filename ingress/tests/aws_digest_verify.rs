@@ -5,8 +5,10 @@
 //! audit-writer Lambda writes, sequences and integrates; the `audit-digest` Lambda, invoked over
 //! the Lambda Invoke API with the schedule's event, signs the period digests through KMS; then
 //! the real `tollgate verify` binary, in aws mode with the vkey `tollgate log-key` prints, checks
-//! S3 and the Data API: exit 0 with every count right, then exit 1 naming a changed audit
-//! object, and a deleted digest.
+//! S3 and the Data API without KMS access: exit 0 with every count right (also with a kept
+//! checkpoint, and bounded by `--from`), then exit 1 naming a changed audit object, a period
+//! whose digest is overdue once the schedule stops (`--digest-schedule-ms`), and a deleted
+//! digest.
 
 mod common;
 
