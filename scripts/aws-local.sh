@@ -4,7 +4,10 @@
 #   dataapi-local (the RDS Data API over it), moto's S3 server with the audit bucket,
 #   cargo lambda watch (Lambda Invoke API) with the function binaries attached,
 #   kms-local (the KMS API, tollgate-testkit) with an Ed25519 key, alias/tollgate-log, that signs
-#   the transparency log's checkpoints (TOLLGATE_LOG_KMS_KEY_ID= turns the log off),
+#   the transparency log's checkpoints and digests (TOLLGATE_LOG_KMS_KEY_ID= turns the log off),
+#   the trail bucket (tiles, checkpoints, digests) beside the audit bucket, as the template has,
+#   the audit-digest function's schedule (its EventBridge event every
+#   TOLLGATE_STANDIN_DIGEST_EVERY_S seconds, 60 by default; 0: never, invoke it yourself),
 #   `tollgate migrate`, then the ingress in aws mode on 127.0.0.1:8080 (TOLLGATE_LISTEN).
 # Ctrl-C (or any failure) stops everything and removes the temp dir.
 # The stand-ins take free ports on 127.0.0.1; for `sam local invoke` (env.json: the function's
@@ -73,6 +76,7 @@ export TOLLGATE_DB_CLUSTER_ARN=arn:aws:rds:us-east-1:000000000000:cluster:tollga
 export TOLLGATE_DB_SECRET_ARN=arn:aws:secretsmanager:us-east-1:000000000000:secret:tollgate-local
 export TOLLGATE_DB_NAME=tollgate
 export TOLLGATE_AUDIT_BUCKET=tollgate-audit-local
+export TOLLGATE_TRAIL_BUCKET=tollgate-trail-local
 export TOLLGATE_S3_FORCE_PATH_STYLE=true
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_RDS_DATA="http://127.0.0.1:$DATAAPI_PORT"
@@ -82,27 +86,54 @@ export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$KMS_PORT"
 # The transparency log: checkpoints signed by the stand-in's key (set it empty to turn it off).
 export TOLLGATE_LOG_KMS_KEY_ID="${TOLLGATE_LOG_KMS_KEY_ID-$LOG_KEY}"
 export TOLLGATE_LOG_ORIGIN="${TOLLGATE_LOG_ORIGIN:-tollgate.local/aws-local}"
+# The digests, with the template's settings unless set (DigestPeriodMinutes 60, a 2-minute grace).
+export TOLLGATE_DIGEST_PERIOD_MS="${TOLLGATE_DIGEST_PERIOD_MS:-3600000}"
+export TOLLGATE_DIGEST_GRACE_MS="${TOLLGATE_DIGEST_GRACE_MS:-120000}"
+export TOLLGATE_DIGEST_LOOKBACK="${TOLLGATE_DIGEST_LOOKBACK:-48}"
 
 python3 -S - <<PY
 import urllib.request
-urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:$S3_PORT/$TOLLGATE_AUDIT_BUCKET", method="PUT"))
+for bucket in ("$TOLLGATE_AUDIT_BUCKET", "$TOLLGATE_TRAIL_BUCKET"):
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:$S3_PORT/{bucket}", method="PUT"))
 PY
 
 for f in "${local_functions[@]}"; do
+    # audit-digest signs with the log's key: with the log off it has nothing to do (and refuses
+    # to start), as a stack without the key would have no digests.
+    if [ "$f" = audit-digest ] && [ -z "$TOLLGATE_LOG_KMS_KEY_ID" ]; then
+        echo "audit-digest not started: the log is off (TOLLGATE_LOG_KMS_KEY_ID is empty)" >&2
+        continue
+    fi
     AWS_LAMBDA_FUNCTION_NAME=$f AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$LAMBDA_PORT/.rt/$f" "$BIN/$f" >"$WORK/$f.log" 2>&1 &
     PIDS+=($!)
 done
 
 "$BIN/tollgate" migrate
+# The schedule (the template's rate(DigestIntervalMinutes minutes) rule): EventBridge invokes the
+# function asynchronously with its scheduled event, through the Lambda Invoke API.
+DIGEST_EVERY="${TOLLGATE_STANDIN_DIGEST_EVERY_S:-60}"
+if [ "$DIGEST_EVERY" != 0 ] && [ -n "$TOLLGATE_LOG_KMS_KEY_ID" ]; then
+    while sleep "$DIGEST_EVERY"; do
+        python3 -S - <<PY >>"$WORK/schedule.log" 2>&1 || true
+import urllib.request
+req = urllib.request.Request("$AWS_ENDPOINT_URL_LAMBDA/2015-03-31/functions/audit-digest/invocations",
+    data=open("events/audit-digest-schedule.json", "rb").read(), method="POST",
+    headers={"X-Amz-Invocation-Type": "Event"})
+print(urllib.request.urlopen(req).read().decode())
+PY
+    done &
+    PIDS+=($!)
+fi
 echo "stand-ins: dataapi=$AWS_ENDPOINT_URL_RDS_DATA s3=$AWS_ENDPOINT_URL_S3 bucket=$TOLLGATE_AUDIT_BUCKET" >&2
 cat >&2 <<MSG
 local AWS stack up (logs in $WORK):
   PostgreSQL      127.0.0.1:$PG_PORT (psql -h 127.0.0.1 -p $PG_PORT -U postgres tollgate)
   RDS Data API    $AWS_ENDPOINT_URL_RDS_DATA
-  S3              $AWS_ENDPOINT_URL_S3 (bucket $TOLLGATE_AUDIT_BUCKET)
+  S3              $AWS_ENDPOINT_URL_S3 (buckets $TOLLGATE_AUDIT_BUCKET, trail $TOLLGATE_TRAIL_BUCKET)
   Lambda          $AWS_ENDPOINT_URL_LAMBDA
   KMS             $AWS_ENDPOINT_URL_KMS (log key: ${TOLLGATE_LOG_KMS_KEY_ID:-none, the log is off})
+  digests         every ${TOLLGATE_DIGEST_PERIOD_MS} ms, audit-digest invoked every ${DIGEST_EVERY} s
 starting the ingress in aws mode; Ctrl-C stops everything.
 MSG
 "$BIN/tollgate" "$@" &

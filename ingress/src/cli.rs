@@ -125,7 +125,16 @@ pub struct VerifyArgs {
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// aws mode: how often the audit-digest function runs, in milliseconds (the stack's
+    /// DigestIntervalMinutes x 60,000); a closed period's digest is missing once its grace and
+    /// two of these have passed. Embedded mode uses its timer's tick (a quarter period, 1-60 s).
+    #[arg(long, default_value_t = DEFAULT_DIGEST_SCHEDULE_MS, value_parser = clap::value_parser!(u64).range(1_000..=86_400_000))]
+    pub digest_schedule_ms: u64,
 }
+
+/// The default of `tollgate verify --digest-schedule-ms`: the stack's default digest schedule,
+/// `rate(15 minutes)` (template.yaml, `DigestIntervalMinutes`).
+pub const DEFAULT_DIGEST_SCHEDULE_MS: u64 = 15 * 60 * 1000;
 
 /// `tollgate keys ...`
 #[derive(Debug, Subcommand)]

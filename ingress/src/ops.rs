@@ -445,9 +445,16 @@ pub async fn verify(
         to,
         auditor_checkpoint,
         now: tollgate_core::clock::now(),
-        // The digest of a period is due once its grace is over and the digester's timer has
-        // ticked (twice, for a pass that was running at that moment).
-        settle: digest.grace + 2 * tollgate_audit_digest::tick_interval(digest.period),
+        // The digest of a period is due once its grace is over and the digester has run
+        // (twice, for a pass that was running at that moment): the in-process timer in embedded
+        // mode, the function's schedule in aws mode (15 minutes by default: with the timer's
+        // tick there, every verify run in the minutes before the next scheduled run found the
+        // newest period missing).
+        settle: digest.grace
+            + 2 * match storage.mode {
+                tollgate_core::backends::Mode::Embedded => tollgate_audit_digest::tick_interval(digest.period),
+                tollgate_core::backends::Mode::Aws => std::time::Duration::from_millis(args.digest_schedule_ms),
+            },
         period: digest.period,
         concurrency: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
     };

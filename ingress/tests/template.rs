@@ -2016,6 +2016,13 @@ fn the_digest_function_signs_on_its_schedule_and_the_stack_publishes_the_key() {
         Some("rate(15 minutes)"),
         "every 15 minutes by default"
     );
+    // `tollgate verify` in aws mode waits two of the schedule's runs before it calls a period's
+    // digest missing: its default is the schedule's.
+    assert_eq!(
+        number(&t.doc["Parameters"]["DigestIntervalMinutes"]["Default"]) * 60_000,
+        tollgate_ingress::cli::DEFAULT_DIGEST_SCHEDULE_MS,
+        "tollgate verify --digest-schedule-ms default vs DigestIntervalMinutes"
+    );
     assert_eq!(t.parameter_default("DigestPeriodMinutes"), "60");
     let env: BTreeMap<String, String> = t.function_env("AuditDigestFunction").into_iter().collect();
     let origin = t.eval(&t.props("LogVerifierKey")["Origin"]).unwrap();

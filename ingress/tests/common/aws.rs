@@ -11,6 +11,9 @@ use tollgate_testkit::{free_port, Postgres, S3Server};
 pub const CLUSTER_ARN: &str = "arn:aws:rds:us-east-1:000000000000:cluster:tollgate-local";
 pub const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:000000000000:secret:tollgate-local";
 pub const BUCKET: &str = "tollgate-audit-local";
+/// The trail bucket (tiles, checkpoints, digests) of a stack started with a separate one, as
+/// the template deploys ([`AwsStack::start_with_kms_log_and`] with `TOLLGATE_TRAIL_BUCKET`).
+pub const TRAIL_BUCKET: &str = "tollgate-trail-local";
 /// The functions the Lambda emulator runs: the registry's `local_stack` ones.
 pub fn functions() -> Vec<String> {
     tollgate_ingress::registry::functions()
@@ -170,17 +173,24 @@ pub const LOG_ORIGIN: &str = "tollgate.local/aws-stack";
 impl AwsStack {
     /// The stack with the transparency log off (events sequenced, not integrated).
     pub async fn start() -> Self {
-        Self::start_inner(false).await
+        Self::start_inner(false, &[]).await
     }
 
     /// The stack with the transparency log on: a KMS stand-in (on this test's runtime) holding
     /// an Ed25519 key, and `AWS_ENDPOINT_URL_KMS`, `TOLLGATE_LOG_KMS_KEY_ID` and
     /// `TOLLGATE_LOG_ORIGIN` in every process's environment, so the audit-writer integrates.
     pub async fn start_with_kms_log() -> Self {
-        Self::start_inner(true).await
+        Self::start_inner(true, &[]).await
     }
 
-    async fn start_inner(with_kms: bool) -> Self {
+    /// [`AwsStack::start_with_kms_log`] with more settings for every process of the stack (the
+    /// ingress, the functions, the CLI), as the template gives them (e.g. the digest period).
+    /// A `TOLLGATE_TRAIL_BUCKET` among them is created beside the audit bucket.
+    pub async fn start_with_kms_log_and(extra: &[(&str, &str)]) -> Self {
+        Self::start_inner(true, extra).await
+    }
+
+    async fn start_inner(with_kms: bool, extra: &[(&str, &str)]) -> Self {
         if !cfg!(feature = "aws") {
             panic!(
                 "the aws-mode tests run the ingress binary in aws mode: build it with its aws feature \
@@ -219,6 +229,7 @@ impl AwsStack {
                     .map(|(k, v)| (k.to_string(), v)),
                 );
             }
+            env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             if let Some(lambda) = LambdaEmulator::start(lambda_port, env.clone(), logs.0.clone()) {
                 break (lambda, env);
             }
@@ -234,6 +245,14 @@ impl AwsStack {
             .send()
             .await
             .expect("create the audit bucket");
+        if let Some((_, trail)) = env.iter().find(|(k, _)| k == "TOLLGATE_TRAIL_BUCKET") {
+            client
+                .create_bucket()
+                .bucket(trail)
+                .send()
+                .await
+                .expect("create the trail bucket");
+        }
         Self {
             logs,
             pg,
