@@ -35,36 +35,15 @@ tollgate="$target/release/tollgate"
 loadgen="$target/release/receipt-cost"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/tollgate-receipt-cost.XXXXXX")"
-pid=""
-stop() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    pid=""
-}
-trap 'stop; rm -rf "$work"' EXIT
+source bench/lib/tollgate.sh
+trap 'tollgate_stop; rm -rf "$work"' EXIT
 
 # Starts a fresh tollgate with the given environment; sets pid and addr.
 start() {
     local data="$work/data-$1"
     shift
     mkdir -p "$data"
-    env -u RUST_LOG TOLLGATE_LISTEN=127.0.0.1:0 TOLLGATE_DATA_DIR="$data" "$@" \
-        "$tollgate" >"$data.log" 2>&1 &
-    pid=$!
-    addr=""
-    for _ in $(seq 1 300); do
-        addr="$(python3 -S -c 'import json,sys
-for l in open(sys.argv[1]):
-    try: v = json.loads(l)
-    except ValueError: continue
-    if v.get("message") == "tollgate ready": print(v["listen"]); break' "$data.log")"
-        [ -n "$addr" ] && break
-        kill -0 "$pid" 2>/dev/null || { cat "$data.log" >&2; echo "tollgate exited before it was ready" >&2; exit 1; }
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { echo "receipt-cost.sh: tollgate not ready within 30 s" >&2; exit 1; }
+    tollgate_start "$data.log" TOLLGATE_DATA_DIR="$data" "$@"
 }
 
 cases="none per-commit"
@@ -93,7 +72,7 @@ for round in $(seq 1 "$rounds"); do
             [ "$n" -gt 0 ] || { echo "receipt-cost.sh: no receipts kept for $case" >&2; exit 1; }
             echo "  $n kept receipts verify with tollgate verify-receipt" >&2
         fi
-        stop
+        tollgate_stop
     done
 done
 

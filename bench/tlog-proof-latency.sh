@@ -20,15 +20,8 @@ cargo build --release -p tollgate-ingress -p tollgate-bench
 tollgate="target/$profile/tollgate"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/tollgate-tlog-latency.XXXXXX")"
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/lib/tollgate.sh
+trap 'tollgate_stop; rm -rf "$work"' EXIT
 
 # The proof route is limited to 100 requests/s per caller (routes.toml), and the pollers are one
 # caller (the admin key) asking ~300 times a second (~1,250 with --sample-every 10): this run's
@@ -40,25 +33,7 @@ if [ "$(grep -c '^rate = "1000000/s"$' "$work/routes.toml")" != 3 ]; then
 fi
 
 mkdir -p "$work/data"
-env -u RUST_LOG TOLLGATE_LISTEN=127.0.0.1:0 TOLLGATE_DATA_DIR="$work/data" TOLLGATE_ROUTES="$work/routes.toml" \
-    "$tollgate" >"$work/tollgate.log" 2>&1 &
-pid=$!
-addr=""
-for _ in $(seq 1 300); do
-    addr="$(python3 -S -c 'import json,sys
-for l in open(sys.argv[1]):
-    try: v = json.loads(l)
-    except ValueError: continue
-    if v.get("message") == "tollgate ready": print(v["listen"]); break' "$work/tollgate.log")"
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/tollgate.log" >&2; echo "tollgate exited before it was ready" >&2; exit 1; }
-    sleep 0.1
-done
-if [ -z "$addr" ]; then
-    grep -m1 '"tollgate ready"' "$work/tollgate.log" >&2 || true
-    echo "tlog-proof-latency.sh: tollgate did not say where it listens within 30 s" >&2
-    exit 1
-fi
+tollgate_start "$work/tollgate.log" TOLLGATE_DATA_DIR="$work/data" TOLLGATE_ROUTES="$work/routes.toml"
 vkey="$(TOLLGATE_DATA_DIR="$work/data" "$tollgate" log-key)"
 echo "tollgate pid $pid on $addr ($tollgate), log $vkey" >&2
 

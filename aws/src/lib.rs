@@ -6,6 +6,8 @@
 //! in: there are no test-only code paths here.
 
 pub mod backends;
+#[cfg(feature = "custom-resource")]
+pub mod custom_resource;
 pub mod dataapi;
 pub mod kms;
 pub mod lambda;

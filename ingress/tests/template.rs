@@ -989,6 +989,14 @@ fn source_without_tests(path: &Path) -> String {
     }
 }
 
+/// `file`'s path from the repository's root (`core/src/translog.rs`).
+fn repo_path(file: &Path) -> String {
+    file.strip_prefix(root())
+        .unwrap()
+        .to_string_lossy()
+        .replace("/../", "/")
+}
+
 fn rust_files(path: &Path) -> Vec<PathBuf> {
     if path.is_file() {
         return vec![path.to_path_buf()];
@@ -1063,10 +1071,13 @@ fn adapter_operations(file: &str, sdk_ops: &[&str]) -> BTreeMap<String, BTreeSet
 ///   it, kms:Decrypt", S3 user guide, UsingKMSEncryption.html);
 /// - `HeadObject` is authorized as `s3:GetObject`, `ListObjectsV2` as `s3:ListBucket` on the
 ///   bucket (S3 API reference).
-fn iam_needs(op: &str, holder: &str) -> Vec<(&'static str, Option<&'static str>)> {
+///
+/// `file` is the source file (from the repository's root) that makes the call: a put goes where
+/// [`OBJECTS_PUT_BY`] says that file writes.
+fn iam_needs(op: &str, holder: &str, file: &str) -> Vec<(&'static str, Option<&'static str>)> {
     let cluster = Some("arn:aws:test:us-east-1:123456789012:DatabaseCluster/DBClusterArn");
     let secret = Some(database_secret(holder));
-    let objects = Some("arn:aws:test:us-east-1:123456789012:AuditBucket/Arn/audit/*");
+    let objects = Some(AUDIT_OBJECTS);
     let key = Some("arn:aws:test:us-east-1:123456789012:AuditKey/Arn");
     match op {
         "execute_statement" => vec![
@@ -1089,20 +1100,12 @@ fn iam_needs(op: &str, holder: &str) -> Vec<(&'static str, Option<&'static str>)
             ("rds-data:RollbackTransaction", cluster),
             ("secretsmanager:GetSecretValue", secret),
         ],
-        // The digest function writes nothing under audit/: its puts are the digests and the
-        // log's tiles and checkpoints, in the trail bucket.
-        "put_object" if holder == "AuditDigestFunction" => vec![
-            (
-                "s3:PutObject",
-                Some("arn:aws:test:us-east-1:123456789012:TrailBucket/Arn/digest/*"),
-            ),
-            (
-                "s3:PutObject",
-                Some("arn:aws:test:us-east-1:123456789012:TrailBucket/Arn/log/*"),
-            ),
-            ("kms:GenerateDataKey", key),
-        ],
-        "put_object" => vec![("s3:PutObject", objects), ("kms:GenerateDataKey", key)],
+        "put_object" => {
+            let Some((_, written)) = OBJECTS_PUT_BY.iter().find(|(f, _)| *f == file) else {
+                panic!("{file} puts objects: add what it writes to OBJECTS_PUT_BY");
+            };
+            vec![("s3:PutObject", Some(*written)), ("kms:GenerateDataKey", key)]
+        }
         "get_object" | "head_object" => vec![("s3:GetObject", objects), ("kms:Decrypt", key)],
         "list_objects_v2" => vec![(
             "s3:ListBucket",
@@ -1121,6 +1124,24 @@ fn iam_needs(op: &str, holder: &str) -> Vec<(&'static str, Option<&'static str>)
         other => panic!("no IAM mapping for the SDK operation {other}: add it to iam_needs"),
     }
 }
+
+/// The audit objects, in the audit bucket.
+const AUDIT_OBJECTS: &str = "arn:aws:test:us-east-1:123456789012:AuditBucket/Arn/audit/*";
+
+/// The objects each source file that puts objects writes: the audit writer the audit objects;
+/// the integrator the log's tiles and checkpoints (`log/`), the digester the digests
+/// (`digest/`), both in the trail bucket.
+const OBJECTS_PUT_BY: [(&str, &str); 3] = [
+    ("functions/audit-writer/src/lib.rs", AUDIT_OBJECTS),
+    (
+        "core/src/translog.rs",
+        "arn:aws:test:us-east-1:123456789012:TrailBucket/Arn/log/*",
+    ),
+    (
+        "core/src/digest.rs",
+        "arn:aws:test:us-east-1:123456789012:TrailBucket/Arn/digest/*",
+    ),
+];
 
 /// The database secret (the role it logs in as) of each component: the master secret is
 /// db-migrate's alone; requests-api reads as the reader role, the rest write as the writer role.
@@ -1184,11 +1205,7 @@ fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
     // a call this test does not see.
     for dir in ["aws/src", "core/src", "ingress/src", "functions"] {
         for file in rust_files(&root().join(dir)) {
-            let rel = file
-                .strip_prefix(root())
-                .unwrap()
-                .to_string_lossy()
-                .replace("/../", "/");
+            let rel = repo_path(&file);
             let text = source_without_tests(&file);
             if text.contains(".send()")
                 && !adapters.iter().any(|(a, _, _)| rel.ends_with(a))
@@ -1235,38 +1252,39 @@ fn every_aws_call_the_code_makes_is_granted_to_the_role_that_makes_it() {
     let mut problems = Vec::new();
     let mut checked = 0;
     for (holder, sources) in COMPONENTS {
-        let text: String = sources
-            .iter()
-            .flat_map(|s| rust_files(&root().join(s)))
-            .map(|f| source_without_tests(&f))
-            .collect();
-        let mut ops = BTreeSet::new();
-        for (receiver, methods) in &port_ops {
-            for (method, method_ops) in methods {
-                let unique = port_ops.iter().filter(|(_, m)| m.contains_key(method)).count() == 1
-                    && !["get", "query", "list", "invoke", "new", "send", "fmt"].contains(&method.as_str());
-                let called = if unique {
-                    text.contains(&format!(".{method}("))
-                } else {
-                    text.contains(&format!("{receiver}.{method}("))
-                };
-                if called {
-                    ops.extend(method_ops.iter().cloned());
+        let grants = t.grants(holder);
+        // File by file: what a call needs can depend on the file that makes it (the bucket a
+        // put lands in).
+        for file in sources.iter().flat_map(|s| rust_files(&root().join(s))) {
+            let rel = repo_path(&file);
+            let text = source_without_tests(&file);
+            let mut ops = BTreeSet::new();
+            for (receiver, methods) in &port_ops {
+                for (method, method_ops) in methods {
+                    let unique = port_ops.iter().filter(|(_, m)| m.contains_key(method)).count() == 1
+                        && !["get", "query", "list", "invoke", "new", "send", "fmt"].contains(&method.as_str());
+                    let called = if unique {
+                        text.contains(&format!(".{method}("))
+                    } else {
+                        text.contains(&format!("{receiver}.{method}("))
+                    };
+                    if called {
+                        ops.extend(method_ops.iter().cloned());
+                    }
                 }
             }
-        }
-        let grants = t.grants(holder);
-        for op in &ops {
-            for (action, resource) in iam_needs(op, holder) {
-                checked += 1;
-                let granted = grants
-                    .iter()
-                    .any(|(a, r)| a == action && resource.is_none_or(|want| r == want));
-                if !granted {
-                    problems.push(format!(
-                        "{holder} calls {op} but is not granted {action} on {}",
-                        resource.unwrap_or("anything")
-                    ));
+            for op in &ops {
+                for (action, resource) in iam_needs(op, holder, &rel) {
+                    checked += 1;
+                    let granted = grants
+                        .iter()
+                        .any(|(a, r)| a == action && resource.is_none_or(|want| r == want));
+                    if !granted {
+                        problems.push(format!(
+                            "{holder} calls {op} in {rel} but is not granted {action} on {}",
+                            resource.unwrap_or("anything")
+                        ));
+                    }
                 }
             }
         }

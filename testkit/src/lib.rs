@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub mod contract;
 pub mod faults;
 pub mod kms_local;
+#[cfg(feature = "trail")]
+pub mod trail;
 
 /// Where Debian's PostgreSQL binaries live (`apt-get install -y postgresql`).
 pub fn pg_bin_dir() -> PathBuf {

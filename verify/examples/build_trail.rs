@@ -5,16 +5,10 @@
 //!
 //! `cargo run --release -p tollgate-verify --example build_trail -- DIR [EVENTS] [PER_BATCH]`
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
-use tollgate_core::audit;
-use tollgate_core::digest::{DigestSettings, Digester};
-use tollgate_core::model::NewRecord;
-use tollgate_core::ports::RequestLog;
-use tollgate_core::translog::{self, Integrator};
-use tollgate_embedded::dirstore::DirObjectStore;
-use tollgate_embedded::sqlite::SqliteRequestLog;
+use tollgate_core::digest::DigestSettings;
+use tollgate_testkit::trail::Trail;
 
 /// An audit event of the shape and size the ingress writes for an echo (~800 bytes).
 fn event(n: usize, id: &str, t: OffsetDateTime) -> String {
@@ -45,67 +39,37 @@ async fn main() {
     let dir = std::path::PathBuf::from(args.get(1).expect("usage: build_trail DIR [EVENTS] [PER_BATCH]"));
     let events: usize = args.get(2).map_or(1_000_000, |s| s.parse().expect("EVENTS"));
     let per_batch: usize = args.get(3).map_or(1_000, |s| s.parse().expect("PER_BATCH"));
-    std::fs::create_dir_all(&dir).expect("data dir");
     let started = Instant::now();
-    let log = Arc::new(SqliteRequestLog::open(dir.join(tollgate_embedded::DB_FILE)).expect("request log"));
-    let store = Arc::new(DirObjectStore::open(dir.join(tollgate_embedded::OBJECTS_DIR)).expect("objects"));
-    let signer = Arc::new(
-        translog::load_or_create_key(
-            &dir.join(translog::KEY_FILE),
-            None,
-            &tollgate_embedded::default_origin(&dir),
-        )
-        .expect("log key"),
-    );
     let settings = DigestSettings {
         period: Duration::from_secs(3600),
         grace: Duration::from_secs(120),
         lookback: 48,
     };
-    let integrator = Integrator::new(log.clone(), store.clone(), signer.clone());
-    let digester = Digester::new(log.clone(), store.clone(), store.clone(), signer.clone(), settings);
+    let mut trail = Trail::in_data_dir(&dir, settings)
+        .with_events(event)
+        .with_request_ids(|_| uuid::Uuid::new_v4().hyphenated().to_string());
     let batches = events.div_ceil(per_batch);
     // A batch a minute, the last one two minutes ago.
     let now = tollgate_core::clock::now();
     let t0 = now - time::Duration::minutes(batches as i64 + 2);
-    let (mut insert, mut write, mut pass) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut pass = Duration::ZERO;
     let mut n = 0usize;
     for b in 0..batches {
         let t = t0 + time::Duration::minutes(b as i64);
-        let batch_id = tollgate_core::audit::batch_id_at(t);
         let count = per_batch.min(events - n);
-        let mut lines = Vec::with_capacity(count);
-        let mut rows = Vec::with_capacity(count);
-        for _ in 0..count {
-            let id = uuid::Uuid::new_v4().hyphenated().to_string();
-            let e = event(n, &id, t);
-            rows.push(NewRecord {
-                audit_payload: e.clone(),
-                ..tollgate_testkit::contract::sample_record(&id, &batch_id)
-            });
-            lines.push(e);
-            n += 1;
-        }
-        let at = Instant::now();
-        log.insert_batch(&rows).await.expect("insert");
-        insert += at.elapsed();
-        let at = Instant::now();
-        let batch = serde_json::from_slice(&audit::batch_payload(&batch_id, &lines)).expect("batch");
-        tollgate_audit_writer::write_batch(&*log, &*store, batch)
-            .await
-            .expect("write");
-        write += at.elapsed();
+        trail.write(t, count).await;
+        n += count;
         // The pass at the top of each simulated hour, as the timer would run it.
         if (b + 1) % 60 == 0 {
             let at = Instant::now();
-            tollgate_audit_digest::run_pass(&integrator, &digester, t + time::Duration::seconds(30))
+            tollgate_audit_digest::run_pass(&trail.integrator, &trail.digester, t + time::Duration::seconds(30))
                 .await
                 .expect("pass");
             pass += at.elapsed();
         }
     }
     let at = Instant::now();
-    let last = tollgate_audit_digest::run_pass(&integrator, &digester, tollgate_core::clock::now())
+    let last = tollgate_audit_digest::run_pass(&trail.integrator, &trail.digester, tollgate_core::clock::now())
         .await
         .expect("pass");
     pass += at.elapsed();
@@ -113,8 +77,8 @@ async fn main() {
         "{{\"events\":{n},\"batches\":{batches},\"tree_size\":{},\"seconds\":{:.1},\"insert_s\":{:.1},\"write_s\":{:.1},\"integrate_and_digest_s\":{:.1}}}",
         last.tree_size,
         started.elapsed().as_secs_f64(),
-        insert.as_secs_f64(),
-        write.as_secs_f64(),
+        trail.spent.insert.as_secs_f64(),
+        trail.spent.write.as_secs_f64(),
         pass.as_secs_f64()
     );
 }

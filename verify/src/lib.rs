@@ -41,7 +41,7 @@ use tollgate_core::ports::{LogError, ObjectStore, RequestLog, StoreError, TlogSt
 use tollgate_core::translog::{self, FetchedTiles};
 use tollgate_tlog::merkle::{self, Hash, HashReader, MemoryTree};
 use tollgate_tlog::note::{open_note, parse_unverified};
-use tollgate_tlog::tile::{self, Tile};
+use tollgate_tlog::tile::{self, Tile, TileHashReader};
 use tollgate_tlog::{Checkpoint, VerifierKey, Verifiers};
 
 /// Rows read from the request log per call.
@@ -533,44 +533,19 @@ pub async fn verify(src: &Sources, opt: &Options, progress: &dyn Progress) -> Re
     lap(&mut r, "objects");
 
     // 4. The tree.
-    let mut tiles = FetchedTiles::default();
-    if opt.bounded() {
-        check_bounded_tree(
-            src,
-            &checkpoints,
-            top_size,
-            top_root,
-            &mut tiles,
-            &mut table,
-            &keys,
-            &mut r,
-        )
-        .await?;
-    } else {
-        check_tree(
-            src,
-            &checkpoints,
-            top_size,
-            top_root,
-            &mut tiles,
-            &mut table,
-            &keys,
-            &mut r,
-        )
-        .await?;
-    }
-    check_auditor_checkpoint(
-        src,
-        opt,
-        &verifiers,
-        &checkpoints,
+    let mut log = PublishedLog {
+        trail: &*src.trail,
+        checkpoints: &checkpoints,
         top_size,
         top_root,
-        &mut tiles,
-        &table,
-        &mut r,
-    )
-    .await?;
+        tiles: FetchedTiles::default(),
+    };
+    if opt.bounded() {
+        check_bounded_tree(&mut log, &mut table, &keys, &mut r).await?;
+    } else {
+        check_tree(&mut log, &mut table, &mut r).await?;
+    }
+    check_auditor_checkpoint(&mut log, opt, &verifiers, &mut r).await?;
 
     lap(&mut r, "tree");
 
@@ -647,6 +622,7 @@ async fn load_checkpoints(
     let prefix = format!("{}checkpoint/", translog::PREFIX);
     let keys = src.trail.list(&prefix).await?;
     progress.start("checkpoints", keys.len() as u64);
+    let log_key = format!("the log key {origin}");
     let mut out = BTreeMap::new();
     for key in keys {
         progress.advance(1);
@@ -666,17 +642,9 @@ async fn load_checkpoints(
         let Some(bytes) = src.trail.get(&key).await? else {
             continue;
         };
-        let c = match Checkpoint::open(&bytes, verifiers) {
-            Ok(c) => c,
-            Err(e) => {
-                r.checkpoints.add(false);
-                r.find(
-                    "checkpoint_signature",
-                    key,
-                    format!("does not verify with the log key {origin}: {e}"),
-                );
-                continue;
-            }
+        let Some(c) = open_checkpoint(&bytes, verifiers, &log_key, "checkpoint_signature", &key, r) else {
+            r.checkpoints.add(false);
+            continue;
         };
         if c.origin != origin || c.size != size {
             r.checkpoints.add(false);
@@ -691,6 +659,25 @@ async fn load_checkpoints(
     }
     progress.finish();
     Ok(out)
+}
+
+/// Opens a checkpoint signed by the log's key; when it does not verify, a finding `code` at
+/// `at` saying so (naming the key as `log_key`), and `None`.
+fn open_checkpoint(
+    bytes: &[u8],
+    verifiers: &Verifiers,
+    log_key: &str,
+    code: &'static str,
+    at: &str,
+    r: &mut Report,
+) -> Option<Checkpoint> {
+    match Checkpoint::open(bytes, verifiers) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            r.find(code, at, format!("does not verify with {log_key}: {e}"));
+            None
+        }
+    }
 }
 
 /// What the chain walk found.
@@ -1123,19 +1110,31 @@ fn apply_object(
     }
 }
 
-/// The unbounded tree check: recompute the tree from the events, compare every checkpoint's
-/// root and every stored tile, and find missing tiles.
-#[allow(clippy::too_many_arguments)]
-async fn check_tree(
-    src: &Sources,
-    checkpoints: &BTreeMap<u64, Checkpoint>,
+/// The log as the tree checks read it: the trail store, the checkpoints that verified, and the
+/// tiles authenticated against the newest one (fetched once, shared by the checks).
+struct PublishedLog<'a> {
+    trail: &'a dyn ObjectStore,
+    checkpoints: &'a BTreeMap<u64, Checkpoint>,
     top_size: u64,
     top_root: Hash,
-    tiles: &mut FetchedTiles,
-    table: &mut Table,
-    keys: &[String],
-    r: &mut Report,
-) -> Result<(), VerifyError> {
+    tiles: FetchedTiles,
+}
+
+impl PublishedLog<'_> {
+    /// Runs `f` over the stored tiles authenticated against the newest checkpoint; `Err`
+    /// inside names a missing tile or the inconsistency.
+    async fn read<T>(
+        &mut self,
+        f: impl Fn(&TileHashReader<'_, FetchedTiles>) -> Result<T, tollgate_tlog::Error>,
+    ) -> Result<Result<T, String>, StoreError> {
+        self.tiles.with(self.trail, self.top_size, self.top_root, f).await
+    }
+}
+
+/// The unbounded tree check: recompute the tree from the events, compare every checkpoint's
+/// root and every stored tile, and find missing tiles.
+async fn check_tree(log: &mut PublishedLog<'_>, table: &mut Table, r: &mut Report) -> Result<(), VerifyError> {
+    let (checkpoints, top_size) = (log.checkpoints, log.top_size);
     // Holes (indexes no event holds) are reported, then filled from the stored tiles
     // authenticated against the newest checkpoint, so the rest of the log is still checked.
     let holes: Vec<u64> = (0..table.slots.len() as u64)
@@ -1145,10 +1144,7 @@ async fn check_tree(
     if !holes.is_empty() {
         report_ranges(&holes, table, r);
         let stored: Vec<u64> = holes.iter().map(|&i| merkle::stored_hash_index(0, i)).collect();
-        match tiles
-            .with(&*src.trail, top_size, top_root, |reader| reader.read_hashes(&stored))
-            .await?
-        {
+        match log.read(|reader| reader.read_hashes(&stored)).await? {
             Ok(hashes) => {
                 for (&i, h) in holes.iter().zip(hashes) {
                     let s = &mut table.slots[i as usize];
@@ -1171,7 +1167,6 @@ async fn check_tree(
     for s in &table.slots[..size] {
         tree.append_hash(s.leaf);
     }
-    let _ = keys;
     for (&n, c) in checkpoints {
         if n > size as u64 {
             r.checkpoints.add(false);
@@ -1189,7 +1184,7 @@ async fn check_tree(
         }
     }
     // Tiles: every stored one holds the recomputed hashes; every one an integration wrote exists.
-    let stored = src.trail.list(&format!("{}tile/", translog::PREFIX)).await?;
+    let stored = log.trail.list(&format!("{}tile/", translog::PREFIX)).await?;
     let mut present: HashSet<Tile> = HashSet::new();
     for key in stored {
         let path = key.strip_prefix(translog::PREFIX).unwrap_or(&key);
@@ -1207,7 +1202,7 @@ async fn check_tree(
         if start + span * u64::from(t.width) > tree.size() {
             continue; // past the checked tree (newer than the newest checkpoint)
         }
-        let Some(data) = src.trail.get(&key).await? else {
+        let Some(data) = log.trail.get(&key).await? else {
             continue;
         };
         let ok = tile::read_tile_data(&t, &tree).is_ok_and(|want| want == data.as_ref());
@@ -1276,17 +1271,13 @@ fn report_ranges(holes: &[u64], table: &mut Table, r: &mut Report) {
 
 /// The bounded tree check: each event in range against the stored tiles authenticated against
 /// the newest checkpoint, and each checkpoint's root against the same tiles.
-#[allow(clippy::too_many_arguments)]
 async fn check_bounded_tree(
-    src: &Sources,
-    checkpoints: &BTreeMap<u64, Checkpoint>,
-    top_size: u64,
-    top_root: Hash,
-    tiles: &mut FetchedTiles,
+    log: &mut PublishedLog<'_>,
     table: &mut Table,
     keys: &[String],
     r: &mut Report,
 ) -> Result<(), VerifyError> {
+    let (checkpoints, top_size) = (log.checkpoints, log.top_size);
     if top_size == 0 {
         return Ok(());
     }
@@ -1298,10 +1289,7 @@ async fn check_bounded_tree(
             .iter()
             .map(|&i| merkle::stored_hash_index(0, table.base + i))
             .collect();
-        match tiles
-            .with(&*src.trail, top_size, top_root, |reader| reader.read_hashes(&stored))
-            .await?
-        {
+        match log.read(|reader| reader.read_hashes(&stored)).await? {
             Ok(hashes) => {
                 for (&i, h) in chunk.iter().zip(hashes) {
                     let s = &mut table.slots[i as usize];
@@ -1323,9 +1311,7 @@ async fn check_bounded_tree(
         }
     }
     for (&n, c) in checkpoints {
-        let got = tiles
-            .with(&*src.trail, top_size, top_root, |reader| merkle::tree_hash(n, reader))
-            .await?;
+        let got = log.read(|reader| merkle::tree_hash(n, reader)).await?;
         let ok = got.as_ref().is_ok_and(|root| *root == c.root);
         r.checkpoints.add(ok);
         if !ok {
@@ -1339,33 +1325,20 @@ async fn check_bounded_tree(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn check_auditor_checkpoint(
-    src: &Sources,
+    log: &mut PublishedLog<'_>,
     opt: &Options,
     verifiers: &Verifiers,
-    checkpoints: &BTreeMap<u64, Checkpoint>,
-    top_size: u64,
-    top_root: Hash,
-    tiles: &mut FetchedTiles,
-    table: &Table,
     r: &mut Report,
 ) -> Result<(), VerifyError> {
     let Some(bytes) = &opt.auditor_checkpoint else {
         return Ok(());
     };
     let at = "auditor's checkpoint";
-    let c = match Checkpoint::open(bytes, verifiers) {
-        Ok(c) => c,
-        Err(e) => {
-            r.find(
-                "auditor_checkpoint",
-                at,
-                format!("does not verify with the log key: {e}"),
-            );
-            return Ok(());
-        }
+    let Some(c) = open_checkpoint(bytes, verifiers, "the log key", "auditor_checkpoint", at, r) else {
+        return Ok(());
     };
+    let top_size = log.top_size;
     let n = c.size;
     if n > top_size {
         r.find(
@@ -1375,7 +1348,7 @@ async fn check_auditor_checkpoint(
         );
         return Ok(());
     }
-    if let Some(stored) = checkpoints.get(&n) {
+    if let Some(stored) = log.checkpoints.get(&n) {
         if stored.root != c.root {
             r.find(
                 "checkpoint_fork",
@@ -1385,12 +1358,9 @@ async fn check_auditor_checkpoint(
             return Ok(());
         }
     }
-    let _ = table;
     // The log's root at the auditor's size, from the tiles authenticated against the newest
     // checkpoint (in an unbounded run the tiles were checked against the events already).
-    let got = tiles
-        .with(&*src.trail, top_size, top_root, |reader| merkle::tree_hash(n, reader))
-        .await?;
+    let got = log.read(|reader| merkle::tree_hash(n, reader)).await?;
     match got {
         Ok(root) if root == c.root => {}
         Ok(_) => r.find(

@@ -8,10 +8,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tollgate_audit_digest::run_pass;
 use tollgate_core::audit;
-use tollgate_core::digest::{self, DigestSettings, Digester};
+use tollgate_core::digest::{self, DigestSettings};
 use tollgate_core::model::NewRecord;
 use tollgate_core::ports::{ObjectStore, RequestLog};
-use tollgate_core::translog::{self, Integrator};
+use tollgate_core::translog;
 use tollgate_embedded::dirstore::DirObjectStore;
 use tollgate_embedded::sqlite::SqliteRequestLog;
 use tollgate_tlog::Ed25519Signer;
@@ -39,86 +39,56 @@ fn event(id: &str, t: OffsetDateTime) -> String {
 /// - `f` (2, 10-11), a late object of 10:00: backfill digest 4
 /// - `h` (2, 15-16) of 10:04: pending (its period is not closed at [`NOW`])
 struct Trail {
-    dir: std::path::PathBuf,
-    log: Arc<SqliteRequestLog>,
-    store: Arc<DirObjectStore>,
-    signer: Arc<Ed25519Signer>,
+    trail: tollgate_testkit::trail::Trail,
     keys: std::collections::HashMap<&'static str, String>,
-    next: usize,
 }
 
 const NOW: &str = "2026-12-03T10:04:30Z";
 
-impl Drop for Trail {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Trail {
+    type Target = tollgate_testkit::trail::Trail;
+
+    fn deref(&self) -> &Self::Target {
+        &self.trail
     }
 }
 
 impl Trail {
     async fn write(&mut self, name: &'static str, t: OffsetDateTime, n: usize) {
-        let batch_id = tollgate_core::audit::batch_id_at(t);
-        let mut events = Vec::new();
-        let mut rows = Vec::new();
-        for _ in 0..n {
-            let id = format!("req-{:05}", self.next);
-            self.next += 1;
-            let e = event(&id, t);
-            rows.push(NewRecord {
-                audit_payload: e.clone(),
-                ..tollgate_testkit::contract::sample_record(&id, &batch_id)
-            });
-            events.push(e);
-        }
-        self.log.insert_batch(&rows).await.unwrap();
-        let batch = serde_json::from_slice(&audit::batch_payload(&batch_id, &events)).unwrap();
-        let report = tollgate_audit_writer::write_batch(&*self.log, &*self.store, batch)
-            .await
-            .unwrap();
-        self.keys.insert(name, report.objects[0].key.clone());
+        let key = self.trail.write(t, n).await;
+        self.keys.insert(name, key);
     }
 
     async fn build() -> Self {
-        let dir = std::env::temp_dir().join(format!("tollgate-verify-{}", uuid::Uuid::new_v4().simple()));
-        let log = Arc::new(SqliteRequestLog::open(dir.join("r.db")).unwrap());
-        let store = Arc::new(DirObjectStore::open(dir.join("objects")).unwrap());
-        let signer = Arc::new(Ed25519Signer::generate(ORIGIN).unwrap());
-        let integrator = Integrator::new(log.clone(), store.clone(), signer.clone());
-        let digester = Digester::new(
-            log.clone(),
-            store.clone(),
-            store.clone(),
-            signer.clone(),
+        let trail = tollgate_testkit::trail::Trail::temporary(
+            ORIGIN,
             DigestSettings {
                 period: PERIOD,
                 grace: Duration::from_secs(5),
                 lookback: 10,
             },
-        );
+        )
+        .with_events(|_, id, t| event(id, t));
         let mut t = Self {
-            dir,
-            log,
-            store,
-            signer,
+            trail,
             keys: Default::default(),
-            next: 0,
         };
         t.write("a", at("2026-12-03T10:00:10Z"), 3).await;
         t.write("b", at("2026-12-03T10:00:10.5Z"), 2).await;
         t.write("c", at("2026-12-03T10:00:50Z"), 1).await;
         t.write("d", at("2026-12-03T10:02:30Z"), 4).await;
-        let r = run_pass(&integrator, &digester, at("2026-12-03T10:03:06Z"))
+        let r = run_pass(&t.integrator, &t.digester, at("2026-12-03T10:03:06Z"))
             .await
             .unwrap();
         assert_eq!((r.periods, r.tree_size), (3, 10));
         t.write("f", at("2026-12-03T10:00:30Z"), 2).await;
         t.write("g", at("2026-12-03T10:03:20Z"), 3).await;
-        let r = run_pass(&integrator, &digester, at("2026-12-03T10:04:06Z"))
+        let r = run_pass(&t.integrator, &t.digester, at("2026-12-03T10:04:06Z"))
             .await
             .unwrap();
         assert_eq!((r.periods, r.backfills, r.tree_size), (1, 1, 15));
         t.write("h", at("2026-12-03T10:04:10Z"), 2).await;
-        assert_eq!(integrator.integrate().await.unwrap().size, 17);
+        assert_eq!(t.integrator.integrate().await.unwrap().size, 17);
         t
     }
 
@@ -127,7 +97,7 @@ impl Trail {
     }
 
     fn path(&self, key: &str) -> std::path::PathBuf {
-        self.dir.join("objects").join(key)
+        self.object_path(key)
     }
 
     fn options(&self) -> Options {
@@ -172,7 +142,7 @@ impl Trail {
     }
 
     fn sql(&self, statement: &str) {
-        let db = rusqlite::Connection::open(self.dir.join("r.db")).unwrap();
+        let db = rusqlite::Connection::open(self.db_path()).unwrap();
         db.execute_batch(statement).unwrap();
     }
 

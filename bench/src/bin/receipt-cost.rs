@@ -16,17 +16,13 @@
 //! Run through `bench/receipt-cost.sh`, which runs the server with and without receipts in
 //! one run and reports the difference.
 
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tollgate_bench::load::{self, cpu_seconds, Percentiles, Schedule};
 
 #[derive(Clone, Debug)]
 struct Options {
@@ -95,58 +91,6 @@ fn options() -> Result<Options, String> {
     Ok(o)
 }
 
-type Conn = SendRequest<Empty<bytes::Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Result<Conn, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (send, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    Ok(send)
-}
-
-/// CPU seconds (user + system) a process has used, from /proc/<pid>/stat.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name (which may hold spaces) start after the last ')';
-    // utime and stime are fields 14 and 15 of stat (proc(5)), in clock ticks.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-    // sysconf(_SC_CLK_TCK) is 100 on Linux for every architecture the kernel exports to user
-    // space (USER_HZ).
-    Some((ticks(11)? + ticks(12)?) / 100.0)
-}
-
-#[derive(Serialize)]
-struct Percentiles {
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
-fn percentiles(mut v: Vec<Duration>) -> Percentiles {
-    v.sort();
-    let at = |p: f64| {
-        if v.is_empty() {
-            return 0.0;
-        }
-        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i].as_secs_f64() * 1000.0
-    };
-    Percentiles {
-        p50_ms: at(0.50),
-        p90_ms: at(0.90),
-        p99_ms: at(0.99),
-        max_ms: at(1.0),
-    }
-}
-
 #[derive(Serialize)]
 struct Report {
     what: &'static str,
@@ -184,73 +128,36 @@ struct Tally {
 }
 
 fn main() {
-    let o = match options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("receipt-cost: {e}");
-            std::process::exit(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(o)) {
-        eprintln!("receipt-cost: {e}");
-        std::process::exit(1);
-    }
+    load::main("receipt-cost", options, run);
 }
 
 async fn run(o: Options) -> Result<(), String> {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let tally: Arc<Mutex<Tally>> = Arc::default();
-    let total = o.rate * (o.warmup + o.duration);
-    let first_measured = o.rate * o.warmup;
-    let start = Instant::now() + Duration::from_millis(100);
-    let rate = o.rate;
-    let due = move |i: u64| start + Duration::from_nanos(i * 1_000_000_000 / rate);
-    let (measured_from, measured_to) = (due(first_measured), due(total));
-
-    let (tx, rx) = mpsc::unbounded_channel::<(u64, Instant)>();
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let scheduler = tokio::spawn(async move {
-        for i in 0..total {
-            let at = due(i);
-            tokio::time::sleep_until(at.into()).await;
-            if tx.send((i, at)).is_err() {
-                return;
-            }
-        }
-    });
+    let schedule = Schedule::new(o.rate, o.warmup, o.duration);
+    let (measured_from, measured_to) = schedule.window();
+    let (scheduler, jobs) = schedule.spawn();
     let mut workers = Vec::new();
     for _ in 0..o.connections {
-        let mut conn = connect(o.addr).await?;
-        let (rx, tally, o) = (rx.clone(), tally.clone(), o.clone());
+        let mut conn = load::connect(o.addr).await?;
+        let (jobs, tally, o) = (jobs.clone(), tally.clone(), o.clone());
         workers.push(tokio::spawn(async move {
             loop {
-                let job = rx.lock().await.recv().await;
-                let Some((i, due)) = job else { return };
-                let measured = i >= first_measured;
+                let Some((i, due)) = load::next_job(&jobs).await else {
+                    return;
+                };
+                let measured = schedule.measured(i);
                 let result = async {
                     if conn.is_closed() {
-                        conn = connect(o.addr).await?;
+                        conn = load::connect(o.addr).await?;
                     }
-                    conn.ready().await.map_err(|e| format!("connection: {e}"))?;
-                    let mut req = Request::get(format!("/v1/echo/load/{i}")).header("host", o.addr.to_string());
-                    if o.receipt {
-                        req = req.header("prefer", "tollgate-receipt");
-                    }
-                    let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
-                    let resp = conn.send_request(req).await.map_err(|e| format!("GET: {e}"))?;
-                    let status = resp.status().as_u16();
-                    let receipt = resp
-                        .headers()
-                        .get("tollgate-receipt")
-                        .and_then(|v| v.to_str().ok())
-                        .map(String::from);
-                    let _ = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?;
-                    Ok::<_, String>((status, receipt))
+                    let prefer: &[(&str, &str)] = if o.receipt {
+                        &[("prefer", "tollgate-receipt")]
+                    } else {
+                        &[]
+                    };
+                    let answer = load::get(&mut conn, o.addr, &format!("/v1/echo/load/{i}"), prefer).await?;
+                    Ok::<_, String>((answer.status, answer.header("tollgate-receipt")))
                 }
                 .await;
                 let answered = Instant::now();
@@ -307,7 +214,7 @@ async fn run(o: Options) -> Result<(), String> {
             std::fs::write(&p, r).map_err(|e| format!("{}: {e}", p.display()))?;
         }
     }
-    let measured_requests = total - first_measured;
+    let measured_requests = schedule.total - schedule.first_measured;
     let cpu = cpu_to - cpu_from;
     let report = Report {
         what: "receipt-cost",
@@ -328,7 +235,7 @@ async fn run(o: Options) -> Result<(), String> {
         } else {
             t.receipts as f64 / t.statements.len() as f64
         },
-        latency: percentiles(t.latencies),
+        latency: Percentiles::of(t.latencies),
         server_cpu_s: cpu,
         server_cpu_us_per_request: cpu * 1e6 / measured_requests as f64,
         failures: t.failures,

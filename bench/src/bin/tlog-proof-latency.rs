@@ -20,11 +20,6 @@
 //! Run through `bench/tlog-proof-latency.sh`, which builds the release binaries, starts a
 //! tollgate with a fresh data directory and stops it afterwards.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tollgate_bench::load::{self, cpu_seconds, Answer, Conn, Percentiles, Schedule};
 
 #[derive(Clone, Debug)]
 struct Options {
@@ -105,54 +100,6 @@ fn options() -> Result<Options, String> {
     Ok(o)
 }
 
-type Conn = SendRequest<Empty<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Result<Conn, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (send, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    Ok(send)
-}
-
-/// One answer: status, the `x-request-id` header, the body.
-struct Answer {
-    status: u16,
-    request_id: Option<String>,
-    body: Bytes,
-}
-
-async fn get(conn: &mut Conn, addr: SocketAddr, path: &str, auth: Option<&str>) -> Result<Answer, String> {
-    conn.ready().await.map_err(|e| format!("connection: {e}"))?;
-    let mut req = Request::get(path).header("host", addr.to_string());
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
-    }
-    let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
-    let resp = conn.send_request(req).await.map_err(|e| format!("GET {path}: {e}"))?;
-    let status = resp.status().as_u16();
-    let request_id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("GET {path}: body: {e}"))?
-        .to_bytes();
-    Ok(Answer {
-        status,
-        request_id,
-        body,
-    })
-}
-
 /// Keep-alive connections for the pollers, opened on demand and reused.
 struct Pool {
     addr: SocketAddr,
@@ -164,9 +111,9 @@ impl Pool {
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut conn = match idle {
             Some(c) if !c.is_closed() => c,
-            _ => connect(self.addr).await?,
+            _ => load::connect(self.addr).await?,
         };
-        let answer = get(&mut conn, self.addr, path, Some(auth)).await?;
+        let answer = load::get(&mut conn, self.addr, path, &[("authorization", auth)]).await?;
         if let Ok(mut v) = self.idle.lock() {
             v.push(conn);
         }
@@ -193,33 +140,6 @@ struct Counters {
     polls: AtomicU64,
     poll_not_ready: AtomicU64,
     poll_errors: AtomicU64,
-}
-
-#[derive(Serialize)]
-struct Percentiles {
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    p999_ms: f64,
-    max_ms: f64,
-}
-
-fn percentiles(mut v: Vec<Duration>) -> Percentiles {
-    v.sort();
-    let at = |p: f64| {
-        if v.is_empty() {
-            return 0.0;
-        }
-        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i].as_secs_f64() * 1000.0
-    };
-    Percentiles {
-        p50_ms: at(0.50),
-        p90_ms: at(0.90),
-        p99_ms: at(0.99),
-        p999_ms: at(0.999),
-        max_ms: at(1.0),
-    }
 }
 
 #[derive(Serialize)]
@@ -266,36 +186,8 @@ struct Machine {
     loadavg_at_start: String,
 }
 
-/// CPU seconds (user + system) a process has used, from /proc/<pid>/stat.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name (which may hold spaces) start after the last ')';
-    // utime and stime are fields 14 and 15 of stat (proc(5)), in clock ticks.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-    // sysconf(_SC_CLK_TCK) is 100 on Linux for every architecture the kernel exports to user
-    // space (USER_HZ).
-    Some((ticks(11)? + ticks(12)?) / 100.0)
-}
-
 fn main() {
-    let o = match options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("tlog-proof-latency: {e}");
-            std::process::exit(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(o)) {
-        eprintln!("tlog-proof-latency: {e}");
-        std::process::exit(1);
-    }
+    load::main("tlog-proof-latency", options, run);
 }
 
 async fn run(o: Options) -> Result<(), String> {
@@ -319,31 +211,16 @@ async fn run(o: Options) -> Result<(), String> {
     });
     let pollers: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
 
-    let total = o.rate * (o.warmup + o.duration);
-    let first_measured = o.rate * o.warmup;
-    let start = Instant::now() + Duration::from_millis(100);
-    let rate = o.rate;
-    let due = move |i: u64| start + Duration::from_nanos(i * 1_000_000_000 / rate);
-    let (measured_from, measured_to) = (due(first_measured), due(total));
-
     // The schedule: request i is due at start + i * period, whatever the answers do.
-    let (tx, rx) = mpsc::unbounded_channel::<(u64, Instant)>();
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let scheduler = tokio::spawn(async move {
-        for i in 0..total {
-            let at = due(i);
-            tokio::time::sleep_until(at.into()).await;
-            if tx.send((i, at)).is_err() {
-                return;
-            }
-        }
-    });
+    let schedule = Schedule::new(o.rate, o.warmup, o.duration);
+    let (measured_from, measured_to) = schedule.window();
+    let (scheduler, jobs) = schedule.spawn();
 
     let mut workers = Vec::new();
     for _ in 0..o.connections {
-        let mut conn = connect(o.addr).await?;
-        let (rx, counters, samples, latencies, failures, pool, pollers, auth, o) = (
-            rx.clone(),
+        let mut conn = load::connect(o.addr).await?;
+        let (jobs, counters, samples, latencies, failures, pool, pollers, auth, o) = (
+            jobs.clone(),
             counters.clone(),
             samples.clone(),
             answer_latencies.clone(),
@@ -355,10 +232,11 @@ async fn run(o: Options) -> Result<(), String> {
         );
         workers.push(tokio::spawn(async move {
             loop {
-                let job = rx.lock().await.recv().await;
-                let Some((i, due)) = job else { return };
+                let Some((i, due)) = load::next_job(&jobs).await else {
+                    return;
+                };
                 if conn.is_closed() {
-                    match connect(o.addr).await {
+                    match load::connect(o.addr).await {
                         Ok(c) => conn = c,
                         Err(e) => {
                             counters.echo_errors.fetch_add(1, Ordering::Relaxed);
@@ -367,11 +245,11 @@ async fn run(o: Options) -> Result<(), String> {
                         }
                     }
                 }
-                let result = get(&mut conn, o.addr, &format!("/v1/echo/load/{i}"), None).await;
+                let result = load::get(&mut conn, o.addr, &format!("/v1/echo/load/{i}"), &[]).await;
                 let answered = Instant::now();
-                let measured = i >= first_measured;
+                let measured = schedule.measured(i);
                 let id = match result {
-                    Ok(a) if a.status == 200 => a.request_id,
+                    Ok(a) if a.status == 200 => a.header("x-request-id"),
                     Ok(a) => {
                         counters.echo_errors.fetch_add(1, Ordering::Relaxed);
                         note(
@@ -518,7 +396,7 @@ async fn run(o: Options) -> Result<(), String> {
     let polls = counters.polls.load(Ordering::Relaxed);
     let upper: Vec<Duration> = samples.iter().map(|s| s.upper).collect();
     let lower: Vec<Duration> = samples.iter().map(|s| s.lower).collect();
-    let answer_to_proof = percentiles(upper);
+    let answer_to_proof = Percentiles::with_p999(upper);
     let latencies = std::mem::take(&mut *answer_latencies.lock().map_err(|_| "poisoned")?);
     let server_cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) if echo_ok + polls_in_window > 0 => {
@@ -557,11 +435,11 @@ async fn run(o: Options) -> Result<(), String> {
         polls,
         polls_not_ready: counters.poll_not_ready.load(Ordering::Relaxed),
         poll_errors: counters.poll_errors.load(Ordering::Relaxed),
-        answer_latency: percentiles(latencies),
+        answer_latency: Percentiles::with_p999(latencies),
         samples: samples.len(),
         meets_target: answer_to_proof.p99_ms <= 1000.0,
         answer_to_proof,
-        answer_to_proof_lower_bound: percentiles(lower),
+        answer_to_proof_lower_bound: Percentiles::with_p999(lower),
         mean_polls_per_sample: if samples.is_empty() {
             0.0
         } else {

@@ -132,29 +132,9 @@ pub fn is_custom_resource(event: &serde_json::Value) -> bool {
     event.get("RequestType").and_then(serde_json::Value::as_str).is_some()
 }
 
-/// A `Custom::LogVerifierKey` request (the fields this function uses).
+/// A `Custom::LogVerifierKey` request.
 #[cfg(feature = "aws")]
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LogKeyEvent {
-    /// Create, Update or Delete.
-    pub request_type: String,
-    /// Where the outcome goes (a pre-signed S3 URL).
-    #[serde(rename = "ResponseURL")]
-    pub response_url: String,
-    /// The stack.
-    pub stack_id: String,
-    /// This request.
-    pub request_id: String,
-    /// The resource's logical id.
-    pub logical_resource_id: String,
-    /// The physical id, on Update and Delete.
-    #[serde(default)]
-    pub physical_resource_id: Option<String>,
-    /// The key and origin.
-    #[serde(default)]
-    pub resource_properties: LogKeyProperties,
-}
+pub type LogKeyEvent = tollgate_aws::custom_resource::CustomResourceEvent<LogKeyProperties>;
 
 /// The custom resource's outcome: on Create and Update, `Data.VerifierKey` is the log's
 /// verifier key in the note `vkey` format, read from this function's own signer (the KMS key of
@@ -167,7 +147,7 @@ pub fn log_key_outcome(
     event: &LogKeyEvent,
     signer_key_id: Option<&str>,
     signer: Option<&dyn tollgate_tlog::NoteSigner>,
-) -> tollgate_db_migrate::CustomResourceResponse {
+) -> tollgate_aws::custom_resource::CustomResourceResponse {
     let mut data = serde_json::Map::new();
     let props = &event.resource_properties;
     let result: Result<(String, String), String> = match event.request_type.as_str() {
@@ -198,26 +178,13 @@ pub fn log_key_outcome(
         )),
         other => Err(format!("unknown RequestType {other}")),
     };
-    let fallback = || {
-        event
-            .physical_resource_id
-            .clone()
-            .unwrap_or_else(|| "log-verifier-key".into())
+    let fallback = || event.physical_id_or("log-verifier-key");
+    let (physical, result) = match result {
+        Ok((p, r)) if !p.is_empty() => (p, Ok(r)),
+        Ok((_, r)) => (fallback(), Ok(r)),
+        Err(r) => (fallback(), Err(r)),
     };
-    let (status, physical, reason) = match result {
-        Ok((p, r)) if !p.is_empty() => ("SUCCESS", p, r),
-        Ok((_, r)) => ("SUCCESS", fallback(), r),
-        Err(r) => ("FAILED", fallback(), r),
-    };
-    tollgate_db_migrate::CustomResourceResponse {
-        status: status.into(),
-        reason: reason.chars().take(512).collect(),
-        physical_resource_id: physical,
-        stack_id: event.stack_id.clone(),
-        request_id: event.request_id.clone(),
-        logical_resource_id: event.logical_resource_id.clone(),
-        data,
-    }
+    event.response(result, physical, data)
 }
 
 #[cfg(all(test, feature = "aws"))]

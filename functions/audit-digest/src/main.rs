@@ -6,10 +6,10 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tollgate_audit_digest::{is_custom_resource, log_key_outcome, run_pass, LogKeyEvent};
 use tollgate_aws::backends::ModeSettings;
+use tollgate_aws::custom_resource::{deliver, HttpsResponder};
 use tollgate_core::digest::{DigestSettings, Digester};
 use tollgate_core::settings::SettingsReader;
 use tollgate_core::translog::Integrator;
-use tollgate_db_migrate::{HttpsResponder, Responder};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -49,14 +49,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let (key_id, signer, responder) = (key_id.clone(), log_signer.clone(), responder.clone());
         async move {
             if is_custom_resource(&event.payload) {
-                let request: LogKeyEvent = serde_json::from_value(event.payload).map_err(|e| lambda_runtime::Diagnostic {
-                    error_type: "InvalidEvent".into(),
-                    error_message: format!("not a custom resource request: {e}"),
-                })?;
+                let request: LogKeyEvent =
+                    serde_json::from_value(event.payload).map_err(|e| lambda_runtime::Diagnostic {
+                        error_type: "InvalidEvent".into(),
+                        error_message: format!("not a custom resource request: {e}"),
+                    })?;
                 let response = log_key_outcome(&request, key_id.as_deref(), signer.as_deref());
-                let body = serde_json::to_vec(&response).unwrap_or_default();
-                responder.put(&request.response_url, body).await?;
-                tracing::info!(status = %response.status, reason = %response.reason, "custom resource response delivered");
+                deliver(&request, &response, &*responder).await?;
                 return Ok(serde_json::to_value(&response).unwrap_or_default());
             }
             let report = run_pass(&integrator, &digester, OffsetDateTime::now_utc())

@@ -3,125 +3,52 @@
 //! objects deferred until they are sequenced, and a chain whose links and signatures hold.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tollgate_audit_digest::run_pass;
 use tollgate_core::audit;
 use tollgate_core::digest::{self, Digest, DigestSettings, Digester, Kind};
-use tollgate_core::model::{AuditBatch, NewRecord};
 use tollgate_core::ports::{ObjectStore, RequestLog};
-use tollgate_core::translog::Integrator;
-use tollgate_embedded::dirstore::DirObjectStore;
-use tollgate_embedded::sqlite::SqliteRequestLog;
+use tollgate_testkit::trail::Trail;
 use tollgate_tlog::note::{open_note, Verifiers};
-use tollgate_tlog::Ed25519Signer;
 
 const PERIOD: Duration = Duration::from_secs(60);
-
-struct Trail {
-    dir: std::path::PathBuf,
-    log: Arc<SqliteRequestLog>,
-    store: Arc<DirObjectStore>,
-    signer: Arc<Ed25519Signer>,
-    integrator: Integrator,
-    digester: Digester,
-    next: usize,
-}
-
-impl Drop for Trail {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn at(s: &str) -> OffsetDateTime {
     tollgate_core::clock::parse_rfc3339(s).unwrap()
 }
 
-fn event(id: &str, t: OffsetDateTime) -> String {
-    format!(
-        "{{\"event_version\":\"2\",\"event_time\":\"{}\",\"request_id\":\"{id}\"}}",
-        tollgate_core::clock::format(t)
+/// A new trail in a temporary directory: minute periods, 5 s of grace.
+fn trail() -> Trail {
+    Trail::temporary(
+        "tollgate.test/digest",
+        DigestSettings {
+            period: PERIOD,
+            grace: Duration::from_secs(5),
+            lookback: 10,
+        },
     )
 }
 
-impl Trail {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("tollgate-digest-{}", uuid::Uuid::new_v4().simple()));
-        let log = Arc::new(SqliteRequestLog::open(dir.join("r.db")).unwrap());
-        let store = Arc::new(DirObjectStore::open(dir.join("objects")).unwrap());
-        let signer = Arc::new(Ed25519Signer::generate("tollgate.test/digest").unwrap());
-        let integrator = Integrator::new(log.clone(), store.clone(), signer.clone());
-        let digester = Digester::new(
-            log.clone(),
-            store.clone(),
-            store.clone(),
-            signer.clone(),
-            DigestSettings {
-                period: PERIOD,
-                grace: Duration::from_secs(5),
-                lookback: 10,
-            },
-        );
-        Self {
-            dir,
-            log,
-            store,
-            signer,
-            integrator,
-            digester,
-            next: 0,
-        }
+/// The trail's digests in sequence, each opened with the log's key, with its bytes.
+async fn digests(t: &Trail) -> Vec<(Digest, bytes::Bytes)> {
+    let verifiers = Verifiers::new(vec![t.signer.verifier_key()]);
+    let mut out = Vec::new();
+    for k in t.store.list(digest::PREFIX).await.unwrap() {
+        let bytes = t.store.get(&k).await.unwrap().unwrap();
+        let note = open_note(&bytes, &verifiers).expect("every digest is signed by the log key");
+        let d = Digest::parse_body(&note.text).unwrap();
+        assert_eq!(k, digest::key(d.sequence));
+        out.push((d, bytes));
     }
-
-    /// Records `n` requests in a batch of time `t` and returns the batch (not yet written).
-    async fn record(&mut self, t: OffsetDateTime, n: usize) -> AuditBatch {
-        let batch_id = tollgate_core::audit::batch_id_at(t);
-        let mut events = Vec::new();
-        let mut rows = Vec::new();
-        for _ in 0..n {
-            let id = format!("req-{:05}", self.next);
-            self.next += 1;
-            let e = event(&id, t);
-            rows.push(NewRecord {
-                audit_payload: e.clone(),
-                ..tollgate_testkit::contract::sample_record(&id, &batch_id)
-            });
-            events.push(e);
-        }
-        self.log.insert_batch(&rows).await.unwrap();
-        serde_json::from_slice(&audit::batch_payload(&batch_id, &events)).unwrap()
-    }
-
-    /// Records and writes (object + marking + sequencing) a batch.
-    async fn write(&mut self, t: OffsetDateTime, n: usize) -> String {
-        let b = self.record(t, n).await;
-        let report = tollgate_audit_writer::write_batch(&*self.log, &*self.store, b)
-            .await
-            .unwrap();
-        report.objects[0].key.clone()
-    }
-
-    async fn chain(&self) -> Vec<(Digest, bytes::Bytes)> {
-        let verifiers = Verifiers::new(vec![self.signer.verifier_key()]);
-        let mut out = Vec::new();
-        for k in self.store.list(digest::PREFIX).await.unwrap() {
-            let bytes = self.store.get(&k).await.unwrap().unwrap();
-            let note = open_note(&bytes, &verifiers).expect("every digest is signed by the log key");
-            let d = Digest::parse_body(&note.text).unwrap();
-            assert_eq!(k, digest::key(d.sequence));
-            out.push((d, bytes));
-        }
-        out
-    }
+    out
 }
 
 /// The chain's invariants: gap-free sequence, each link the previous digest's hash and
 /// signature, regular periods contiguous, every object listed once, index runs = the rows'.
 async fn check_chain(t: &Trail) -> HashMap<String, Digest> {
     use sha2::Digest as _;
-    let chain = t.chain().await;
+    let chain = digests(t).await;
     let mut listed: HashMap<String, Digest> = HashMap::new();
     let mut last_period_end = None;
     for (i, (d, _)) in chain.iter().enumerate() {
@@ -174,7 +101,7 @@ async fn check_chain(t: &Trail) -> HashMap<String, Digest> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periods_empty_periods_backfills_and_deferred_objects() {
-    let mut t = Trail::new();
+    let mut t = trail();
     // Two objects at 10:00:10 and one at 10:00:50; nothing at 10:01; one at 10:02:30.
     let a = t.write(at("2026-12-03T10:00:10Z"), 3).await;
     let b = t.write(at("2026-12-03T10:00:10.5Z"), 2).await;
@@ -210,7 +137,7 @@ async fn periods_empty_periods_backfills_and_deferred_objects() {
         assert_eq!(listed[k].start, at("2026-12-03T10:00:00Z"));
     }
     assert_eq!(listed[&d].start, at("2026-12-03T10:02:00Z"));
-    let chain = t.chain().await;
+    let chain = digests(&t).await;
     assert!(
         chain[1].0.objects.is_empty() && chain[1].0.kind == Kind::Period,
         "an empty period still gets a digest"
@@ -239,12 +166,12 @@ async fn periods_empty_periods_backfills_and_deferred_objects() {
     assert_eq!(listed[&f].start, at("2026-12-03T10:00:00Z"));
     assert_eq!(listed[&key_e].kind, Kind::Backfill);
     assert_eq!(listed[&key_e].start, at("2026-12-03T10:02:00Z"));
-    assert_eq!(t.chain().await.len(), 6);
+    assert_eq!(digests(&t).await.len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_log_starts_at_its_earliest_object_and_two_digesters_never_fork_the_chain() {
-    let mut t = Trail::new();
+    let mut t = trail();
     t.write(at("2026-12-03T09:58:20Z"), 2).await;
     let other = Digester::new(
         t.log.clone(),
@@ -262,7 +189,7 @@ async fn a_new_log_starts_at_its_earliest_object_and_two_digesters_never_fork_th
         }
     }
     t.digester.run(now).await.unwrap();
-    let chain = t.chain().await;
+    let chain = digests(&t).await;
     let starts: Vec<OffsetDateTime> = chain.iter().map(|(d, _)| d.start).collect();
     assert_eq!(
         starts,
@@ -277,12 +204,12 @@ async fn a_new_log_starts_at_its_earliest_object_and_two_digesters_never_fork_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_log_digests_its_first_closed_period() {
-    let t = Trail::new();
+    let t = trail();
     let r = run_pass(&t.integrator, &t.digester, at("2026-12-03T10:01:30Z"))
         .await
         .unwrap();
     assert_eq!((r.periods, r.objects, r.tree_size), (1, 0, 0));
-    let chain = t.chain().await;
+    let chain = digests(&t).await;
     assert_eq!(chain[0].0.start, at("2026-12-03T10:00:00Z"));
     assert_eq!(chain[0].0.checkpoint, (0, None));
 }
@@ -297,7 +224,7 @@ fn the_timer_ticks_within_a_minute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_backfill_in_the_chain_does_not_hide_newer_periods_from_the_lookback() {
-    let mut t = Trail::new();
+    let mut t = trail();
     t.digester = Digester::new(
         t.log.clone(),
         t.store.clone(),

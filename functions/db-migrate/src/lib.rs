@@ -4,43 +4,18 @@
 //! PUT to the pre-signed `ResponseURL`, as CloudFormation requires; a failure is reported as
 //! FAILED with a short reason, so a deploy stops instead of waiting an hour for a timeout.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use serde::{Deserialize, Serialize};
-use std::future::Future;
-use std::pin::Pin;
+use serde::Deserialize;
 use tollgate_core::ports::RequestLog;
+
+pub use tollgate_aws::custom_resource::{CustomResourceResponse, DeliveryError, HttpsResponder, Responder};
 
 pub mod roles;
 
 /// The physical id of the schema resource (stable across updates).
 pub const PHYSICAL_ID: &str = "tollgate-request-log-schema";
-/// Longest reason sent back (CloudFormation shows it in the stack events).
-const MAX_REASON: usize = 512;
 
-/// A CloudFormation custom resource request (the fields this function uses).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CustomResourceEvent {
-    /// Create, Update or Delete.
-    pub request_type: String,
-    /// Where the outcome goes (a pre-signed S3 URL).
-    #[serde(rename = "ResponseURL")]
-    pub response_url: String,
-    /// The stack.
-    pub stack_id: String,
-    /// This request.
-    pub request_id: String,
-    /// The resource's logical id.
-    pub logical_resource_id: String,
-    /// The physical id, on Update and Delete.
-    #[serde(default)]
-    pub physical_resource_id: Option<String>,
-    /// The resource's properties (the roles' credentials, resolved by CloudFormation from their
-    /// secrets' dynamic references).
-    #[serde(default)]
-    pub resource_properties: SchemaProperties,
-}
+/// A `Custom::DatabaseSchema` request.
+pub type CustomResourceEvent = tollgate_aws::custom_resource::CustomResourceEvent<SchemaProperties>;
 
 /// `Custom::DatabaseSchema`'s properties this function reads. The passwords come from the
 /// roles' secrets; `Debug` never shows them.
@@ -111,41 +86,6 @@ impl SchemaProperties {
     }
 }
 
-/// The outcome sent to `ResponseURL`.
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct CustomResourceResponse {
-    /// SUCCESS or FAILED.
-    pub status: String,
-    /// Why it failed (or what was done).
-    pub reason: String,
-    /// The physical id.
-    pub physical_resource_id: String,
-    /// Echoed from the request.
-    pub stack_id: String,
-    /// Echoed from the request.
-    pub request_id: String,
-    /// Echoed from the request.
-    pub logical_resource_id: String,
-    /// Attributes (`Fn::GetAtt`): `Applied`, the migrations applied by this request.
-    pub data: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Why the outcome could not be delivered.
-#[derive(Debug, thiserror::Error)]
-#[error("could not deliver the custom resource response: {0}")]
-pub struct DeliveryError(pub String);
-
-/// Delivers a response body to a `ResponseURL`.
-pub trait Responder: Send + Sync {
-    /// PUTs `body` to `url`.
-    fn put<'a>(
-        &'a self,
-        url: &'a str,
-        body: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
-}
-
 /// Runs the request and builds its outcome.
 pub async fn outcome(event: &CustomResourceEvent, log: &dyn RequestLog) -> CustomResourceResponse {
     let mut data = serde_json::Map::new();
@@ -175,22 +115,7 @@ pub async fn outcome(event: &CustomResourceEvent, log: &dyn RequestLog) -> Custo
         "Delete" => Ok("schema retained".into()),
         other => Err(format!("unknown RequestType {other}")),
     };
-    let (status, reason) = match result {
-        Ok(r) => ("SUCCESS", r),
-        Err(r) => ("FAILED", r),
-    };
-    CustomResourceResponse {
-        status: status.into(),
-        reason: reason.chars().take(MAX_REASON).collect(),
-        physical_resource_id: event
-            .physical_resource_id
-            .clone()
-            .unwrap_or_else(|| PHYSICAL_ID.to_string()),
-        stack_id: event.stack_id.clone(),
-        request_id: event.request_id.clone(),
-        logical_resource_id: event.logical_resource_id.clone(),
-        data,
-    }
+    event.response(result, event.physical_id_or(PHYSICAL_ID), data)
 }
 
 /// Creates or updates the roles of the properties (after the migrations: the grants name their
@@ -216,66 +141,6 @@ pub async fn handle(
     responder: &dyn Responder,
 ) -> Result<CustomResourceResponse, DeliveryError> {
     let response = outcome(&event, log).await;
-    let body = serde_json::to_vec(&response).map_err(|e| DeliveryError(e.to_string()))?;
-    responder.put(&event.response_url, body).await?;
-    tracing::info!(status = %response.status, reason = %response.reason, "custom resource response delivered");
+    tollgate_aws::custom_resource::deliver(&event, &response, responder).await?;
     Ok(response)
-}
-
-/// PUTs over HTTPS (or HTTP, for tests) with hyper and rustls.
-pub struct HttpsResponder {
-    client: hyper_util::client::legacy::Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Full<Bytes>,
-    >,
-}
-
-impl HttpsResponder {
-    /// A responder trusting the platform's root certificates.
-    pub fn new() -> Result<Self, DeliveryError> {
-        // The provider named, not guessed: a build that links another one too (the workspace's
-        // test build has ring through tollgate-auth) would otherwise panic here.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
-            .map_err(|e| DeliveryError(format!("root certificates: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
-        Ok(Self { client })
-    }
-}
-
-impl Responder for HttpsResponder {
-    fn put<'a>(
-        &'a self,
-        url: &'a str,
-        body: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>> {
-        Box::pin(async move {
-            // The pre-signed URL is signed without a content type: send none.
-            let req = http::Request::put(url)
-                .header(http::header::CONTENT_LENGTH, body.len())
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| DeliveryError(e.to_string()))?;
-            let resp = tokio::time::timeout(std::time::Duration::from_secs(30), self.client.request(req))
-                .await
-                .map_err(|_| DeliveryError("timed out".into()))?
-                .map_err(|e| DeliveryError(e.to_string()))?;
-            if resp.status().is_success() {
-                Ok(())
-            } else {
-                Err(DeliveryError(format!("ResponseURL answered {}", resp.status())))
-            }
-        })
-    }
-}
-
-impl From<DeliveryError> for lambda_runtime::Diagnostic {
-    fn from(e: DeliveryError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: "ResponseDeliveryFailed".into(),
-            error_message: e.to_string(),
-        }
-    }
 }
