@@ -108,9 +108,8 @@ async fn integration_after_a_marking_costs_one_call_a_round() {
         .map(|i| tollgate_testkit::contract::sample_record(&id(i), batch))
         .collect();
     log.insert_batch(&rows).await.unwrap();
-    let object = |r: std::ops::Range<usize>| -> Vec<_> {
-        r.map(|i| tollgate_testkit::contract::audited(&id(i), 2)).collect()
-    };
+    let object =
+        |r: std::ops::Range<usize>| -> Vec<_> { r.map(|i| tollgate_testkit::contract::audited(&id(i), 2)).collect() };
     let dir = std::env::temp_dir().join(format!("tollgate-rounds-{}", uuid::Uuid::new_v4().simple()));
     let store = Arc::new(tollgate_embedded::dirstore::DirObjectStore::open(&dir).unwrap());
     let signer = Arc::new(tollgate_tlog::Ed25519Signer::from_seed("tollgate.test/rounds", &[4; 32]).unwrap());
@@ -120,47 +119,84 @@ async fn integration_after_a_marking_costs_one_call_a_round() {
     // A writer's batch: the marking answers the read (one call, as marking alone), and the
     // round is the compare-and-set alone.
     let before = calls(&endpoint).await;
-    let m = log.mark_audited_pending("obj-0", &object(0..250), MAX_LEAVES_PER_ROUND).await.unwrap();
-    assert_eq!((m.marked, calls(&endpoint).await - before), (250, 1), "marking with the read: one call");
+    let m = log
+        .mark_audited_pending("obj-0", &object(0..250), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.marked, calls(&endpoint).await - before),
+        (250, 1),
+        "marking with the read: one call"
+    );
     let before = calls(&endpoint).await;
     assert_eq!(integrator.integrate_from(m.pending.unwrap()).await.unwrap().size, 250);
-    assert_eq!(calls(&endpoint).await - before, 1, "a round after a marking: the compare-and-set");
+    assert_eq!(
+        calls(&endpoint).await - before,
+        1,
+        "a round after a marking: the compare-and-set"
+    );
 
     // Two batches of this process marked before either integrates: the later answer's round
     // takes both, and the earlier one, already covered, costs nothing.
-    let a = log.mark_audited_pending("obj-1", &object(250..500), MAX_LEAVES_PER_ROUND).await.unwrap();
-    let b = log.mark_audited_pending("obj-2", &object(500..750), MAX_LEAVES_PER_ROUND).await.unwrap();
+    let a = log
+        .mark_audited_pending("obj-1", &object(250..500), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    let b = log
+        .mark_audited_pending("obj-2", &object(500..750), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
     let before = calls(&endpoint).await;
     assert_eq!(integrator.integrate_from(b.pending.unwrap()).await.unwrap().size, 750);
     assert_eq!(integrator.integrate_from(a.pending.unwrap()).await.unwrap().size, 750);
     assert_eq!(calls(&endpoint).await - before, 1, "one round for two batches");
     // Two batches integrated in marking order: the second goes on from the first's tree.
-    let a = log.mark_audited_pending("obj-3", &object(750..800), MAX_LEAVES_PER_ROUND).await.unwrap();
-    let b = log.mark_audited_pending("obj-4", &object(800..900), MAX_LEAVES_PER_ROUND).await.unwrap();
+    let a = log
+        .mark_audited_pending("obj-3", &object(750..800), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    let b = log
+        .mark_audited_pending("obj-4", &object(800..900), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
     let before = calls(&endpoint).await;
     assert_eq!(integrator.integrate_from(a.pending.unwrap()).await.unwrap().size, 800);
     assert_eq!(integrator.integrate_from(b.pending.unwrap()).await.unwrap().size, 900);
     assert_eq!(calls(&endpoint).await - before, 2, "a compare-and-set each, no read");
 
     // Another process integrated first: the compare-and-set loses, and one read finds it done.
-    let m = log.mark_audited_pending("obj-5", &object(900..1000), MAX_LEAVES_PER_ROUND).await.unwrap();
+    let m = log
+        .mark_audited_pending("obj-5", &object(900..1000), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
     let other = Integrator::new(log.clone(), store.clone(), signer.clone());
     assert_eq!(other.integrate().await.unwrap().size, 1000);
     let before = calls(&endpoint).await;
     assert_eq!(integrator.integrate_from(m.pending.unwrap()).await.unwrap().size, 1000);
-    assert_eq!(calls(&endpoint).await - before, 2, "the lost compare-and-set, then a read");
+    assert_eq!(
+        calls(&endpoint).await - before,
+        2,
+        "the lost compare-and-set, then a read"
+    );
 
     // More pending than a marking answers (8,192 leaves, for the 1 MiB response limit): the
     // integrator reads the rest itself.
     let before = calls(&endpoint).await;
-    let m = log.mark_audited_pending("obj-6", &object(1000..10_000), MAX_LEAVES_PER_ROUND).await.unwrap();
+    let m = log
+        .mark_audited_pending("obj-6", &object(1000..10_000), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
     assert_eq!((m.marked, calls(&endpoint).await - before), (9000, 1));
     let (state, leaves) = m.pending.unwrap();
     assert_eq!((state.size, state.next_index, leaves.len()), (1000, 10_000, 8192));
     let before = calls(&endpoint).await;
     let after = integrator.integrate_from((state, leaves)).await.unwrap();
     assert_eq!(after.size, 10_000);
-    assert_eq!(calls(&endpoint).await - before, 3, "a round from the answer, then a read and a round");
+    assert_eq!(
+        calls(&endpoint).await - before,
+        3,
+        "a round from the answer, then a read and a round"
+    );
     // The tree is the one a plain integration over the same leaves builds.
     let leaves = tollgate_core::TlogStore::tlog_leaves(&*log, 0, 10_000).await.unwrap();
     let mut tree = tollgate_tlog::merkle::MemoryTree::new();

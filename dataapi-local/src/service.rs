@@ -735,7 +735,11 @@ impl DataApi {
     /// ExecuteStatement and BatchExecuteStatement calls served so far, by statement text
     /// (whitespace runs made one space).
     pub fn statement_stats(&self) -> Value {
-        self.counters.statements.lock().map(|m| json!(*m)).unwrap_or(Value::Null)
+        self.counters
+            .statements
+            .lock()
+            .map(|m| json!(*m))
+            .unwrap_or(Value::Null)
     }
 
     /// Routes one HTTP request: `(status, error type, body)`.

@@ -166,7 +166,9 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
     let mode = config.mode.storage.mode;
     // Embedded mode: one integrator for the audit writer and the digest timer (its lock
     // serializes them in-process).
-    let integrator = (mode == Mode::Embedded).then(|| app::log_integrator(&backends)).flatten();
+    let integrator = (mode == Mode::Embedded)
+        .then(|| app::log_integrator(&backends))
+        .flatten();
     if mode == Mode::Embedded {
         let functions = app::embedded_functions_sharing(&backends, integrator.clone());
         let missing: Vec<&str> = routes
@@ -180,8 +182,8 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
     let invoker = tollgate_ingress::backends::invoker(&config.mode, || {
         app::embedded_functions_sharing(&backends, integrator.clone())
     })
-        .await
-        .map_err(anyhow::Error::msg)?;
+    .await
+    .map_err(anyhow::Error::msg)?;
     let listen = config.listen;
     let data_dir = config.mode.storage.data_dir.clone();
     if mode == Mode::Embedded {

@@ -733,7 +733,8 @@ pub async fn tlog_mark_pending<L: RequestLog + TlogStore>(log: std::sync::Arc<L>
         .map(|(o, i)| sample_record(&id(o, i), batch))
         .collect();
     log.insert_batch(&rows).await.expect("insert");
-    let object = |o: usize| -> Vec<AuditedEvent> { (0..counts[o]).map(|i| audited(&id(o, i), 0x60 + o as u8)).collect() };
+    let object =
+        |o: usize| -> Vec<AuditedEvent> { (0..counts[o]).map(|i| audited(&id(o, i), 0x60 + o as u8)).collect() };
     let key = |o: usize| format!("audit/v1/mp-{o}.ndjson.gz");
 
     let first = log
@@ -741,14 +742,24 @@ pub async fn tlog_mark_pending<L: RequestLog + TlogStore>(log: std::sync::Arc<L>
         .await
         .expect("mark");
     assert_eq!(first.marked, counts[0] as u64);
-    let (state, leaves) = first.pending.expect("this adapter answers the pending read with the marking");
-    assert_eq!(state, log.tlog_state().await.expect("state"), "the state after the marking");
+    let (state, leaves) = first
+        .pending
+        .expect("this adapter answers the pending read with the marking");
+    assert_eq!(
+        state,
+        log.tlog_state().await.expect("state"),
+        "the state after the marking"
+    );
     assert_eq!(state.next_index, before.next_index + counts[0] as u64);
     assert_eq!(leaves.len() as u64, state.next_index - state.size, "every pending leaf");
     assert_eq!(leaves, log.tlog_leaves(state.size, 100_000).await.expect("leaves"));
     for (i, e) in object(0).iter().enumerate() {
         let row = log.get(&e.request_id).await.expect("get").expect("row");
-        assert_eq!(row.log_index, Some(before.next_index + i as u64), "sequenced in line order");
+        assert_eq!(
+            row.log_index,
+            Some(before.next_index + i as u64),
+            "sequenced in line order"
+        );
         assert_eq!(row.leaf_hash.as_deref(), Some(e.leaf_hex().as_str()));
     }
 
@@ -800,7 +811,10 @@ pub async fn tlog_mark_pending<L: RequestLog + TlogStore>(log: std::sync::Arc<L>
         .expect("re-mark")
         .pending
         .expect("pending");
-    assert_eq!((s.size, s.root_hash, s.checkpoint.as_deref()), (after.size + 10, Some(root), Some("checkpoint mp\n")));
+    assert_eq!(
+        (s.size, s.root_hash, s.checkpoint.as_deref()),
+        (after.size + 10, Some(root), Some("checkpoint mp\n"))
+    );
     assert_eq!(s.next_index, after.next_index);
     assert_eq!(l[..], all[10..]);
 }

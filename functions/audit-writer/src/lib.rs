@@ -432,7 +432,11 @@ mod tests {
             self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tollgate_core::TlogStore::tlog_state(&*self.inner)
         }
-        fn tlog_leaves(&self, from: u64, limit: usize) -> tollgate_core::BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>> {
+        fn tlog_leaves(
+            &self,
+            from: u64,
+            limit: usize,
+        ) -> tollgate_core::BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>> {
             self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tollgate_core::TlogStore::tlog_leaves(&*self.inner, from, limit)
         }
@@ -484,10 +488,18 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(report.rows_marked, range.len() as u64);
-            integrate_after(&integrator, Some(pending.expect("SQLite answers the read with the marking"))).await;
+            integrate_after(
+                &integrator,
+                Some(pending.expect("SQLite answers the read with the marking")),
+            )
+            .await;
         }
         assert_eq!(counting.reads.load(Ordering::Relaxed), 0, "no read of its own");
-        assert_eq!(counting.advances.load(Ordering::Relaxed), 4, "one compare-and-set a batch");
+        assert_eq!(
+            counting.advances.load(Ordering::Relaxed),
+            4,
+            "one compare-and-set a batch"
+        );
         // A retried batch marks nothing and answers nothing to integrate.
         let (again, pending) = write_batch_pending(&*f.log, &*f.store, batch(&f.batch_id, 555..600))
             .await
