@@ -21,7 +21,7 @@ use tollgate_core::backoff::{self, retry, Policy};
 use tollgate_core::model::{
     AuditedEvent, InsertOutcome, NewRecord, PendingAudit, RecordQuery, RequestRecord, StoredRecord, TlogState,
 };
-use tollgate_core::ports::{BoxFuture, KeyStore, LogError, RequestLog, TlogStore};
+use tollgate_core::ports::{BoxFuture, KeyStore, LogError, MarkedPending, RequestLog, TlogStore};
 use tollgate_core::sql::{self, SqlValue};
 
 /// The Data API's request limit is 4 MiB; batches are split well under it.
@@ -30,6 +30,15 @@ const MAX_BATCH_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 const PENDING_PAGE: usize = 200;
 /// Events per marking statement (each ~120 bytes of JSON: far under the 4 MiB request limit).
 const MARK_CHUNK: usize = 10_000;
+/// Leaves a marking answers with the log's state (`sql::tlog::MARK_AUDITED_PENDING_POSTGRES`):
+/// 64 hex characters each, 256 to a row, so 8,192 leaves are 32 rows of 16 KiB and ~520 KiB of
+/// response in all. "The response size limit is 1 MiB. If the call returns more than 1 MiB of
+/// response data, the call is terminated", and "The Data API size limit is 64 KB per row in
+/// the result set" (Amazon Aurora User Guide, Limitations for the Amazon RDS Data API,
+/// https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/data-api.limitations.html).
+/// A writer batch holds at most 1,000 events by default; more pending is read by the
+/// integrator itself.
+const MARK_PENDING_LEAVES: usize = 8192;
 /// Ids per `IN (...)` list.
 const IN_LIST_MAX: usize = 1000;
 /// Where the request log lives.
@@ -566,40 +575,16 @@ impl RequestLog for DataApiRequestLog {
     }
 
     fn mark_audited<'a>(&'a self, key: &'a str, events: &'a [AuditedEvent]) -> BoxFuture<'a, Result<u64, LogError>> {
-        Box::pin(async move {
-            // One statement per object (migration 0004's function locks the sequencer, marks
-            // and advances it): the same single call marking made before the log existed.
-            // Chunks stay far under the 4 MiB request limit (~120 bytes per event); each chunk
-            // is sequenced atomically, so a split object still gets gap-free indexes.
-            let mut changed = 0u64;
-            for (c, chunk) in events.chunks(MARK_CHUNK).enumerate() {
-                let array: Vec<Value> = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| {
-                        serde_json::json!({
-                            "request_id": e.request_id,
-                            "leaf_hash": e.leaf_hex(),
-                            "ord": c * MARK_CHUNK + i,
-                        })
-                    })
-                    .collect();
-                let params = vec![
-                    param("audit_key", &SqlValue::Text(key.to_string())),
-                    param("events", &SqlValue::Json(Value::Array(array).to_string())),
-                ];
-                let (_, rows) = self
-                    .execute(sql::tlog::MARK_AUDITED_POSTGRES, params, None, true)
-                    .await?;
-                let n = rows
-                    .first()
-                    .map(|r| number(r, "marked"))
-                    .transpose()?
-                    .ok_or_else(|| LogError::Failed("tlog_mark_audited returned no row".into()))?;
-                changed += n.max(0.0) as u64;
-            }
-            Ok(changed)
-        })
+        Box::pin(async move { Ok(self.mark_chunks(key, events, None).await?.marked) })
+    }
+
+    fn mark_audited_pending<'a>(
+        &'a self,
+        key: &'a str,
+        events: &'a [AuditedEvent],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<MarkedPending, LogError>> {
+        Box::pin(self.mark_chunks(key, events, Some(limit.min(MARK_PENDING_LEAVES))))
     }
 
     fn pending_audits(
@@ -781,6 +766,94 @@ impl KeyStore for DataApiRequestLog {
             Ok(rows.first().map(|r| number(r, "n")).transpose()?.unwrap_or(0.0) as u64)
         })
     }
+}
+
+impl DataApiRequestLog {
+    /// Marks and sequences `events` in chunks, one statement each (migration 0004's function
+    /// locks the sequencer, marks and advances it): the same single call marking made before
+    /// the log existed. Chunks stay far under the 4 MiB request limit (~120 bytes per event);
+    /// each chunk is sequenced atomically, so a split object still gets gap-free indexes. With
+    /// `pending` (a limit), the last chunk goes through migration 0005's function, which also
+    /// answers the log's state and at most that many pending leaves, in the same call.
+    async fn mark_chunks(
+        &self,
+        key: &str,
+        events: &[AuditedEvent],
+        pending: Option<usize>,
+    ) -> Result<MarkedPending, LogError> {
+        let mut out = MarkedPending {
+            marked: 0,
+            pending: None,
+        };
+        let chunks = events.len().div_ceil(MARK_CHUNK);
+        for (c, chunk) in events.chunks(MARK_CHUNK).enumerate() {
+            let array: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    serde_json::json!({
+                        "request_id": e.request_id,
+                        "leaf_hash": e.leaf_hex(),
+                        "ord": c * MARK_CHUNK + i,
+                    })
+                })
+                .collect();
+            let mut params = vec![
+                param("audit_key", &SqlValue::Text(key.to_string())),
+                param("events", &SqlValue::Json(Value::Array(array).to_string())),
+            ];
+            let limit = pending.filter(|_| c + 1 == chunks);
+            let statement = match limit {
+                Some(limit) => {
+                    params.push(param("limit", &SqlValue::Int(limit as i64)));
+                    sql::tlog::MARK_AUDITED_PENDING_POSTGRES
+                }
+                None => sql::tlog::MARK_AUDITED_POSTGRES,
+            };
+            let (_, rows) = self.execute(statement, params, None, true).await?;
+            let first = rows
+                .first()
+                .ok_or_else(|| LogError::Failed("tlog marking returned no row".into()))?;
+            out.marked += number(first, "marked")?.max(0.0) as u64;
+            if limit.is_some() {
+                let state = tlog_state_of(Some(first))?;
+                let mut leaves = Vec::new();
+                push_leaf_runs(state.size, rows.iter().skip(1), &mut leaves)?;
+                out.pending = Some((state, leaves));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Appends the leaf rows of [`sql::tlog::MARK_AUDITED_PENDING_POSTGRES`] (`leaves_from`,
+/// `leaves_to`, and their hex hashes concatenated) to `out`, which holds the leaves from `from`
+/// on: each run must start at the next index and hold exactly its range (indexes are unique,
+/// so a run of the right length has no hole).
+fn push_leaf_runs<'a>(
+    from: u64,
+    rows: impl Iterator<Item = &'a Map<String, Value>>,
+    out: &mut Vec<[u8; 32]>,
+) -> Result<(), LogError> {
+    for row in rows {
+        let expected = from + out.len() as u64;
+        let (first, last) = (number(row, "leaves_from")? as u64, number(row, "leaves_to")? as u64);
+        let hex = text(row, "leaves").unwrap_or_default();
+        let count = last.checked_sub(first).map(|d| d + 1).unwrap_or(0);
+        if first != expected || count == 0 || hex.len() as u64 != count * 64 {
+            return Err(LogError::Failed(format!(
+                "tlog: leaves {first}..={last} do not continue at {expected} without a hole"
+            )));
+        }
+        for (i, h) in hex.as_bytes().chunks(64).enumerate() {
+            let hash = std::str::from_utf8(h)
+                .ok()
+                .and_then(tollgate_core::model::parse_hash_hex)
+                .ok_or_else(|| LogError::Failed(format!("tlog: leaf {} is malformed", first + i as u64)))?;
+            out.push(hash);
+        }
+    }
+    Ok(())
 }
 
 /// The state row (of [`sql::tlog::STATE`] or the first of [`sql::tlog::PENDING`]).

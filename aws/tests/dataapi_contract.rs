@@ -96,6 +96,118 @@ async fn sequencing_adds_no_data_api_call_to_marking() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integration_after_a_marking_costs_one_call_a_round() {
+    use std::sync::Arc;
+    use tollgate_core::translog::{Integrator, MAX_LEAVES_PER_ROUND};
+    let pg = Postgres::start();
+    let (log, endpoint) = log_and_endpoint(&pg).await;
+    log.migrate().await.unwrap();
+    let batch = "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
+    let id = |i: usize| format!("round-{i:05}");
+    let rows: Vec<_> = (0..10_000)
+        .map(|i| tollgate_testkit::contract::sample_record(&id(i), batch))
+        .collect();
+    log.insert_batch(&rows).await.unwrap();
+    let object =
+        |r: std::ops::Range<usize>| -> Vec<_> { r.map(|i| tollgate_testkit::contract::audited(&id(i), 2)).collect() };
+    let dir = std::env::temp_dir().join(format!("tollgate-rounds-{}", uuid::Uuid::new_v4().simple()));
+    let store = Arc::new(tollgate_embedded::dirstore::DirObjectStore::open(&dir).unwrap());
+    let signer = Arc::new(tollgate_tlog::Ed25519Signer::from_seed("tollgate.test/rounds", &[4; 32]).unwrap());
+    let log = Arc::new(log);
+    let integrator = Integrator::new(log.clone(), store.clone(), signer.clone());
+
+    // A writer's batch: the marking answers the read (one call, as marking alone), and the
+    // round is the compare-and-set alone.
+    let before = calls(&endpoint).await;
+    let m = log
+        .mark_audited_pending("obj-0", &object(0..250), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.marked, calls(&endpoint).await - before),
+        (250, 1),
+        "marking with the read: one call"
+    );
+    let before = calls(&endpoint).await;
+    assert_eq!(integrator.integrate_from(m.pending.unwrap()).await.unwrap().size, 250);
+    assert_eq!(
+        calls(&endpoint).await - before,
+        1,
+        "a round after a marking: the compare-and-set"
+    );
+
+    // Two batches of this process marked before either integrates: the later answer's round
+    // takes both, and the earlier one, already covered, costs nothing.
+    let a = log
+        .mark_audited_pending("obj-1", &object(250..500), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    let b = log
+        .mark_audited_pending("obj-2", &object(500..750), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    let before = calls(&endpoint).await;
+    assert_eq!(integrator.integrate_from(b.pending.unwrap()).await.unwrap().size, 750);
+    assert_eq!(integrator.integrate_from(a.pending.unwrap()).await.unwrap().size, 750);
+    assert_eq!(calls(&endpoint).await - before, 1, "one round for two batches");
+    // Two batches integrated in marking order: the second goes on from the first's tree.
+    let a = log
+        .mark_audited_pending("obj-3", &object(750..800), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    let b = log
+        .mark_audited_pending("obj-4", &object(800..900), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    let before = calls(&endpoint).await;
+    assert_eq!(integrator.integrate_from(a.pending.unwrap()).await.unwrap().size, 800);
+    assert_eq!(integrator.integrate_from(b.pending.unwrap()).await.unwrap().size, 900);
+    assert_eq!(calls(&endpoint).await - before, 2, "a compare-and-set each, no read");
+
+    // Another process integrated first: the compare-and-set loses, and one read finds it done.
+    let m = log
+        .mark_audited_pending("obj-5", &object(900..1000), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    let other = Integrator::new(log.clone(), store.clone(), signer.clone());
+    assert_eq!(other.integrate().await.unwrap().size, 1000);
+    let before = calls(&endpoint).await;
+    assert_eq!(integrator.integrate_from(m.pending.unwrap()).await.unwrap().size, 1000);
+    assert_eq!(
+        calls(&endpoint).await - before,
+        2,
+        "the lost compare-and-set, then a read"
+    );
+
+    // More pending than a marking answers (8,192 leaves, for the 1 MiB response limit): the
+    // integrator reads the rest itself.
+    let before = calls(&endpoint).await;
+    let m = log
+        .mark_audited_pending("obj-6", &object(1000..10_000), MAX_LEAVES_PER_ROUND)
+        .await
+        .unwrap();
+    assert_eq!((m.marked, calls(&endpoint).await - before), (9000, 1));
+    let (state, leaves) = m.pending.unwrap();
+    assert_eq!((state.size, state.next_index, leaves.len()), (1000, 10_000, 8192));
+    let before = calls(&endpoint).await;
+    let after = integrator.integrate_from((state, leaves)).await.unwrap();
+    assert_eq!(after.size, 10_000);
+    assert_eq!(
+        calls(&endpoint).await - before,
+        3,
+        "a round from the answer, then a read and a round"
+    );
+    // The tree is the one a plain integration over the same leaves builds.
+    let leaves = tollgate_core::TlogStore::tlog_leaves(&*log, 0, 10_000).await.unwrap();
+    let mut tree = tollgate_tlog::merkle::MemoryTree::new();
+    for l in &leaves {
+        tree.append_hash(*l);
+    }
+    assert_eq!(after.root_hash, Some(tree.root(10_000).unwrap()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_api_request_log_meets_the_contract() {
     let pg = Postgres::start();
     let log = log_over_dataapi(&pg).await;
@@ -105,6 +217,7 @@ async fn data_api_request_log_meets_the_contract() {
     tollgate_testkit::contract::key_store(&log).await;
     tollgate_testkit::contract::tlog_sequencer(std::sync::Arc::new(log.clone())).await;
     tollgate_testkit::contract::tlog_rows(&log).await;
+    tollgate_testkit::contract::tlog_mark_pending(std::sync::Arc::new(log.clone())).await;
     assert_eq!(
         pg.psql(
             "tollgate",

@@ -100,6 +100,27 @@ pub trait RequestLog: Send + Sync + 'static {
     /// Concurrent calls never share or skip an index.
     fn mark_audited<'a>(&'a self, key: &'a str, events: &'a [AuditedEvent]) -> BoxFuture<'a, Result<u64, LogError>>;
 
+    /// [`RequestLog::mark_audited`], answering in the same call (one statement, one Data API
+    /// call) the transparency log's state after the marking with the leaf hashes pending past
+    /// its integrated size, at most `limit` (an adapter may answer fewer, to keep within its
+    /// response limits; never a gap), read while the marking still holds the sequencer: what
+    /// the writer's integration round would otherwise read ([`TlogStore::tlog_pending`]). The
+    /// default marks and answers no pending read (the integrator then reads it itself).
+    fn mark_audited_pending<'a>(
+        &'a self,
+        key: &'a str,
+        events: &'a [AuditedEvent],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<MarkedPending, LogError>> {
+        let _ = limit;
+        Box::pin(async move {
+            Ok(MarkedPending {
+                marked: self.mark_audited(key, events).await?,
+                pending: None,
+            })
+        })
+    }
+
     /// Unaudited rows received before `received_before` and re-driven fewer than
     /// `max_attempts` times without success, fewest attempts first, then oldest; write-ahead
     /// intents are not among them.
@@ -182,6 +203,16 @@ pub trait KeyStore: Send + Sync + 'static {
 
 /// An integration round's read: the state, and the leaf hashes from its integrated size on.
 pub type TlogPending = (TlogState, Vec<[u8; 32]>);
+
+/// What [`RequestLog::mark_audited_pending`] answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkedPending {
+    /// The rows marked (and sequenced) now, as [`RequestLog::mark_audited`] returns.
+    pub marked: u64,
+    /// The log's state after the marking with the leaves from its integrated size on; `None`
+    /// when the adapter does not read it with the marking.
+    pub pending: Option<TlogPending>,
+}
 
 /// A row of an audit object, for the digester: (audit key, request id, log index).
 pub type ObjectRow = (String, String, Option<u64>);

@@ -113,6 +113,13 @@ pub mod tlog {
     /// migration 0004: it locks the sequencer row `FOR UPDATE`, then marks, then advances, in
     /// the statement's own transaction), so sequencing adds no Data API call to marking.
     pub const MARK_AUDITED_POSTGRES: &str = "SELECT tlog_mark_audited(:audit_key, :events) AS marked";
+    /// PostgreSQL: [`MARK_AUDITED_POSTGRES`], and in the same call the log's state after it
+    /// with the leaves pending past the integrated size, at most `:limit` (the function of
+    /// migration 0005): the integration after a writer batch then reads nothing itself. The
+    /// first row holds `marked` and the state; each further row up to 256 consecutive leaves
+    /// (`leaves_from`..=`leaves_to`, their hex hashes concatenated in index order).
+    pub const MARK_AUDITED_PENDING_POSTGRES: &str = "SELECT marked, next_index, size, root_hash, checkpoint, \
+         leaves_from, leaves_to, leaves FROM tlog_mark_audited_pending(:audit_key, :events, :limit)";
 }
 
 /// Counts one more failed re-drive of an unaudited row.
@@ -188,6 +195,10 @@ pub const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0004_transparency_log",
         include_str!("../migrations/sqlite/0004_transparency_log.sql"),
     ),
+    (
+        "0005_tlog_mark_pending",
+        include_str!("../migrations/sqlite/0005_tlog_mark_pending.sql"),
+    ),
 ];
 
 /// Versioned PostgreSQL migrations (Aurora, through the Data API).
@@ -207,6 +218,10 @@ pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_transparency_log",
         include_str!("../migrations/postgres/0004_transparency_log.sql"),
+    ),
+    (
+        "0005_tlog_mark_pending",
+        include_str!("../migrations/postgres/0005_tlog_mark_pending.sql"),
     ),
 ];
 

@@ -12,7 +12,7 @@
 //! never sign two different checkpoints of one size, even if two integrators race.
 
 use crate::model::{StoredRecord, TlogState};
-use crate::ports::{LogError, ObjectStore, PutOutcome, StoreError, TlogStore};
+use crate::ports::{LogError, ObjectStore, PutOutcome, StoreError, TlogPending, TlogStore};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -106,14 +106,18 @@ fn edge_tiles(size: u64) -> Vec<Tile> {
     out
 }
 
-/// Integrates sequenced leaves into tiles and a signed checkpoint. One per process (the lock);
-/// across processes the state row's compare-and-set keeps it single-writer.
+/// Integrates sequenced leaves into tiles and a signed checkpoint. One per process (the lock:
+/// share it, so that the writer's integrations and the digest timer's take turns instead of
+/// racing); across processes the state row's compare-and-set keeps it single-writer.
 pub struct Integrator {
     log: Arc<dyn TlogStore>,
     store: Arc<dyn ObjectStore>,
     signer: Arc<dyn NoteSigner>,
     origin: String,
-    lock: tokio::sync::Mutex<()>,
+    /// Held for a whole integration; it keeps the last state this integrator read or advanced
+    /// the log to, so that a read made before another integration of this process advanced
+    /// the log (a marking's, waiting for the lock) is not taken for the current state.
+    lock: tokio::sync::Mutex<Option<TlogState>>,
 }
 
 impl Integrator {
@@ -126,7 +130,7 @@ impl Integrator {
             store,
             signer,
             origin,
-            lock: tokio::sync::Mutex::new(()),
+            lock: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -139,12 +143,63 @@ impl Integrator {
     /// costs two calls of the database: one read of the state with the pending leaves
     /// ([`TlogStore::tlog_pending`]) and the compare-and-set ([`TlogStore::tlog_advance`]).
     /// Leaves sequenced after the read are the next integration's (every writer batch
-    /// integrates after its own marking), so no third call checks for them.
+    /// integrates after its own marking), so no third call checks for them. The digest
+    /// function, its timer and an idle log use this; a writer that just marked has the read
+    /// in hand ([`Integrator::integrate_from`]).
     pub async fn integrate(&self) -> Result<TlogState, TlogError> {
-        let _one = self.lock.lock().await;
+        let mut last = self.lock.lock().await;
+        self.catch_up(&mut last).await
+    }
+
+    /// Integrates everything sequenced before `pending` was read: the state and leaves a
+    /// marking answered ([`crate::RequestLog::mark_audited_pending`]), so the first round
+    /// costs one call of the database, the compare-and-set, and no read. It reads again
+    /// ([`TlogStore::tlog_pending`]) only when the compare-and-set loses (another process
+    /// integrated first) or when more is pending than `pending` holds. When this integrator
+    /// already advanced the log past `pending`'s state (another batch's integration held the
+    /// lock meanwhile), it goes on from there, and when that covers every leaf of `pending`
+    /// it costs nothing.
+    pub async fn integrate_from(&self, pending: TlogPending) -> Result<TlogState, TlogError> {
+        let mut last = self.lock.lock().await;
+        let (mut state, mut leaves) = pending;
+        let next_index = state.next_index;
+        if let Some(known) = last.as_ref().filter(|k| k.size > state.size) {
+            if known.size >= next_index {
+                return Ok(TlogState {
+                    next_index: next_index.max(known.next_index),
+                    ..known.clone()
+                });
+            }
+            // Leaves are fixed once sequenced: those of `pending` past the known size extend
+            // the known tree (the compare-and-set from its size tells whether it still is the
+            // stored one).
+            let skip = (known.size - state.size) as usize;
+            leaves.drain(..skip.min(leaves.len()));
+            state = TlogState {
+                next_index,
+                ..known.clone()
+            };
+        }
+        if state.size >= next_index {
+            return Ok(state);
+        }
+        if !leaves.is_empty() {
+            if let Some(after) = self.extend(&state, &leaves).await? {
+                *last = Some(after.clone());
+                if after.size >= next_index {
+                    return Ok(after);
+                }
+            }
+        }
+        self.catch_up(&mut last).await
+    }
+
+    /// Read-extend rounds until the log is integrated up to what the read found sequenced.
+    async fn catch_up(&self, last: &mut Option<TlogState>) -> Result<TlogState, TlogError> {
         loop {
             let (state, leaves) = self.log.tlog_pending(MAX_LEAVES_PER_ROUND).await?;
             if state.size >= state.next_index {
+                *last = Some(state.clone());
                 return Ok(state);
             }
             if leaves.is_empty() {
@@ -154,6 +209,7 @@ impl Integrator {
                 )));
             }
             if let Some(after) = self.extend(&state, &leaves).await? {
+                *last = Some(after.clone());
                 if after.size >= state.next_index {
                     return Ok(after);
                 }

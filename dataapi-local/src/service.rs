@@ -280,6 +280,19 @@ pub struct Counters {
     pub commit: AtomicU64,
     /// RollbackTransaction calls.
     pub rollback: AtomicU64,
+    /// ExecuteStatement and BatchExecuteStatement calls by statement (its text with runs of
+    /// whitespace made one space), so that a benchmark can tell what the calls were for.
+    pub statements: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    /// Counts one call of `sql`.
+    fn statement(&self, sql: &str) {
+        let key = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Ok(mut m) = self.statements.lock() {
+            *m.entry(key).or_insert(0) += 1;
+        }
+    }
 }
 
 /// The service.
@@ -476,6 +489,7 @@ impl DataApi {
     pub async fn execute(&self, body: Value) -> Result<Value, ApiError> {
         self.counters.execute.fetch_add(1, Ordering::Relaxed);
         let sql = statement_sql(&body)?;
+        self.counters.statement(&sql);
         self.common(&body)?;
         let params = param_map(body.get("parameters"))?;
         let prepared = prepare_text(&sql, &params)?;
@@ -580,6 +594,7 @@ impl DataApi {
     pub async fn batch_execute(&self, body: Value) -> Result<Value, ApiError> {
         self.counters.batch_execute.fetch_add(1, Ordering::Relaxed);
         let sql = statement_sql(&body)?;
+        self.counters.statement(&sql);
         self.common(&body)?;
         let sets: Vec<HashMap<String, Parsed>> = match body.get("parameterSets") {
             None => Vec::new(),
@@ -717,10 +732,23 @@ impl DataApi {
         })
     }
 
+    /// ExecuteStatement and BatchExecuteStatement calls served so far, by statement text
+    /// (whitespace runs made one space).
+    pub fn statement_stats(&self) -> Value {
+        self.counters
+            .statements
+            .lock()
+            .map(|m| json!(*m))
+            .unwrap_or(Value::Null)
+    }
+
     /// Routes one HTTP request: `(status, error type, body)`.
     pub async fn handle(&self, method: &http::Method, path: &str, body: Bytes) -> (u16, Option<&'static str>, Value) {
         if method == http::Method::GET && path == "/_dataapi-local/stats" {
             return (200, None, self.stats());
+        }
+        if method == http::Method::GET && path == "/_dataapi-local/stats/statements" {
+            return (200, None, self.statement_stats());
         }
         if method != http::Method::POST {
             return (

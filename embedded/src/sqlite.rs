@@ -334,8 +334,15 @@ fn row_to_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
 }
 
 /// Marks and sequences in one immediate transaction: it holds SQLite's write lock from the
-/// sequencer read to the commit, so no other marker can hand out the same indexes.
-fn mark_and_sequence(conn: &mut Connection, key: &str, events: &[AuditedEvent]) -> Result<u64, LogError> {
+/// sequencer read to the commit, so no other marker can hand out the same indexes. With
+/// `pending` (a limit), it then reads the log's state and the leaves pending past the
+/// integrated size in the same transaction ([`RequestLog::mark_audited_pending`]).
+fn mark_and_sequence(
+    conn: &mut Connection,
+    key: &str,
+    events: &[AuditedEvent],
+    pending: Option<usize>,
+) -> Result<(u64, Option<tollgate_core::ports::TlogPending>), LogError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(map_err)?;
@@ -367,8 +374,41 @@ fn mark_and_sequence(conn: &mut Connection, key: &str, events: &[AuditedEvent]) 
         tx.execute(sql::tlog::SET_NEXT_INDEX, &[(":next_index", &next as &dyn ToSql)][..])
             .map_err(map_err)?;
     }
+    let pending = pending.map(|limit| read_pending(&tx, limit)).transpose()?;
     tx.commit().map_err(map_err)?;
-    Ok((next - start) as u64)
+    Ok(((next - start) as u64, pending))
+}
+
+/// The state and the leaves from its integrated size on (at most `limit`), in one statement
+/// ([`sql::tlog::PENDING`]): [`TlogStore::tlog_pending`], and the marking's answer.
+fn read_pending(conn: &Connection, limit: usize) -> Result<tollgate_core::ports::TlogPending, LogError> {
+    let mut stmt = conn.prepare_cached(sql::tlog::PENDING).map_err(map_err)?;
+    let limit_i = limit as i64;
+    let mut rows = stmt.query(&[(":limit", &limit_i as &dyn ToSql)][..]).map_err(map_err)?;
+    let state = match rows.next().map_err(map_err)? {
+        Some(r) => tlog_state_of(
+            r.get(0).map_err(map_err)?,
+            r.get(1).map_err(map_err)?,
+            r.get(2).map_err(map_err)?,
+            r.get(3).map_err(map_err)?,
+        )?,
+        None => return Err(LogError::Failed("tlog_state: no row".into())),
+    };
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        let index: i64 = row.get(4).map_err(map_err)?;
+        let hash: Option<String> = row.get(5).map_err(map_err)?;
+        let expected = state.size as i64 + out.len() as i64;
+        match hash.as_deref().and_then(tollgate_core::model::parse_hash_hex) {
+            Some(h) if index == expected => out.push(h),
+            _ => {
+                return Err(LogError::Failed(format!(
+                    "tlog: leaf {expected} missing or malformed (found index {index})"
+                )))
+            }
+        }
+    }
+    Ok((state, out))
 }
 
 impl RequestLog for SqliteRequestLog {
@@ -428,7 +468,21 @@ impl RequestLog for SqliteRequestLog {
     fn mark_audited<'a>(&'a self, key: &'a str, events: &'a [AuditedEvent]) -> BoxFuture<'a, Result<u64, LogError>> {
         let key = key.to_string();
         let events = events.to_vec();
-        Box::pin(self.write(move |conn| mark_and_sequence(conn, &key, &events)))
+        Box::pin(self.write(move |conn| mark_and_sequence(conn, &key, &events, None).map(|(n, _)| n)))
+    }
+
+    fn mark_audited_pending<'a>(
+        &'a self,
+        key: &'a str,
+        events: &'a [AuditedEvent],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<tollgate_core::ports::MarkedPending, LogError>> {
+        let key = key.to_string();
+        let events = events.to_vec();
+        Box::pin(self.write(move |conn| {
+            let (marked, pending) = mark_and_sequence(conn, &key, &events, Some(limit))?;
+            Ok(tollgate_core::ports::MarkedPending { marked, pending })
+        }))
     }
 
     fn pending_audits(
@@ -641,35 +695,7 @@ impl TlogStore for SqliteRequestLog {
     }
 
     fn tlog_pending(&self, limit: usize) -> BoxFuture<'_, Result<tollgate_core::ports::TlogPending, LogError>> {
-        Box::pin(self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(sql::tlog::PENDING).map_err(map_err)?;
-            let limit_i = limit as i64;
-            let mut rows = stmt.query(&[(":limit", &limit_i as &dyn ToSql)][..]).map_err(map_err)?;
-            let state = match rows.next().map_err(map_err)? {
-                Some(r) => tlog_state_of(
-                    r.get(0).map_err(map_err)?,
-                    r.get(1).map_err(map_err)?,
-                    r.get(2).map_err(map_err)?,
-                    r.get(3).map_err(map_err)?,
-                )?,
-                None => return Err(LogError::Failed("tlog_state: no row".into())),
-            };
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(map_err)? {
-                let index: i64 = row.get(4).map_err(map_err)?;
-                let hash: Option<String> = row.get(5).map_err(map_err)?;
-                let expected = state.size as i64 + out.len() as i64;
-                match hash.as_deref().and_then(tollgate_core::model::parse_hash_hex) {
-                    Some(h) if index == expected => out.push(h),
-                    _ => {
-                        return Err(LogError::Failed(format!(
-                            "tlog: leaf {expected} missing or malformed (found index {index})"
-                        )))
-                    }
-                }
-            }
-            Ok((state, out))
-        }))
+        Box::pin(self.read(move |conn| read_pending(conn, limit)))
     }
 
     fn tlog_leaves(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>> {

@@ -15,6 +15,7 @@ async fn sqlite_request_log_meets_the_contract() {
     let log = std::sync::Arc::new(log);
     tollgate_testkit::contract::tlog_sequencer(log.clone()).await;
     tollgate_testkit::contract::tlog_rows(&*log).await;
+    tollgate_testkit::contract::tlog_mark_pending(log.clone()).await;
     let log = std::sync::Arc::try_unwrap(log).unwrap_or_else(|_| panic!("no task holds the log"));
     // Reopening applies no migration twice and keeps the rows.
     drop(log);

@@ -16,15 +16,34 @@ use tollgate_core::http_fn::http_function;
 use tollgate_core::local::LocalFunction;
 use tollgate_core::ports::{Invoker, KeyStore, RequestLog};
 use tollgate_core::reconcile::reconcile_once;
+use tollgate_core::translog::Integrator;
 
 /// The functions linked into the process in embedded mode, by function name: the registry's
 /// `embedded` ones (`functions.toml`).
 pub fn embedded_functions(backends: &Backends) -> HashMap<String, Arc<dyn LocalFunction>> {
+    embedded_functions_sharing(backends, log_integrator(backends))
+}
+
+/// The transparency log's integrator of a process: `None` without a log signer.
+pub fn log_integrator(backends: &Backends) -> Option<Arc<Integrator>> {
+    backends
+        .log_signer
+        .clone()
+        .map(|signer| Arc::new(Integrator::new(backends.tlog.clone(), backends.trail.clone(), signer)))
+}
+
+/// [`embedded_functions`] whose audit writer integrates with `integrator`: the one the
+/// process's digest timer uses too, so that their integrations take turns on its lock instead
+/// of racing through the database's compare-and-set (a lost race costs a read and a round).
+pub fn embedded_functions_sharing(
+    backends: &Backends,
+    integrator: Option<Arc<Integrator>>,
+) -> HashMap<String, Arc<dyn LocalFunction>> {
     crate::registry::functions()
         .into_iter()
         .filter(|f| f.embedded)
         .map(|f| {
-            let handler = embedded_function(&f.name, backends).unwrap_or_else(|| {
+            let handler = embedded_function(&f.name, backends, &integrator).unwrap_or_else(|| {
                 panic!(
                     "functions.toml: {} is embedded but the ingress links no such function (add it to app::embedded_function)",
                     f.name
@@ -36,7 +55,11 @@ pub fn embedded_functions(backends: &Backends) -> HashMap<String, Arc<dyn LocalF
 }
 
 /// The in-process handler of an embedded function.
-fn embedded_function(name: &str, backends: &Backends) -> Option<Arc<dyn LocalFunction>> {
+fn embedded_function(
+    name: &str,
+    backends: &Backends,
+    integrator: &Option<Arc<Integrator>>,
+) -> Option<Arc<dyn LocalFunction>> {
     Some(match name {
         "echo" => http_function(tollgate_echo::handle),
         "requests-api" => {
@@ -49,16 +72,11 @@ fn embedded_function(name: &str, backends: &Backends) -> Option<Arc<dyn LocalFun
                 async move { api.handle(req).await }
             })
         }
-        "audit-writer" => {
-            let integrator = backends.log_signer.clone().map(|signer| {
-                Arc::new(tollgate_core::translog::Integrator::new(
-                    backends.tlog.clone(),
-                    backends.trail.clone(),
-                    signer,
-                ))
-            });
-            tollgate_audit_writer::local_function_with_log(backends.log.clone(), backends.store.clone(), integrator)
-        }
+        "audit-writer" => tollgate_audit_writer::local_function_with_log(
+            backends.log.clone(),
+            backends.store.clone(),
+            integrator.clone(),
+        ),
         _ => return None,
     })
 }

@@ -164,8 +164,13 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("opening the request log and object store")?;
     let mode = config.mode.storage.mode;
+    // Embedded mode: one integrator for the audit writer and the digest timer (its lock
+    // serializes them in-process).
+    let integrator = (mode == Mode::Embedded)
+        .then(|| app::log_integrator(&backends))
+        .flatten();
     if mode == Mode::Embedded {
-        let functions = app::embedded_functions(&backends);
+        let functions = app::embedded_functions_sharing(&backends, integrator.clone());
         let missing: Vec<&str> = routes
             .functions()
             .into_iter()
@@ -174,9 +179,11 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
             .collect();
         anyhow::ensure!(missing.is_empty(), "no embedded function named {}", missing.join(", "));
     }
-    let invoker = tollgate_ingress::backends::invoker(&config.mode, || app::embedded_functions(&backends))
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let invoker = tollgate_ingress::backends::invoker(&config.mode, || {
+        app::embedded_functions_sharing(&backends, integrator.clone())
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
     let listen = config.listen;
     let data_dir = config.mode.storage.data_dir.clone();
     if mode == Mode::Embedded {
@@ -186,15 +193,10 @@ async fn run(config: IngressConfig, routes: RouteTable) -> anyhow::Result<()> {
     }
     // Embedded mode: the in-process timer of the `audit-digest` function (integration when idle,
     // the signed digests). In AWS the scheduled function does it.
-    let digests = (mode == Mode::Embedded)
-        .then(|| backends.log_signer.clone())
-        .flatten()
-        .map(|signer| {
-            let integrator = Arc::new(tollgate_core::translog::Integrator::new(
-                backends.tlog.clone(),
-                backends.trail.clone(),
-                signer.clone(),
-            ));
+    let digests = integrator
+        .clone()
+        .zip(backends.log_signer.clone())
+        .map(|(integrator, signer)| {
             let digester = Arc::new(tollgate_core::digest::Digester::new(
                 backends.tlog.clone(),
                 backends.store.clone(),

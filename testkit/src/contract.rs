@@ -713,3 +713,108 @@ pub async fn tlog_rows<L: RequestLog + TlogStore>(log: &L) {
     assert!(log.tlog_rows(after.next_index, 10).await.expect("none").is_empty());
     assert!(log.tlog_rows(before.next_index, 0).await.expect("limit 0").is_empty());
 }
+
+/// `RequestLog::mark_audited_pending`, the marking that answers the integration's read: it
+/// marks and sequences as `mark_audited` does, and its answer is the log's state after the
+/// marking with every leaf from the integrated size up to the sequencer's next index (at most
+/// the limit; contiguous), read while the marking held the sequencer, so that concurrent
+/// markers' answers each hold all the leaves below their own next index. May run after
+/// [`tlog_sequencer`] and [`tlog_rows`] on the same log.
+pub async fn tlog_mark_pending<L: RequestLog + TlogStore>(log: std::sync::Arc<L>) {
+    let before = log.tlog_state().await.expect("state");
+    let batch = "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6e";
+    let id = |o: usize, i: usize| format!("mp-{o}-{i:03}");
+    // Object 0 spans more than one row of the PostgreSQL answer (256 leaves a row).
+    let counts = [300usize, 5, 20];
+    let rows: Vec<NewRecord> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(o, &n)| (0..n).map(move |i| (o, i)))
+        .map(|(o, i)| sample_record(&id(o, i), batch))
+        .collect();
+    log.insert_batch(&rows).await.expect("insert");
+    let object =
+        |o: usize| -> Vec<AuditedEvent> { (0..counts[o]).map(|i| audited(&id(o, i), 0x60 + o as u8)).collect() };
+    let key = |o: usize| format!("audit/v1/mp-{o}.ndjson.gz");
+
+    let first = log
+        .mark_audited_pending(&key(0), &object(0), 100_000)
+        .await
+        .expect("mark");
+    assert_eq!(first.marked, counts[0] as u64);
+    let (state, leaves) = first
+        .pending
+        .expect("this adapter answers the pending read with the marking");
+    assert_eq!(
+        state,
+        log.tlog_state().await.expect("state"),
+        "the state after the marking"
+    );
+    assert_eq!(state.next_index, before.next_index + counts[0] as u64);
+    assert_eq!(leaves.len() as u64, state.next_index - state.size, "every pending leaf");
+    assert_eq!(leaves, log.tlog_leaves(state.size, 100_000).await.expect("leaves"));
+    for (i, e) in object(0).iter().enumerate() {
+        let row = log.get(&e.request_id).await.expect("get").expect("row");
+        assert_eq!(
+            row.log_index,
+            Some(before.next_index + i as u64),
+            "sequenced in line order"
+        );
+        assert_eq!(row.leaf_hash.as_deref(), Some(e.leaf_hex().as_str()));
+    }
+
+    // Objects 1 and 2, each marked by two tasks at once: each row marked once, and each answer
+    // holds every leaf below its own next index (no marker's leaves missing from another's).
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        for o in [1, 2] {
+            let (log, events, key) = (log.clone(), object(o), key(o));
+            tasks.push(tokio::spawn(async move {
+                log.mark_audited_pending(&key, &events, 100_000).await.expect("mark")
+            }));
+        }
+    }
+    let mut marked = 0;
+    let mut answers = Vec::new();
+    for t in tasks {
+        let m = t.await.expect("task");
+        marked += m.marked;
+        answers.push(m.pending.expect("pending"));
+    }
+    assert_eq!(marked, (counts[1] + counts[2]) as u64, "each row marked once");
+    let after = log.tlog_state().await.expect("state");
+    assert_eq!(after.next_index, state.next_index + marked);
+    let all = log.tlog_leaves(after.size, 100_000).await.expect("leaves");
+    for (s, l) in &answers {
+        assert_eq!(s.size, after.size);
+        assert!(s.next_index > state.next_index && s.next_index <= after.next_index);
+        assert_eq!(l.len() as u64, s.next_index - s.size, "all leaves below its next index");
+        assert_eq!(l[..], all[..l.len()]);
+    }
+
+    // A re-drive marks nothing and still answers; a limit bounds the leaves, from the size on.
+    let again = log.mark_audited_pending(&key(2), &object(2), 7).await.expect("re-mark");
+    assert_eq!(again.marked, 0);
+    let (s, l) = again.pending.expect("pending");
+    assert_eq!(s, after);
+    assert_eq!(l[..], all[..7]);
+
+    // After a compare-and-set, the answer starts at the new size, with its root and checkpoint.
+    let root = [9u8; 32];
+    assert!(log
+        .tlog_advance(after.size, after.size + 10, &root, "checkpoint mp\n")
+        .await
+        .expect("advance"));
+    let (s, l) = log
+        .mark_audited_pending(&key(1), &object(1), 100_000)
+        .await
+        .expect("re-mark")
+        .pending
+        .expect("pending");
+    assert_eq!(
+        (s.size, s.root_hash, s.checkpoint.as_deref()),
+        (after.size + 10, Some(root), Some("checkpoint mp\n"))
+    );
+    assert_eq!(s.next_index, after.next_index);
+    assert_eq!(l[..], all[10..]);
+}

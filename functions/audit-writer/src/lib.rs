@@ -11,7 +11,7 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use tollgate_core::audit::{self, AuditFormatError};
 use tollgate_core::model::{AuditBatch, AuditWriteReport, AuditedEvent, WrittenObject};
-use tollgate_core::ports::{LogError, ObjectStore, PutOutcome, RequestLog, StoreError};
+use tollgate_core::ports::{LogError, ObjectStore, PutOutcome, RequestLog, StoreError, TlogPending};
 
 /// Parts tried per batch before giving up (each taken part means a concurrent writer made
 /// progress, so this is never reached in practice).
@@ -40,6 +40,51 @@ pub async fn write_batch(
     store: &dyn ObjectStore,
     batch: AuditBatch,
 ) -> Result<AuditWriteReport, WriteError> {
+    Ok(write(log, store, batch, false).await?.0)
+}
+
+/// [`write_batch`] for a writer that integrates the transparency log next: its markings also
+/// answer the log's state and pending leaves ([`RequestLog::mark_audited_pending`], in the
+/// same calls), and the last marking's answer is returned for
+/// [`tollgate_core::translog::Integrator::integrate_from`], so the integration reads nothing
+/// itself. `None` when nothing was marked or the log does not answer it.
+pub async fn write_batch_pending(
+    log: &dyn RequestLog,
+    store: &dyn ObjectStore,
+    batch: AuditBatch,
+) -> Result<(AuditWriteReport, Option<TlogPending>), WriteError> {
+    write(log, store, batch, true).await
+}
+
+/// Marks `events` audited in `key`, with the log's pending read when `pending` asks for it
+/// (the last answer is kept: it was read after every earlier marking of the batch).
+async fn mark(
+    log: &dyn RequestLog,
+    key: &str,
+    events: &[AuditedEvent],
+    pending: &mut Option<Option<TlogPending>>,
+) -> Result<u64, LogError> {
+    match pending {
+        None => log.mark_audited(key, events).await,
+        Some(last) => {
+            let m = log
+                .mark_audited_pending(key, events, tollgate_core::translog::MAX_LEAVES_PER_ROUND)
+                .await?;
+            if m.pending.is_some() {
+                *last = m.pending;
+            }
+            Ok(m.marked)
+        }
+    }
+}
+
+async fn write(
+    log: &dyn RequestLog,
+    store: &dyn ObjectStore,
+    batch: AuditBatch,
+    with_pending: bool,
+) -> Result<(AuditWriteReport, Option<TlogPending>), WriteError> {
+    let mut pending: Option<Option<TlogPending>> = with_pending.then_some(None);
     audit::batch_time(&batch.batch_id)?;
     // Sorted by request id (and deduplicated), so the same events always encode to the same bytes.
     let mut remaining: BTreeMap<String, String> = BTreeMap::new();
@@ -54,7 +99,7 @@ pub async fn write_batch(
     };
     for part in 0..MAX_PARTS {
         if remaining.is_empty() {
-            return Ok(report);
+            return Ok((report, pending.flatten()));
         }
         let key = audit::object_key(&batch.batch_id, part)?;
         let body = Bytes::from(audit::encode(remaining.values().map(String::as_str)));
@@ -68,13 +113,13 @@ pub async fn write_batch(
                         request_id,
                     })
                     .collect();
-                report.rows_marked += log.mark_audited(&key, &events).await?;
+                report.rows_marked += mark(log, &key, &events, &mut pending).await?;
                 report.objects.push(WrittenObject {
                     key,
                     events: events.len(),
                     created: true,
                 });
-                return Ok(report);
+                return Ok((report, pending.flatten()));
             }
             PutOutcome::AlreadyExists => {
                 let existing = store
@@ -93,7 +138,7 @@ pub async fn write_batch(
                     }
                 }
                 if !held.is_empty() {
-                    report.rows_marked += log.mark_audited(&key, &held).await?;
+                    report.rows_marked += mark(log, &key, &held, &mut pending).await?;
                     report.objects.push(WrittenObject {
                         key,
                         events: held.len(),
@@ -104,7 +149,7 @@ pub async fn write_batch(
         }
     }
     if remaining.is_empty() {
-        Ok(report)
+        Ok((report, pending.flatten()))
     } else {
         Err(WriteError::PartsExhausted(batch.batch_id))
     }
@@ -142,9 +187,12 @@ pub fn local_function_with_log(
     tollgate_core::http_fn::json_function(move |batch: AuditBatch| {
         let (log, store, integrator) = (log.clone(), store.clone(), integrator.clone());
         async move {
-            let report = write_batch(&*log, &*store, batch).await?;
-            if let Some(i) = integrator.filter(|_| report.rows_marked > 0) {
-                integrate(&i).await;
+            let Some(integrator) = integrator else {
+                return write_batch(&*log, &*store, batch).await;
+            };
+            let (report, pending) = write_batch_pending(&*log, &*store, batch).await?;
+            if report.rows_marked > 0 {
+                integrate_after(&integrator, pending).await;
             }
             Ok::<_, WriteError>(report)
         }
@@ -155,6 +203,18 @@ pub fn local_function_with_log(
 /// marked and sequenced, and the next integration (any batch's, or the timer's) takes them.
 pub async fn integrate(integrator: &tollgate_core::translog::Integrator) {
     if let Err(e) = integrator.integrate().await {
+        tracing::warn!(error = %e, "tlog: integration failed; the next one retries");
+    }
+}
+
+/// [`integrate`] after a batch this writer marked, from its marking's pending read when it
+/// has one ([`write_batch_pending`]): one call of the database a round instead of two.
+pub async fn integrate_after(integrator: &tollgate_core::translog::Integrator, pending: Option<TlogPending>) {
+    let result = match pending {
+        Some(p) => integrator.integrate_from(p).await,
+        None => integrator.integrate().await,
+    };
+    if let Err(e) = result {
         tracing::warn!(error = %e, "tlog: integration failed; the next one retries");
     }
 }
@@ -357,6 +417,127 @@ mod tests {
         }
         // Nothing new: no new checkpoint.
         integrator.integrate().await.unwrap();
+        assert_eq!(ObjectStore::list(&*f.store, "log/checkpoint/").await.unwrap().len(), 4);
+    }
+
+    /// The request log's `TlogStore`, counting the integration's reads and compare-and-sets.
+    struct CountingTlog {
+        inner: Arc<SqliteRequestLog>,
+        reads: std::sync::atomic::AtomicU64,
+        advances: std::sync::atomic::AtomicU64,
+    }
+
+    impl tollgate_core::TlogStore for CountingTlog {
+        fn tlog_state(&self) -> tollgate_core::BoxFuture<'_, Result<tollgate_core::model::TlogState, LogError>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tollgate_core::TlogStore::tlog_state(&*self.inner)
+        }
+        fn tlog_leaves(
+            &self,
+            from: u64,
+            limit: usize,
+        ) -> tollgate_core::BoxFuture<'_, Result<Vec<[u8; 32]>, LogError>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tollgate_core::TlogStore::tlog_leaves(&*self.inner, from, limit)
+        }
+        fn tlog_pending(&self, limit: usize) -> tollgate_core::BoxFuture<'_, Result<TlogPending, LogError>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tollgate_core::TlogStore::tlog_pending(&*self.inner, limit)
+        }
+        fn tlog_object_rows<'a>(
+            &'a self,
+            keys: &'a [String],
+        ) -> tollgate_core::BoxFuture<'a, Result<Vec<tollgate_core::ports::ObjectRow>, LogError>> {
+            tollgate_core::TlogStore::tlog_object_rows(&*self.inner, keys)
+        }
+        fn tlog_rows(
+            &self,
+            from: u64,
+            limit: usize,
+        ) -> tollgate_core::BoxFuture<'_, Result<Vec<tollgate_core::ports::IndexedRow>, LogError>> {
+            tollgate_core::TlogStore::tlog_rows(&*self.inner, from, limit)
+        }
+        fn tlog_advance<'a>(
+            &'a self,
+            old_size: u64,
+            new_size: u64,
+            root_hash: &'a [u8; 32],
+            checkpoint: &'a str,
+        ) -> tollgate_core::BoxFuture<'a, Result<bool, LogError>> {
+            self.advances.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tollgate_core::TlogStore::tlog_advance(&*self.inner, old_size, new_size, root_hash, checkpoint)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn integrating_from_the_markings_answer_reads_nothing_and_builds_the_same_log() {
+        use std::sync::atomic::Ordering;
+        use tollgate_core::translog::{prove, Integrator, ProofOutcome};
+        let f = fixture(600).await;
+        let counting = Arc::new(CountingTlog {
+            inner: f.log.clone(),
+            reads: Default::default(),
+            advances: Default::default(),
+        });
+        let signer = Arc::new(tollgate_tlog::Ed25519Signer::from_seed("tollgate.test/log", &[5; 32]).unwrap());
+        let verifiers = tollgate_tlog::Verifiers::new(vec![signer.verifier_key()]);
+        let integrator = Integrator::new(counting.clone(), f.store.clone(), signer.clone());
+        // Batches crossing tile boundaries (256, 512), each integrated from its own marking.
+        for range in [0..1, 1..300, 300..555, 555..600] {
+            let (report, pending) = write_batch_pending(&*f.log, &*f.store, batch(&f.batch_id, range.clone()))
+                .await
+                .unwrap();
+            assert_eq!(report.rows_marked, range.len() as u64);
+            integrate_after(
+                &integrator,
+                Some(pending.expect("SQLite answers the read with the marking")),
+            )
+            .await;
+        }
+        assert_eq!(counting.reads.load(Ordering::Relaxed), 0, "no read of its own");
+        assert_eq!(
+            counting.advances.load(Ordering::Relaxed),
+            4,
+            "one compare-and-set a batch"
+        );
+        // A retried batch marks nothing and answers nothing to integrate.
+        let (again, pending) = write_batch_pending(&*f.log, &*f.store, batch(&f.batch_id, 555..600))
+            .await
+            .unwrap();
+        assert_eq!(again.rows_marked, 0);
+        let (state, leaves) = pending.expect("a re-drive still answers");
+        assert_eq!((state.size, state.next_index, leaves.len()), (600, 600, 0));
+        // The log is the one the objects' lines make: root, checkpoint, proofs from the tiles.
+        let state = tollgate_core::TlogStore::tlog_state(&*f.log).await.unwrap();
+        let cp = tollgate_tlog::Checkpoint::open(state.checkpoint.as_deref().unwrap().as_bytes(), &verifiers).unwrap();
+        let mut by_index = std::collections::BTreeMap::new();
+        for k in ObjectStore::list(&*f.store, "audit/v1/").await.unwrap() {
+            for line in audit::decode(&ObjectStore::get(&*f.store, &k).await.unwrap().unwrap()).unwrap() {
+                let row = tollgate_core::RequestLog::get(&*f.log, &audit::event_request_id(&line).unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                by_index.insert(row.log_index.unwrap(), line);
+            }
+        }
+        let mut tree = tollgate_tlog::merkle::MemoryTree::new();
+        for line in by_index.values() {
+            tree.append(line.as_bytes());
+        }
+        assert_eq!((cp.size, cp.root), (600, tree.root(600).unwrap()));
+        for i in [0u64, 255, 256, 299, 554, 599] {
+            let row = tollgate_core::RequestLog::get(&*f.log, &audit::event_request_id(&by_index[&i]).unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            let ProofOutcome::Ready(proof) = prove(&*f.log, &*f.store, &row).await.unwrap() else {
+                panic!("integrated");
+            };
+            assert_eq!(
+                tollgate_tlog::verify_proof(&proof, by_index[&i].as_bytes(), &verifiers).unwrap(),
+                (i, 600)
+            );
+        }
         assert_eq!(ObjectStore::list(&*f.store, "log/checkpoint/").await.unwrap().len(), 4);
     }
 

@@ -23,9 +23,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<AuditBatch>| {
         let (backends, integrator) = (backends.clone(), integrator.clone());
         async move {
-            let report = tollgate_audit_writer::write_batch(&*backends.log, &*backends.store, event.payload).await?;
-            if let Some(i) = integrator.filter(|_| report.rows_marked > 0) {
-                tollgate_audit_writer::integrate(&i).await;
+            let Some(integrator) = integrator else {
+                return tollgate_audit_writer::write_batch(&*backends.log, &*backends.store, event.payload).await;
+            };
+            // The marking answers the integration's read (one Data API call a round, not two).
+            let (report, pending) =
+                tollgate_audit_writer::write_batch_pending(&*backends.log, &*backends.store, event.payload).await?;
+            if report.rows_marked > 0 {
+                tollgate_audit_writer::integrate_after(&integrator, pending).await;
             }
             Ok::<_, tollgate_audit_writer::WriteError>(report)
         }

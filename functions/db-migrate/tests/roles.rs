@@ -147,6 +147,13 @@ async fn each_role_can_do_what_its_component_does_and_nothing_more() {
     let state = writer.tlog_state().await.expect("the writer reads the log state");
     assert_eq!(state.next_index, 1, "{state:?}");
     assert_eq!(writer.tlog_leaves(0, 10).await.unwrap().len(), 1);
+    // The marking that answers the integration's read (migration 0005's function, as the writer).
+    let m = writer
+        .mark_audited_pending("audit/v1/k2", &[audited("role-2")], 100)
+        .await
+        .expect("the writer marks with the pending read");
+    let (state, leaves) = m.pending.expect("the log's state and pending leaves");
+    assert_eq!((m.marked, state.next_index, state.size, leaves.len()), (1, 2, 0, 2));
     assert!(writer.find_key("nokey").await.unwrap().is_none(), "key lookups");
     assert!(writer.get("role-1").await.unwrap().is_some());
     for forbidden in [

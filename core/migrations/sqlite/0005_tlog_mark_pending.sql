@@ -1,0 +1,3 @@
+-- The twin of the PostgreSQL migration 0005 (tlog_mark_audited_pending): SQLite has no stored
+-- functions, and needs none here. Its marking transaction reads the log's state and the pending
+-- leaves itself (embedded/src/sqlite.rs, mark_and_sequence), still holding the write lock.
