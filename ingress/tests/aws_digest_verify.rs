@@ -57,21 +57,7 @@ async fn until_just_after_a_period_closes() {
 /// (`RequestResponse`) here so the test reads its report; EventBridge invokes asynchronously,
 /// and the function does the same either way. Panics, with the function's error, if it fails.
 async fn digest_pass(stack: &AwsStack) -> serde_json::Value {
-    let endpoint = stack
-        .env
-        .iter()
-        .find(|(k, _)| k == "AWS_ENDPOINT_URL_LAMBDA")
-        .unwrap()
-        .1
-        .clone();
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(endpoint)
-        .build();
+    let config = stack.lambda_config().build();
     let schedule = std::fs::read(workspace_root().join("events/audit-digest-schedule.json")).unwrap();
     let out = aws_sdk_lambda::Client::from_conf(config)
         .invoke()
@@ -203,32 +189,6 @@ fn tally(report: &serde_json::Value, what: &str) -> (u64, u64) {
     )
 }
 
-/// Sends `n` echo requests over 4 connections; every one answered 200.
-async fn burst(addr: std::net::SocketAddr, tag: &str, n: usize) -> Vec<String> {
-    let mut tasks = Vec::new();
-    for c in 0..4 {
-        let tag = tag.to_string();
-        tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(addr).await;
-            let mut ids = Vec::new();
-            for i in (c..n).step_by(4) {
-                let r = client
-                    .send("POST", &format!("/v1/echo/digest/{tag}/{i}"), &[], format!("{tag} {i}"))
-                    .await
-                    .expect("answered");
-                assert_eq!(r.status, 200, "{:?}", r.body);
-                ids.push(r.request_id());
-            }
-            ids
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        ids.extend(t.await.unwrap());
-    }
-    ids
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_mode_digests_verify_and_tampering_is_named() {
     let extra = settings();
@@ -248,7 +208,7 @@ async fn aws_mode_digests_verify_and_tampering_is_named() {
     // Two bursts in two periods, each written (and sequenced, and integrated) by the
     // audit-writer Lambda before the next step.
     let all_audited = || async { stack.rows().1 == 0 };
-    let mut ids = burst(addr, "a", 20).await;
+    let mut ids = echo_burst(addr, "/v1/echo/digest/a", 4, 5).await;
     assert!(
         eventually(Duration::from_secs(30), all_audited).await,
         "events not audited"
@@ -257,7 +217,7 @@ async fn aws_mode_digests_verify_and_tampering_is_named() {
     let second_burst = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    ids.extend(burst(addr, "b", 20).await);
+    ids.extend(echo_burst(addr, "/v1/echo/digest/b", 4, 5).await);
     assert!(
         eventually(Duration::from_secs(30), all_audited).await,
         "events not audited"

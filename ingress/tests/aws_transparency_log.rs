@@ -47,26 +47,7 @@ async fn aws_mode_signs_checkpoints_with_kms_and_serves_verifiable_proofs() {
     let addr = proc.addr;
 
     // Concurrent requests: several writer batches, each integrated after it is marked.
-    let mut tasks = Vec::new();
-    for c in 0..8 {
-        tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(addr).await;
-            let mut ids = Vec::new();
-            for i in 0..15 {
-                let r = client
-                    .send("POST", &format!("/v1/echo/tlog/{c}/{i}"), &[], format!("{c} {i}"))
-                    .await
-                    .expect("answered");
-                assert_eq!(r.status, 200, "{:?}", r.body);
-                ids.push(r.request_id());
-            }
-            ids
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        ids.extend(t.await.unwrap());
-    }
+    let ids = echo_burst(addr, "/v1/echo/tlog", 8, 15).await;
 
     // The vkey, as `tollgate log-key` prints it in aws mode: the KMS key's public key, named
     // as the origin; the same as the library's `verifier_key` gives.

@@ -318,8 +318,8 @@ impl AwsStack {
         .await
     }
 
-    /// A Lambda client on the emulator (one attempt per call), as the ingress makes.
-    pub fn lambda_invoker(&self) -> tollgate_aws::lambda::LambdaInvoker {
+    /// The Lambda client configuration of the emulator (its endpoint, test credentials).
+    pub fn lambda_config(&self) -> aws_sdk_lambda::config::Builder {
         let endpoint = self
             .env
             .iter()
@@ -327,14 +327,18 @@ impl AwsStack {
             .unwrap()
             .1
             .clone();
-        let config = aws_sdk_lambda::Config::builder()
+        aws_sdk_lambda::Config::builder()
             .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
             .region(aws_sdk_lambda::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_lambda::config::Credentials::new(
                 "local", "local", None, None, "test",
             ))
-            .endpoint_url(endpoint);
-        tollgate_aws::lambda::LambdaInvoker::from_config(config)
+            .endpoint_url(endpoint)
+    }
+
+    /// A Lambda client on the emulator (one attempt per call), as the ingress makes.
+    pub fn lambda_invoker(&self) -> tollgate_aws::lambda::LambdaInvoker {
+        tollgate_aws::lambda::LambdaInvoker::from_config(self.lambda_config())
     }
 
     /// The environment of an aws-mode process on this stack.

@@ -460,6 +460,33 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&st
         .expect("request")
 }
 
+/// `per_connection` echo requests on each of `connections` keep-alive connections at once, to
+/// `{prefix}/{connection}/{i}`; every one must be answered 200. Their request ids.
+pub async fn echo_burst(addr: SocketAddr, prefix: &str, connections: usize, per_connection: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await;
+            let mut ids = Vec::new();
+            for i in 0..per_connection {
+                let r = client
+                    .send("POST", &format!("{prefix}/{c}/{i}"), &[], format!("{c} {i}"))
+                    .await
+                    .expect("answered");
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                ids.push(r.request_id());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    ids
+}
+
 /// Rows per request id, read straight from the SQLite file.
 pub fn rows_by_id(data_dir: &Path) -> BTreeMap<String, (u16, Option<String>)> {
     let conn = rusqlite::Connection::open(data_dir.join(DB_FILE)).unwrap();
