@@ -290,6 +290,31 @@ mod tests {
         (keys.len(), counts)
     }
 
+    /// Every line of the fixture's objects by its row's log index, and the tree they make in
+    /// index order (what the log must be).
+    async fn log_of_objects(
+        f: &Fixture,
+    ) -> (
+        std::collections::BTreeMap<u64, String>,
+        tollgate_tlog::merkle::MemoryTree,
+    ) {
+        let mut by_index = std::collections::BTreeMap::new();
+        for k in ObjectStore::list(&*f.store, "audit/v1/").await.unwrap() {
+            for line in audit::decode(&ObjectStore::get(&*f.store, &k).await.unwrap().unwrap()).unwrap() {
+                let row = tollgate_core::RequestLog::get(&*f.log, &audit::event_request_id(&line).unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                by_index.insert(row.log_index.unwrap(), line);
+            }
+        }
+        let mut tree = tollgate_tlog::merkle::MemoryTree::new();
+        for line in by_index.values() {
+            tree.append(line.as_bytes());
+        }
+        (by_index, tree)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_retried_batch_is_a_no_op() {
         let f = fixture(5).await;
@@ -382,20 +407,7 @@ mod tests {
         let cp = tollgate_tlog::Checkpoint::open(state.checkpoint.as_deref().unwrap().as_bytes(), &verifiers).unwrap();
         assert_eq!(cp.size, 600);
         // The root recomputed from the objects' lines in index order.
-        let mut by_index = std::collections::BTreeMap::new();
-        for k in ObjectStore::list(&*f.store, "audit/v1/").await.unwrap() {
-            for line in audit::decode(&ObjectStore::get(&*f.store, &k).await.unwrap().unwrap()).unwrap() {
-                let row = tollgate_core::RequestLog::get(&*f.log, &audit::event_request_id(&line).unwrap())
-                    .await
-                    .unwrap()
-                    .unwrap();
-                by_index.insert(row.log_index.unwrap(), line);
-            }
-        }
-        let mut tree = tollgate_tlog::merkle::MemoryTree::new();
-        for line in by_index.values() {
-            tree.append(line.as_bytes());
-        }
+        let (by_index, tree) = log_of_objects(&f).await;
         assert_eq!(tree.root(600).unwrap(), cp.root);
         assert_eq!(state.root_hash, Some(cp.root));
         // Every checkpoint is kept, one object per size.
@@ -510,20 +522,7 @@ mod tests {
         // The log is the one the objects' lines make: root, checkpoint, proofs from the tiles.
         let state = tollgate_core::TlogStore::tlog_state(&*f.log).await.unwrap();
         let cp = tollgate_tlog::Checkpoint::open(state.checkpoint.as_deref().unwrap().as_bytes(), &verifiers).unwrap();
-        let mut by_index = std::collections::BTreeMap::new();
-        for k in ObjectStore::list(&*f.store, "audit/v1/").await.unwrap() {
-            for line in audit::decode(&ObjectStore::get(&*f.store, &k).await.unwrap().unwrap()).unwrap() {
-                let row = tollgate_core::RequestLog::get(&*f.log, &audit::event_request_id(&line).unwrap())
-                    .await
-                    .unwrap()
-                    .unwrap();
-                by_index.insert(row.log_index.unwrap(), line);
-            }
-        }
-        let mut tree = tollgate_tlog::merkle::MemoryTree::new();
-        for line in by_index.values() {
-            tree.append(line.as_bytes());
-        }
+        let (by_index, tree) = log_of_objects(&f).await;
         assert_eq!((cp.size, cp.root), (600, tree.root(600).unwrap()));
         for i in [0u64, 255, 256, 299, 554, 599] {
             let row = tollgate_core::RequestLog::get(&*f.log, &audit::event_request_id(&by_index[&i]).unwrap())
