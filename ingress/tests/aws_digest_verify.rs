@@ -195,14 +195,7 @@ async fn aws_mode_digests_verify_and_tampering_is_named() {
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let stack = AwsStack::start_with_kms_log_and(&extra).await;
     let root = workspace_root();
-    stack.migrate(&root);
-    let mut env = stack.env_refs();
-    env.extend([
-        ("TOLLGATE_TRUSTED_PROXIES", "0"),
-        ("TOLLGATE_RECONCILE_INTERVAL_MS", "0"),
-        ("TOLLGATE_AUDIT_BATCH_MAX_AGE_MS", "100"),
-    ]);
-    let mut proc = Proc::spawn(&root, &env);
+    let mut proc = stack.ingress(&root, "100");
     let addr = proc.addr;
 
     // Two bursts in two periods, each written (and sequenced, and integrated) by the

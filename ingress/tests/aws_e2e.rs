@@ -54,15 +54,8 @@ async fn load(addr: std::net::SocketAddr, clients: usize, per_client: usize, tag
 async fn aws_mode_records_and_audits_every_request_through_an_outage() {
     let mut stack = AwsStack::start().await;
     let root = workspace_root();
-    stack.migrate(&root);
-    let mut env = stack.env_refs();
-    env.extend([
-        ("TOLLGATE_TRUSTED_PROXIES", "0"),
-        // As in template.yaml: the tasks do not reconcile; the scheduled function does.
-        ("TOLLGATE_RECONCILE_INTERVAL_MS", "0"),
-        ("TOLLGATE_AUDIT_BATCH_MAX_AGE_MS", "200"),
-    ]);
-    let mut proc = Proc::spawn(&root, &env);
+    // As in template.yaml: the tasks do not reconcile; the scheduled function does.
+    let mut proc = stack.ingress(&root, "200");
     let addr = proc.addr;
 
     // Healthy: a concurrent mix of good and bad requests.
@@ -101,7 +94,7 @@ async fn aws_mode_records_and_audits_every_request_through_an_outage() {
     let cli = std::process::Command::new(binary())
         .current_dir(&root)
         .args(["requests", "get", &id])
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .envs(stack.env_refs())
         .output()
         .unwrap();
     assert!(cli.status.success(), "tollgate requests get in aws mode: {cli:?}");

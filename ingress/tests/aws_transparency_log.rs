@@ -36,14 +36,7 @@ async fn event_line(stack: &AwsStack, object_key: &str, id: &str) -> String {
 async fn aws_mode_signs_checkpoints_with_kms_and_serves_verifiable_proofs() {
     let stack = AwsStack::start_with_kms_log().await;
     let root = workspace_root();
-    stack.migrate(&root);
-    let mut env = stack.env_refs();
-    env.extend([
-        ("TOLLGATE_TRUSTED_PROXIES", "0"),
-        ("TOLLGATE_RECONCILE_INTERVAL_MS", "0"),
-        ("TOLLGATE_AUDIT_BATCH_MAX_AGE_MS", "100"),
-    ]);
-    let mut proc = Proc::spawn(&root, &env);
+    let mut proc = stack.ingress(&root, "100");
     let addr = proc.addr;
 
     // Concurrent requests: several writer batches, each integrated after it is marked.
@@ -54,7 +47,7 @@ async fn aws_mode_signs_checkpoints_with_kms_and_serves_verifiable_proofs() {
     let out = std::process::Command::new(binary())
         .current_dir(&root)
         .arg("log-key")
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .envs(stack.env_refs())
         .output()
         .unwrap();
     assert!(

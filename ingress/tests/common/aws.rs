@@ -372,6 +372,20 @@ impl AwsStack {
         self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
 
+    /// Migrates, then starts the ingress in aws mode on this stack as the template runs it: no
+    /// reconciling in the task (the scheduled function does it), no trusted proxy, and audit
+    /// batches that close after `batch_max_age_ms`.
+    pub fn ingress(&self, root: &Path, batch_max_age_ms: &str) -> super::Proc {
+        self.migrate(root);
+        let mut env = self.env_refs();
+        env.extend([
+            ("TOLLGATE_TRUSTED_PROXIES", "0"),
+            ("TOLLGATE_RECONCILE_INTERVAL_MS", "0"),
+            ("TOLLGATE_AUDIT_BATCH_MAX_AGE_MS", batch_max_age_ms),
+        ]);
+        super::Proc::spawn(root, &env)
+    }
+
     /// Runs `tollgate migrate` in aws mode.
     pub fn migrate(&self, cwd: &Path) {
         let out = Command::new(super::binary())
