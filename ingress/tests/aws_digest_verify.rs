@@ -237,13 +237,7 @@ async fn aws_mode_digests_verify_and_tampering_is_named() {
     );
 
     // The verifier key, as the stack output gives it: the KMS key's public key under the origin.
-    let out = tollgate(&stack, &["log-key"]);
-    assert!(
-        out.status.success(),
-        "tollgate log-key: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let vkey = stack.log_key(&root);
     assert!(vkey.starts_with(&format!("{LOG_ORIGIN}+")), "{vkey}");
 
     // A clean trail: exit 0, every count what the stores hold, no finding.

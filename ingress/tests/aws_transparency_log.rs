@@ -44,18 +44,7 @@ async fn aws_mode_signs_checkpoints_with_kms_and_serves_verifiable_proofs() {
 
     // The vkey, as `tollgate log-key` prints it in aws mode: the KMS key's public key, named
     // as the origin; the same as the library's `verifier_key` gives.
-    let out = std::process::Command::new(binary())
-        .current_dir(&root)
-        .arg("log-key")
-        .envs(stack.env_refs())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tollgate log-key: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let vkey = stack.log_key(&root);
     assert!(vkey.starts_with(&format!("{LOG_ORIGIN}+")), "{vkey}");
     let kms = stack.kms.as_ref().unwrap();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())

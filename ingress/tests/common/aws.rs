@@ -386,6 +386,23 @@ impl AwsStack {
         super::Proc::spawn(root, &env)
     }
 
+    /// The log's verifier key as `tollgate log-key` prints it in aws mode (the KMS key's public
+    /// key, named as the origin); the command must succeed.
+    pub fn log_key(&self, cwd: &Path) -> String {
+        let out = Command::new(super::binary())
+            .current_dir(cwd)
+            .arg("log-key")
+            .envs(self.env_refs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tollgate log-key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     /// Runs `tollgate migrate` in aws mode.
     pub fn migrate(&self, cwd: &Path) {
         let out = Command::new(super::binary())
